@@ -1,0 +1,24 @@
+//! The on-disk archive: one file per podcast, `<INDEX_DIR>/<podcast>/rag.podmap`.
+//!
+//! ```text
+//! offset 0      header (4096 bytes): magic, version, rkyv features, schema hash, model,
+//!               dimensions, counts, input fingerprint, section table, header checksum
+//! offset 4096   matrix section: item_count × dims f32, little-endian, row-major,
+//!               L2-normalised rows (zero rows for items without an embedding)
+//! 64-aligned    meta section: rkyv archive of [`records::PodcastRecord`]
+//! ```
+//!
+//! The matrix is raw rather than inside rkyv so that it is one contiguous, 4096-aligned block
+//! that SIMD kernels scan directly, that has no 32-bit offset limit, and that open never has to
+//! touch. `docs/FORMAT.md` is the full contract.
+
+pub mod format;
+pub mod records;
+pub mod writer;
+
+pub use format::{Header, SectionKind, FORMAT_VERSION, MAGIC};
+pub use records::{ItemRecord, ManifestRecord, PodcastRecord, SubjectRecord};
+pub use writer::{ArchiveWriter, InputFingerprint};
+
+/// File name of a podcast's archive inside `<INDEX_DIR>/<podcast>/`.
+pub const ARCHIVE_FILE: &str = "rag.podmap";

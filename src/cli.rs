@@ -1,0 +1,451 @@
+//! The `podmap` command line: argument definitions and what each command prints.
+//!
+//! stdout carries results (one summary line per podcast, search hits, headers) and stays
+//! machine-readable with `--json`; progress bars and diagnostics go to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use serde_json::json;
+
+use podmap::archive::format::SectionKind;
+use podmap::convert::{self, ConvertOptions, Outcome};
+use podmap::index::{archive_path, list_archives};
+use podmap::mem::ProcessMemory;
+use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
+
+/// podmap: memory-mapped indexes for podcast archives.
+///
+/// Convert the JSON that the ingest pipeline writes (`db/<podcast>/rag-embeddings.json`) into
+/// binary archives once, then search them without parsing anything.
+#[derive(Debug, Parser)]
+#[command(name = "podmap", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert each podcast's rag-embeddings.json into an archive.
+    ///
+    /// Streams every input (memory does not grow with file size), converts podcasts in
+    /// parallel and replaces each archive atomically: a failed conversion leaves the previous
+    /// archive as it was. Inputs whose size and mtime match the archive are skipped.
+    /// Exits non-zero if any podcast failed, after converting the others.
+    Convert(ConvertArgs),
+    /// Search one podcast by vector (cosine, exact top-k) or by text (lexical).
+    Search(SearchArgs),
+    /// Print an archive's header.
+    Inspect(InspectArgs),
+    /// Check every archive in an index directory fully (checksums and structure).
+    ///
+    /// Exits non-zero if any archive fails.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// Data root in the original layout (holds db/<podcast>/rag-embeddings.json).
+    #[arg(long, value_name = "ROOT")]
+    data: PathBuf,
+    /// Index directory to write; each podcast goes to <INDEX_DIR>/<podcast>/rag.podmap.
+    #[arg(long, value_name = "INDEX_DIR")]
+    out: PathBuf,
+    /// Convert only this podcast (repeatable). Default: every podcast under ROOT/db.
+    #[arg(long = "podcast", value_name = "ID")]
+    podcasts: Vec<String>,
+    /// Convert even if the input has not changed since the archive was written.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Source {
+    /// The memory-mapped archive (fast path).
+    Mmap,
+    /// The original JSON, parsed into memory the way the original server does (baseline).
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// Index directory written by `podmap convert` (with --source mmap).
+    #[arg(long, value_name = "INDEX_DIR", required_if_eq("source", "mmap"))]
+    index: Option<PathBuf>,
+    /// Podcast id.
+    #[arg(long, value_name = "ID")]
+    podcast: String,
+    /// JSON file with one query vector (an array of floats) or several (an array of arrays).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "text",
+        required_unless_present = "text"
+    )]
+    vector: Option<PathBuf>,
+    /// Lexical search with the original server's scoring (for podcasts without embeddings).
+    #[arg(long, value_name = "QUERY")]
+    text: Option<String>,
+    /// Number of hits per query.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    top_k: usize,
+    /// Only episodes in FROM..=TO, e.g. `--episodes 10..20`.
+    #[arg(long, value_name = "FROM..TO", value_parser = parse_range)]
+    episodes: Option<(u32, u32)>,
+    /// Only this episode (repeatable); combine several for a set.
+    #[arg(long = "episode", value_name = "N", conflicts_with = "episodes")]
+    episode_set: Vec<u32>,
+    /// Print one JSON line per query instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Where to read the podcast from.
+    #[arg(long, value_enum, default_value_t = Source::Mmap)]
+    source: Source,
+    /// Data root in the original layout (with --source json).
+    #[arg(long, value_name = "ROOT", required_if_eq("source", "json"))]
+    data: Option<PathBuf>,
+    /// Print this process's memory use to stderr as JSON when done (for benchmarks).
+    #[arg(long, hide = true)]
+    report_memory: bool,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// An archive: <INDEX_DIR>/<podcast> or the rag.podmap file itself.
+    path: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Index directory written by `podmap convert`.
+    index: PathBuf,
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (from, to) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected FROM..TO, got {s:?}"))?;
+    let from: u32 = from
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad FROM {from:?}: {e}"))?;
+    let to: u32 = to
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad TO {to:?}: {e}"))?;
+    if from > to {
+        return Err(format!("FROM {from} is after TO {to}"));
+    }
+    Ok((from, to))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Convert(args) => run_convert(args),
+        Command::Search(args) => run_search(args),
+        Command::Inspect(args) => run_inspect(args),
+        Command::Verify(args) => run_verify(args),
+    }
+}
+
+fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
+    let opts = ConvertOptions {
+        data_root: args.data,
+        out_dir: args.out,
+        podcasts: args.podcasts,
+        force: args.force,
+    };
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let progress = MultiProgress::with_draw_target(target);
+    let reports = convert::convert_all(&opts, &progress)
+        .with_context(|| format!("cannot read data root {}", opts.data_root.display()))?;
+    if reports.is_empty() {
+        bail!(
+            "no podcasts found: expected {}/db/<podcast>/rag-embeddings.json",
+            opts.data_root.display()
+        );
+    }
+    let mut failed = 0;
+    let mut stdout = std::io::stdout().lock();
+    for r in &reports {
+        let secs = r.elapsed.as_secs_f64();
+        match &r.result {
+            Ok(Outcome::Converted(w)) => writeln!(
+                stdout,
+                "{}: {} items ({} embedded), {} dims, {} in, {} out, {:.2} s",
+                r.podcast,
+                w.items,
+                w.embedded,
+                w.dims,
+                human_bytes(r.input_bytes),
+                human_bytes(w.bytes),
+                secs
+            )?,
+            Ok(Outcome::Unchanged(path)) => writeln!(
+                stdout,
+                "{}: unchanged ({} is up to date; --force converts anyway)",
+                r.podcast,
+                path.display()
+            )?,
+            Err(e) => {
+                failed += 1;
+                writeln!(stdout, "{}: FAILED", r.podcast)?;
+                eprintln!("podmap: error: {}: {e}", r.podcast);
+            }
+        }
+    }
+    let mem = ProcessMemory::current();
+    eprintln!(
+        "podmap: {} podcast(s), {} failed; peak memory {}",
+        reports.len(),
+        failed,
+        human_bytes(mem.peak_rss_kib * 1024)
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let index: Box<dyn SearchIndex> = match args.source {
+        Source::Mmap => {
+            let dir = args.index.as_deref().expect("required by clap");
+            Box::new(MmapIndex::open_podcast(dir, &args.podcast)?)
+        }
+        Source::Json => {
+            let root = args.data.as_deref().expect("required by clap");
+            Box::new(JsonIndex::load_podcast(root, &args.podcast)?)
+        }
+    };
+    let filter = match (&args.episodes, args.episode_set.is_empty()) {
+        (Some((from, to)), _) => Filter::episode_range(*from, *to),
+        (None, false) => Filter::episode_set(args.episode_set.clone()),
+        (None, true) => Filter::all(),
+    };
+    let mut out = std::io::stdout().lock();
+    if let Some(text) = &args.text {
+        let hits = index.search_text(text, args.top_k, &filter);
+        print_hits(&mut out, index.as_ref(), 0, &hits, args.json)?;
+    } else {
+        let path = args.vector.as_deref().expect("required by clap");
+        for (i, query) in read_queries(path)?.iter().enumerate() {
+            let hits = index
+                .search_vector(query, args.top_k, &filter)
+                .with_context(|| format!("query {i} of {}", path.display()))?;
+            print_hits(&mut out, index.as_ref(), i, &hits, args.json)?;
+        }
+    }
+    if args.report_memory {
+        eprintln!("{}", serde_json::to_string(&ProcessMemory::current())?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one query vector (`[f, …]`) or several (`[[f, …], …]`).
+fn read_queries(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let nested = value
+        .as_array()
+        .and_then(|a| a.first())
+        .is_some_and(serde_json::Value::is_array);
+    let parsed = if nested {
+        serde_json::from_value::<Vec<Vec<f32>>>(value)
+    } else {
+        serde_json::from_value::<Vec<f32>>(value).map(|v| vec![v])
+    };
+    parsed.with_context(|| {
+        format!(
+            "{}: expected an array of numbers or an array of such arrays",
+            path.display()
+        )
+    })
+}
+
+fn print_hits(
+    out: &mut impl Write,
+    index: &dyn SearchIndex,
+    query: usize,
+    hits: &[podmap::Hit],
+    as_json: bool,
+) -> anyhow::Result<()> {
+    if as_json {
+        let hits: Vec<_> = hits
+            .iter()
+            .map(|h| {
+                let item = index.item(h.index as usize);
+                json!({
+                    "id": item.id,
+                    "episodeNumber": item.episode_number,
+                    "topic": item.topic,
+                    "startSec": item.start_sec,
+                    "endSec": item.end_sec,
+                    "score": h.score,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", json!({ "query": query, "hits": hits }))?;
+        return Ok(());
+    }
+    if query > 0 {
+        writeln!(out)?;
+    }
+    writeln!(out, "query {query}: {} hits", hits.len())?;
+    writeln!(
+        out,
+        "{:>6} {:>7} {:>9} {:>9} {:>9}  topic",
+        "id", "episode", "startSec", "endSec", "score"
+    )?;
+    for h in hits {
+        let item = index.item(h.index as usize);
+        writeln!(
+            out,
+            "{:>6} {:>7} {:>9} {:>9} {:>9.6}  {}",
+            item.id,
+            item.episode_number,
+            item.start_sec,
+            item.end_sec,
+            h.score,
+            item.topic.unwrap_or("")
+        )?;
+    }
+    Ok(())
+}
+
+fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let path = if args.path.is_dir() {
+        args.path.join(podmap::archive::ARCHIVE_FILE)
+    } else {
+        args.path.clone()
+    };
+    let index = MmapIndex::open(&path)?;
+    let h = index.header();
+    let record = index.record();
+    let manifest = &record.manifest;
+    let sections: Vec<_> = h
+        .sections
+        .iter()
+        .map(|s| json!({"kind": s.kind.name(), "offset": s.offset, "length": s.len, "align": s.align, "checksum": format!("{:016x}", s.checksum)}))
+        .collect();
+    let info = json!({
+        "path": path,
+        "podcast": index.podcast_id(),
+        "formatVersion": h.version,
+        "rkyvFeatures": format!("{:#x}", h.rkyv_features),
+        "schemaHash": format!("{:016x}", h.schema_hash),
+        "embeddingModel": index.model(),
+        "dimensions": h.dims,
+        "items": h.item_count,
+        "embeddedItems": h.embedded_count,
+        "inputBytes": h.input_len,
+        "inputMtimeNs": h.input_mtime_ns,
+        "createdAt": manifest.created_at.as_ref().map(|s| s.as_str()),
+        "updatedAt": manifest.updated_at.as_ref().map(|s| s.as_str()),
+        "fileBytes": h.file_len(),
+        "sections": sections,
+    });
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{info}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "path            {}", path.display())?;
+    writeln!(out, "podcast         {}", index.podcast_id())?;
+    writeln!(out, "format version  {}", h.version)?;
+    writeln!(
+        out,
+        "rkyv features   {:#x} (little-endian, aligned, 32-bit offsets)",
+        h.rkyv_features
+    )?;
+    writeln!(out, "schema hash     {:016x}", h.schema_hash)?;
+    writeln!(out, "model           {}", index.model().unwrap_or("(none)"))?;
+    writeln!(out, "dimensions      {}", h.dims)?;
+    writeln!(
+        out,
+        "items           {} ({} with embeddings)",
+        h.item_count, h.embedded_count
+    )?;
+    writeln!(
+        out,
+        "input           {} bytes, mtime {} ns",
+        h.input_len, h.input_mtime_ns
+    )?;
+    writeln!(out, "file            {} bytes", h.file_len())?;
+    for s in &h.sections {
+        let what = match s.kind {
+            SectionKind::Matrix => "f32 rows, L2-normalised",
+            SectionKind::Meta => "rkyv records",
+        };
+        writeln!(
+            out,
+            "section {:<7} offset {:>10}  length {:>10}  xxh3 {:016x}  ({what})",
+            s.kind.name(),
+            s.offset,
+            s.len,
+            s.checksum
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let archives = list_archives(&args.index)?;
+    if archives.is_empty() {
+        bail!(
+            "no archives in {}: expected <INDEX_DIR>/<podcast>/rag.podmap",
+            args.index.display()
+        );
+    }
+    let mut failed = 0;
+    for (podcast, path) in &archives {
+        debug_assert_eq!(path, &archive_path(&args.index, podcast));
+        match MmapIndex::open(path).and_then(|index| index.verify().map(|()| index)) {
+            Ok(index) => println!(
+                "{podcast}: ok ({} items, {} dims)",
+                index.len(),
+                index.dims()
+            ),
+            Err(e) => {
+                failed += 1;
+                println!("{podcast}: FAILED");
+                eprintln!("podmap: error: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

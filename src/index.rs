@@ -1,0 +1,301 @@
+//! A podcast's archive, memory-mapped and read in place.
+//!
+//! [`MmapIndex::open`] costs O(1) in the size of the vector matrix: it checks the header
+//! (magic, version, rkyv features, schema hash, section bounds and alignment), checksums and
+//! validates the records with bytecheck, and never touches a matrix page. The matrix is
+//! checked by [`MmapIndex::verify`], which reads it all. A bit flip in the matrix can therefore
+//! go unnoticed until `verify`, but it cannot cause undefined behaviour: any bit pattern is a
+//! valid `f32`, and search skips non-finite scores.
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rayon::prelude::*;
+
+use crate::archive::format::{Header, SectionKind, HEADER_SIZE};
+use crate::archive::records::{schema_hash, ArchivedItemRecord, ArchivedPodcastRecord};
+use crate::archive::ARCHIVE_FILE;
+use crate::error::{ArchiveFault, Error, Result};
+use crate::search::{kernel, query_norm, topk::TopK, Filter, Hit, ItemView, SearchIndex};
+
+/// Rows scored by one task of a parallel scan: big enough that scheduling is noise, small
+/// enough that both cores stay busy on a few thousand rows.
+const ROWS_PER_TASK: usize = 256;
+
+/// An opened archive.
+pub struct MmapIndex {
+    path: PathBuf,
+    header: Header,
+    map: Mmap,
+    matrix: Range<usize>,
+    meta: Range<usize>,
+}
+
+impl std::fmt::Debug for MmapIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapIndex")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+impl MmapIndex {
+    /// Opens `<index_dir>/<podcast>/rag.podmap`.
+    pub fn open_podcast(index_dir: &Path, podcast: &str) -> Result<Self> {
+        Self::open(&archive_path(index_dir, podcast))
+    }
+
+    /// Maps and checks an archive file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let fault = |f| Error::archive(path, f);
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < HEADER_SIZE as u64 {
+            // Too short to map usefully; read what is there for the most precise message.
+            let mut head = Vec::new();
+            file.read_to_end(&mut head)
+                .map_err(|e| Error::io(path, e))?;
+            return Err(fault(match Header::decode(&head, len) {
+                Err(f) => f,
+                Ok(_) => unreachable!("a header is {HEADER_SIZE} bytes"),
+            }));
+        }
+        // SAFETY: the mapping is read-only and podmap never modifies an archive in place:
+        // a new archive is written to a temporary file and renamed over the old one, so the
+        // mapped inode keeps its contents for as long as this mapping lives. Another program
+        // truncating the file would make reads fault (SIGBUS); that is outside podmap's
+        // contract, as it is for every mmap-based store.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let header = Header::decode(&map, len).map_err(fault)?;
+        let expected_schema = schema_hash();
+        if header.schema_hash != expected_schema {
+            return Err(fault(ArchiveFault::SchemaMismatch {
+                found: header.schema_hash,
+                expected: expected_schema,
+            }));
+        }
+        let section = |kind: SectionKind| {
+            header
+                .section(kind)
+                .copied()
+                .ok_or_else(|| fault(ArchiveFault::Layout(format!("no {} section", kind.name()))))
+        };
+        let matrix = section(SectionKind::Matrix)?;
+        let meta = section(SectionKind::Meta)?;
+        let expected_matrix = header
+            .item_count
+            .checked_mul(u64::from(header.dims))
+            .and_then(|n| n.checked_mul(4));
+        if expected_matrix != Some(matrix.len) {
+            return Err(fault(ArchiveFault::Layout(format!(
+                "matrix is {} bytes, {} items × {} dims need {:?}",
+                matrix.len, header.item_count, header.dims, expected_matrix
+            ))));
+        }
+        let matrix = matrix.offset as usize..matrix.end() as usize;
+        let meta_range = meta.offset as usize..meta.end() as usize;
+        let meta_bytes = &map[meta_range.clone()];
+        if xxhash_rust::xxh3::xxh3_64(meta_bytes) != meta.checksum {
+            return Err(fault(ArchiveFault::SectionChecksum { section: "meta" }));
+        }
+        let record = rkyv::access::<ArchivedPodcastRecord, rkyv::rancor::Error>(meta_bytes)
+            .map_err(|e| {
+                fault(ArchiveFault::Structure {
+                    section: "meta",
+                    reason: e.to_string(),
+                })
+            })?;
+        let n = header.item_count as usize;
+        if record.items.len() != n || record.episode_of.len() != n || record.norms.len() != n {
+            return Err(fault(ArchiveFault::Structure {
+                section: "meta",
+                reason: format!(
+                    "{} items, {} episode numbers, {} norms; header says {n}",
+                    record.items.len(),
+                    record.episode_of.len(),
+                    record.norms.len()
+                ),
+            }));
+        }
+        let index = MmapIndex {
+            path: path.to_path_buf(),
+            header,
+            map,
+            matrix,
+            meta: meta_range,
+        };
+        // Cast once here so a misaligned matrix is refused at open, not at the first search.
+        bytemuck::try_cast_slice::<u8, f32>(&index.map[index.matrix.clone()]).map_err(|e| {
+            fault(ArchiveFault::Layout(format!(
+                "matrix cannot be read as f32: {e:?}"
+            )))
+        })?;
+        Ok(index)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The archived records, read in place.
+    pub fn record(&self) -> &ArchivedPodcastRecord {
+        // SAFETY: `open` validated exactly these bytes with `rkyv::access` (bytecheck) in this
+        // process, and the mapping is read-only and never changes (see the SAFETY note in
+        // `open`), so they are still a valid `ArchivedPodcastRecord`.
+        unsafe { rkyv::access_unchecked::<ArchivedPodcastRecord>(&self.map[self.meta.clone()]) }
+    }
+
+    pub fn podcast_id(&self) -> &str {
+        self.record().podcast_id.as_str()
+    }
+
+    /// The whole matrix, `len() × dims()` floats, row-major.
+    pub fn matrix(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.map[self.matrix.clone()])
+    }
+
+    /// The L2-normalised embedding of row `index` (all zeros when the item has none).
+    pub fn row(&self, index: usize) -> &[f32] {
+        let d = self.dims();
+        &self.matrix()[index * d..(index + 1) * d]
+    }
+
+    /// Reads the whole archive and checks everything `open` does not: the matrix checksum and
+    /// that each row is unit-length (or zero, for items without an embedding).
+    pub fn verify(&self) -> Result<()> {
+        let fault = |f| Error::archive(&self.path, f);
+        let section = self
+            .header
+            .section(SectionKind::Matrix)
+            .expect("checked at open");
+        let bytes = &self.map[self.matrix.clone()];
+        if xxhash_rust::xxh3::xxh3_64(bytes) != section.checksum {
+            return Err(fault(ArchiveFault::SectionChecksum { section: "matrix" }));
+        }
+        let d = self.dims();
+        if d == 0 {
+            return Ok(());
+        }
+        let norms = &self.record().norms;
+        let bad = self
+            .matrix()
+            .par_chunks(d)
+            .enumerate()
+            .find_any(|(i, row)| {
+                let len2: f64 = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                if norms[*i].to_native() > 0.0 {
+                    (len2 - 1.0).abs() > 1e-3
+                } else {
+                    len2 != 0.0
+                }
+            });
+        match bad {
+            Some((i, _)) => Err(fault(ArchiveFault::Structure {
+                section: "matrix",
+                reason: format!("row {i} does not match its recorded norm"),
+            })),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where `podmap convert` puts a podcast's archive.
+pub fn archive_path(index_dir: &Path, podcast: &str) -> PathBuf {
+    index_dir.join(podcast).join(ARCHIVE_FILE)
+}
+
+/// Lists `<index_dir>/*/rag.podmap`, sorted by podcast id.
+pub fn list_archives(index_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let entries = std::fs::read_dir(index_dir).map_err(|e| Error::io(index_dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(index_dir, e))?;
+        let path = entry.path().join(ARCHIVE_FILE);
+        if let (true, Some(id)) = (path.is_file(), entry.file_name().to_str()) {
+            found.push((id.to_owned(), path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn view(item: &ArchivedItemRecord) -> ItemView<'_> {
+    let subject = item.subject.as_ref();
+    ItemView {
+        id: item.id.to_native(),
+        episode_number: item.episode_number.to_native(),
+        episode_title: item.episode_title.as_ref().map(|s| s.as_str()),
+        topic: item.topic.as_ref().map(|s| s.as_str()),
+        subject_coarse: subject.and_then(|s| s.coarse.as_ref()).map(|s| s.as_str()),
+        subject_fine: subject.and_then(|s| s.fine.as_ref()).map(|s| s.as_str()),
+        start_sec: item.start_sec.to_native(),
+        end_sec: item.end_sec.to_native(),
+        start_hms: item.start_hms.as_ref().map(|s| s.as_str()),
+        end_hms: item.end_hms.as_ref().map(|s| s.as_str()),
+        summary: item.summary.as_ref().map(|s| s.as_str()),
+        text: item.text.as_ref().map(|s| s.as_str()),
+    }
+}
+
+impl SearchIndex for MmapIndex {
+    fn len(&self) -> usize {
+        self.header.item_count as usize
+    }
+
+    fn dims(&self) -> usize {
+        self.header.dims as usize
+    }
+
+    fn embedded_count(&self) -> usize {
+        self.header.embedded_count as usize
+    }
+
+    fn model(&self) -> Option<&str> {
+        Some(self.header.model.as_str()).filter(|m| !m.is_empty())
+    }
+
+    fn item(&self, index: usize) -> ItemView<'_> {
+        view(&self.record().items[index])
+    }
+
+    fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        let d = self.dims();
+        let norm = query_norm(query, d)?;
+        if self.embedded_count() == 0 {
+            return Err(Error::NoEmbeddings);
+        }
+        // Rows are unit-length, so with a unit query the dot product is the cosine.
+        let unit: Vec<f32> = query.iter().map(|&x| x / norm).collect();
+        let record = self.record();
+        let (norms, episodes) = (&record.norms[..], &record.episode_of[..]);
+        let top = self
+            .matrix()
+            .par_chunks(d * ROWS_PER_TASK)
+            .enumerate()
+            .map(|(task, rows)| {
+                let mut top = TopK::new(k);
+                let first = task * ROWS_PER_TASK;
+                for (offset, row) in rows.chunks_exact(d).enumerate() {
+                    let i = first + offset;
+                    if norms[i].to_native() <= 0.0 || !filter.accepts(episodes[i].to_native()) {
+                        continue;
+                    }
+                    let score = kernel::dot(&unit, row);
+                    if score.is_finite() {
+                        top.push(i as u32, score);
+                    }
+                }
+                top
+            })
+            .reduce(|| TopK::new(k), TopK::merge);
+        Ok(top.into_sorted())
+    }
+}

@@ -1,0 +1,26 @@
+//! podmap: a memory-mapped binary index engine for podcast archives.
+//!
+//! Data flows one way, and the modules follow it:
+//!
+//! 1. [`input`] — the original JSON layout (`db/<podcast>/rag-embeddings.json`), streamed.
+//! 2. [`convert`] — turns each podcast's JSON into an archive, in parallel, atomically.
+//! 3. [`archive`] — the on-disk format: header, raw f32 matrix, rkyv records; and its writer.
+//! 4. [`index`] — an archive memory-mapped and validated, read in place.
+//! 5. [`search`] — exact top-k cosine over the mapped matrix, filters, lexical fallback.
+//!
+//! [`json_index`] keeps the original in-memory JSON path as a baseline behind the same
+//! [`search::SearchIndex`] trait, so the two are compared with the same code.
+
+pub mod archive;
+pub mod convert;
+pub mod error;
+pub mod index;
+pub mod input;
+pub mod json_index;
+pub mod mem;
+pub mod search;
+
+pub use error::{ArchiveFault, Error, Result};
+pub use index::MmapIndex;
+pub use json_index::JsonIndex;
+pub use search::{Filter, Hit, ItemView, SearchIndex};

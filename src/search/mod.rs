@@ -1,0 +1,173 @@
+//! Search over an index: exact top-k by cosine, and the original's lexical fallback.
+//!
+//! Both the memory-mapped archive ([`crate::index::MmapIndex`]) and the original JSON path
+//! ([`crate::json_index::JsonIndex`]) implement [`SearchIndex`], so tests and benchmarks
+//! compare them through the same calls. Filters are part of the call, so each implementation
+//! can test them inside its scan instead of over-fetching and filtering afterwards.
+
+pub mod kernel;
+pub mod lexical;
+pub mod topk;
+
+use crate::error::{Error, Result};
+
+/// Which episodes a search may return.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EpisodeFilter {
+    #[default]
+    All,
+    /// Episode numbers `from..=to`.
+    Range { from: u32, to: u32 },
+    /// Any of these episode numbers.
+    Set(Vec<u32>),
+}
+
+/// Restrictions applied inside the scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub episodes: EpisodeFilter,
+}
+
+impl Filter {
+    /// No restriction.
+    pub fn all() -> Self {
+        Filter::default()
+    }
+
+    pub fn episode_range(from: u32, to: u32) -> Self {
+        Filter {
+            episodes: EpisodeFilter::Range { from, to },
+        }
+    }
+
+    pub fn episode_set(mut episodes: Vec<u32>) -> Self {
+        episodes.sort_unstable();
+        episodes.dedup();
+        Filter {
+            episodes: EpisodeFilter::Set(episodes),
+        }
+    }
+
+    #[inline]
+    pub fn accepts(&self, episode: u32) -> bool {
+        match &self.episodes {
+            EpisodeFilter::All => true,
+            EpisodeFilter::Range { from, to } => (*from..=*to).contains(&episode),
+            EpisodeFilter::Set(set) => set.binary_search(&episode).is_ok(),
+        }
+    }
+}
+
+/// One result: the item's row in the index and its score (cosine, or the lexical score).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub index: u32,
+    pub score: f32,
+}
+
+/// An item's metadata as the original `RagItem` has it, borrowed from the index: for the
+/// mapped archive the strings point into the mapping, nothing is copied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ItemView<'a> {
+    pub id: u32,
+    pub episode_number: u32,
+    pub episode_title: Option<&'a str>,
+    pub topic: Option<&'a str>,
+    pub subject_coarse: Option<&'a str>,
+    pub subject_fine: Option<&'a str>,
+    pub start_sec: f64,
+    pub end_sec: f64,
+    pub start_hms: Option<&'a str>,
+    pub end_hms: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    pub text: Option<&'a str>,
+}
+
+/// What every index answers. `Sync` so a scan can be split across threads.
+pub trait SearchIndex: Sync {
+    /// Number of items.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Embedding dimension; 0 when the index has no embeddings.
+    fn dims(&self) -> usize;
+
+    /// Items that have an embedding (dense search only sees these).
+    fn embedded_count(&self) -> usize;
+
+    /// The embedding model named by the source data.
+    fn model(&self) -> Option<&str>;
+
+    /// Metadata of the item in row `index` (`index < len()`).
+    fn item(&self, index: usize) -> ItemView<'_>;
+
+    /// Exact top-`k` by cosine similarity, best first; ties go to the lower row.
+    /// Items without an embedding are never returned.
+    fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>>;
+
+    /// The original server's lexical scoring (see [`lexical`]), best first.
+    fn search_text(&self, query: &str, k: usize, filter: &Filter) -> Vec<Hit> {
+        lexical::search(self, query, k, filter)
+    }
+}
+
+/// Checks a query vector against an index's dimension and returns its L2 norm.
+pub(crate) fn query_norm(query: &[f32], dims: usize) -> Result<f32> {
+    if dims == 0 {
+        return Err(Error::NoEmbeddings);
+    }
+    if query.len() != dims {
+        return Err(Error::QueryDimension {
+            expected: dims,
+            found: query.len(),
+        });
+    }
+    let norm = query
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return Err(Error::InvalidQuery);
+    }
+    Ok(norm as f32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_accept_what_they_name() {
+        assert!(Filter::all().accepts(7));
+        let range = Filter::episode_range(3, 5);
+        assert!(!range.accepts(2) && range.accepts(3) && range.accepts(5) && !range.accepts(6));
+        let set = Filter::episode_set(vec![9, 1, 9, 4]);
+        assert_eq!(set.episodes, EpisodeFilter::Set(vec![1, 4, 9]));
+        assert!(set.accepts(4) && !set.accepts(5));
+    }
+
+    #[test]
+    fn query_norm_refuses_bad_queries() {
+        assert!(matches!(query_norm(&[1.0], 0), Err(Error::NoEmbeddings)));
+        assert!(matches!(
+            query_norm(&[1.0], 2),
+            Err(Error::QueryDimension {
+                expected: 2,
+                found: 1
+            })
+        ));
+        assert!(matches!(
+            query_norm(&[0.0, 0.0], 2),
+            Err(Error::InvalidQuery)
+        ));
+        assert!(matches!(
+            query_norm(&[f32::NAN, 1.0], 2),
+            Err(Error::InvalidQuery)
+        ));
+        assert_eq!(query_norm(&[3.0, 4.0], 2).unwrap(), 5.0);
+    }
+}
