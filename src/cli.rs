@@ -278,6 +278,18 @@ fn read_queries(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
     })
 }
 
+/// One hit as `--json` prints it; the score stays an f32 so it prints as the shortest decimal.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HitJson<'a> {
+    id: u32,
+    episode_number: u32,
+    topic: Option<&'a str>,
+    start_sec: f64,
+    end_sec: f64,
+    score: f32,
+}
+
 fn print_hits(
     out: &mut impl Write,
     index: &dyn SearchIndex,
@@ -286,21 +298,26 @@ fn print_hits(
     as_json: bool,
 ) -> anyhow::Result<()> {
     if as_json {
-        let hits: Vec<_> = hits
+        let hits: Vec<HitJson> = hits
             .iter()
             .map(|h| {
                 let item = index.item(h.index as usize);
-                json!({
-                    "id": item.id,
-                    "episodeNumber": item.episode_number,
-                    "topic": item.topic,
-                    "startSec": item.start_sec,
-                    "endSec": item.end_sec,
-                    "score": h.score,
-                })
+                HitJson {
+                    id: item.id,
+                    episode_number: item.episode_number,
+                    topic: item.topic,
+                    start_sec: item.start_sec,
+                    end_sec: item.end_sec,
+                    score: h.score,
+                }
             })
             .collect();
-        writeln!(out, "{}", json!({ "query": query, "hits": hits }))?;
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            query: usize,
+            hits: Vec<HitJson<'a>>,
+        }
+        writeln!(out, "{}", serde_json::to_string(&Line { query, hits })?)?;
         return Ok(());
     }
     if query > 0 {

@@ -180,6 +180,26 @@ impl MmapIndex {
         if xxhash_rust::xxh3::xxh3_64(bytes) != section.checksum {
             return Err(fault(ArchiveFault::SectionChecksum { section: "matrix" }));
         }
+        // Alignment padding between sections is not checksummed: it must be zeros.
+        let mut covered: Vec<(u64, u64)> = self
+            .header
+            .sections
+            .iter()
+            .map(|s| (s.offset, s.end()))
+            .collect();
+        covered.sort_unstable();
+        let mut at = HEADER_SIZE as u64;
+        for (start, end) in covered {
+            if self.map[at as usize..start.max(at) as usize]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Err(fault(ArchiveFault::Layout(format!(
+                    "non-zero padding between offsets {at} and {start}"
+                ))));
+            }
+            at = at.max(end);
+        }
         let d = self.dims();
         if d == 0 {
             return Ok(());

@@ -101,6 +101,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 200)]
     transcript_entries: u32,
 
+    /// Also write N query vectors per podcast with embeddings to
+    /// `queries/<id>.json` (an array of arrays, the input of
+    /// `podmap search --vector`), each near one of the podcast's clusters.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    queries: u32,
+
     /// Write a transcript `<n>-ts.json` for every N-th episode (n % N == 0);
     /// 1 = every episode, 0 = none.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -1149,6 +1155,22 @@ fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastRe
     };
     let rag_path = db_dir.join("rag-embeddings.json");
     let bytes = write_pretty(&rag_path, &db, true)?;
+    if let (Some(embedder), 1.., false) = (&embedder, args.queries, items.is_empty()) {
+        // Ids past every item id, so no query equals an item's vector.
+        let queries: Vec<Vec<f32>> = (0..args.queries)
+            .map(|q| {
+                // Near the cluster of an item spread evenly through the podcast, so every
+                // query has neighbours to find.
+                let anchor = &items[q as usize * items.len() / args.queries as usize];
+                embedder.embed(u64::MAX - u64::from(q), anchor.cluster)
+            })
+            .collect();
+        let dir = root.join("queries");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{id}.json"));
+        fs::write(&path, serde_json::to_string(&queries)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(PodcastReport {
         rag_path,
         items: items.len(),

@@ -1,0 +1,101 @@
+//! Shared test helpers: the real corpus beside the checkout, and small hand-made data roots.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+/// `../shared/corpus` beside the checkout (or `PODMAP_CORPUS`). When it is missing, tests that
+/// need it fail under CI (`CI=true`) and are skipped, with the reason printed, elsewhere.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = std::env::var_os("PODMAP_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.join("queries.json").is_file() {
+        return Some(dir);
+    }
+    let reason = format!("the corpus is not at {}", dir.display());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{reason}; CI must have ../shared/corpus beside the checkout");
+    }
+    eprintln!("skipped: {reason} (set PODMAP_CORPUS to run this test)");
+    None
+}
+
+/// A RAG item in the original format, with an embedding of `dims` values derived from `seed`.
+pub fn item(id: u32, episode: u32, topic: &str, embedding: Option<Vec<f32>>) -> Value {
+    json!({
+        "id": id,
+        "key": format!("{episode}:0:0:{}", topic.to_lowercase()),
+        "episodeNumber": episode,
+        "episodeTitle": format!("T{episode:03} Titel"),
+        "topic": topic,
+        "subject": {"coarse": "Raumfahrt", "fine": null},
+        "startSec": 0,
+        "endSec": 0,
+        "startHms": "0:00",
+        "endHms": "0:00",
+        "durationSec": 0,
+        "summary": format!("Es geht um {topic}."),
+        "source": {"file": format!("{episode}-extended-topics.json"), "topicIndex": 0, "summaryMeta": null},
+        "text": format!("Episode: {episode} - T{episode:03} Titel\nTopic: {topic}"),
+        "embedding": embedding,
+    })
+}
+
+/// A deterministic vector of `dims` values.
+pub fn vector(dims: usize, seed: u32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..dims)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32) - 0.5
+        })
+        .collect()
+}
+
+/// Writes `<root>/db/<podcast>/rag-embeddings.json` as the original writer does (pretty JSON).
+pub fn write_rag(root: &Path, podcast: &str, dims: usize, items: Vec<Value>) -> PathBuf {
+    let doc = json!({
+        "schemaVersion": 1,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "updatedAt": "2026-01-01T00:00:00.000Z",
+        "embeddingModel": "test/model",
+        "embeddingDimensions": dims,
+        "source": {"type": "extended-topics", "inDir": format!("podcasts/{podcast}/episodes"), "episodeCount": 3},
+        "items": items,
+        "stats": {"totalItems": 0, "skippedNoTime": 0, "filledNoTime": 0, "reusedEmbeddings": 0},
+    });
+    write_raw(
+        root,
+        podcast,
+        &(serde_json::to_string_pretty(&doc).unwrap() + "\n"),
+    )
+}
+
+/// Writes arbitrary text as a podcast's RAG file.
+pub fn write_raw(root: &Path, podcast: &str, text: &str) -> PathBuf {
+    let dir = root.join("db").join(podcast);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rag-embeddings.json");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A small, valid data root with `n` items of `dims` dimensions in one podcast.
+pub fn small_root(root: &Path, podcast: &str, n: u32, dims: usize) -> PathBuf {
+    let items = (0..n)
+        .map(|i| {
+            item(
+                i,
+                1 + i / 3,
+                &format!("Thema {i}"),
+                Some(vector(dims, i + 1)),
+            )
+        })
+        .collect();
+    write_rag(root, podcast, dims, items)
+}

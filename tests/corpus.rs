@@ -1,0 +1,416 @@
+//! The real corpus end to end: convert both podcasts, compare every item with its JSON, and
+//! check both search paths against the exact ground truth in `queries.json`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use indicatif::MultiProgress;
+use podmap::convert::{convert_all, ConvertOptions, Outcome};
+use podmap::{Filter, Hit, JsonIndex, MmapIndex, SearchIndex};
+use serde_json::Value;
+
+const PODCASTS: [&str; 2] = ["forschergeist", "raumzeit"];
+
+/// The corpus converted once for all tests of this file.
+fn converted() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let corpus = common::corpus()?;
+        let out = tempfile::tempdir().unwrap();
+        let opts = ConvertOptions {
+            data_root: corpus,
+            out_dir: out.path().to_path_buf(),
+            podcasts: Vec::new(),
+            force: false,
+        };
+        let reports = convert_all(
+            &opts,
+            &MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden()),
+        )
+        .unwrap();
+        assert_eq!(reports.len(), 2);
+        for r in reports {
+            assert!(
+                matches!(r.result, Ok(Outcome::Converted(_))),
+                "{}: {:?}",
+                r.podcast,
+                r.result
+            );
+        }
+        Some(out)
+    })
+    .as_ref()
+    .map(|d| d.path())
+}
+
+fn rag_json(podcast: &str) -> Value {
+    let path = common::corpus()
+        .unwrap()
+        .join("db")
+        .join(podcast)
+        .join("rag-embeddings.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn opt_str(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+fn archived_str(s: &rkyv::option::ArchivedOption<rkyv::string::ArchivedString>) -> Option<&str> {
+    s.as_ref().map(|s| s.as_str())
+}
+
+#[test]
+fn every_item_round_trips() {
+    let Some(index_dir) = converted() else { return };
+    for podcast in PODCASTS {
+        let json = rag_json(podcast);
+        let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
+        let record = index.record();
+        let items = json["items"].as_array().unwrap();
+        assert_eq!(record.items.len(), items.len(), "{podcast}");
+        assert_eq!(
+            index.dims(),
+            json["embeddingDimensions"].as_u64().unwrap() as usize
+        );
+        assert_eq!(index.model(), json["embeddingModel"].as_str());
+        let m = &record.manifest;
+        assert_eq!(
+            m.schema_version.as_ref().map(|v| v.to_native()),
+            json["schemaVersion"].as_u64()
+        );
+        assert_eq!(archived_str(&m.created_at), opt_str(&json["createdAt"]));
+        assert_eq!(archived_str(&m.updated_at), opt_str(&json["updatedAt"]));
+        let reparse = |s: Option<&str>| s.map(|s| serde_json::from_str::<Value>(s).unwrap());
+        assert_eq!(
+            reparse(archived_str(&m.embedding_info_json)).as_ref(),
+            Some(&json["embeddingInfo"])
+        );
+        assert_eq!(
+            reparse(archived_str(&m.source_json)).as_ref(),
+            Some(&json["source"])
+        );
+        assert_eq!(
+            reparse(archived_str(&m.stats_json)).as_ref(),
+            Some(&json["stats"])
+        );
+
+        for (i, (rec, item)) in record.items.iter().zip(items).enumerate() {
+            let ctx = format!("{podcast} item {i}");
+            let obj = item.as_object().unwrap();
+            for key in obj.keys() {
+                assert!(
+                    [
+                        "id",
+                        "key",
+                        "episodeNumber",
+                        "episodeTitle",
+                        "topic",
+                        "subject",
+                        "startSec",
+                        "endSec",
+                        "startHms",
+                        "endHms",
+                        "durationSec",
+                        "summary",
+                        "source",
+                        "text",
+                        "embedding"
+                    ]
+                    .contains(&key.as_str()),
+                    "{ctx}: field {key} is not archived"
+                );
+            }
+            assert_eq!(
+                u64::from(rec.id.to_native()),
+                item["id"].as_u64().unwrap(),
+                "{ctx}"
+            );
+            assert_eq!(archived_str(&rec.key), opt_str(&item["key"]), "{ctx}");
+            assert_eq!(
+                u64::from(rec.episode_number.to_native()),
+                item["episodeNumber"].as_u64().unwrap(),
+                "{ctx}"
+            );
+            assert_eq!(
+                record.episode_of[i].to_native(),
+                rec.episode_number.to_native()
+            );
+            assert_eq!(
+                archived_str(&rec.episode_title),
+                opt_str(&item["episodeTitle"]),
+                "{ctx}"
+            );
+            assert_eq!(archived_str(&rec.topic), opt_str(&item["topic"]), "{ctx}");
+            let subject = rec.subject.as_ref();
+            assert_eq!(subject.is_some(), item["subject"].is_object(), "{ctx}");
+            if let Some(s) = subject {
+                assert_eq!(
+                    archived_str(&s.coarse),
+                    opt_str(&item["subject"]["coarse"]),
+                    "{ctx}"
+                );
+                assert_eq!(
+                    archived_str(&s.fine),
+                    opt_str(&item["subject"]["fine"]),
+                    "{ctx}"
+                );
+            }
+            assert_eq!(
+                rec.start_sec.to_native(),
+                item["startSec"].as_f64().unwrap(),
+                "{ctx}"
+            );
+            assert_eq!(
+                rec.end_sec.to_native(),
+                item["endSec"].as_f64().unwrap(),
+                "{ctx}"
+            );
+            assert_eq!(
+                archived_str(&rec.start_hms),
+                opt_str(&item["startHms"]),
+                "{ctx}"
+            );
+            assert_eq!(
+                archived_str(&rec.end_hms),
+                opt_str(&item["endHms"]),
+                "{ctx}"
+            );
+            assert_eq!(
+                rec.duration_sec.as_ref().map(|d| d.to_native()),
+                item["durationSec"].as_f64(),
+                "{ctx}"
+            );
+            assert_eq!(
+                archived_str(&rec.summary),
+                opt_str(&item["summary"]),
+                "{ctx}"
+            );
+            assert_eq!(
+                reparse(archived_str(&rec.source_json)).as_ref(),
+                Some(&item["source"]),
+                "{ctx}"
+            );
+            assert_eq!(archived_str(&rec.text), opt_str(&item["text"]), "{ctx}");
+
+            // The row is the embedding scaled to unit length; the norm is kept beside it.
+            let embedding: Vec<f32> = serde_json::from_value(item["embedding"].clone()).unwrap();
+            let norm = embedding
+                .iter()
+                .map(|&x| f64::from(x).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                (f64::from(record.norms[i].to_native()) - norm).abs() < 1e-6,
+                "{ctx}"
+            );
+            for (stored, original) in index.row(i).iter().zip(&embedding) {
+                assert!(
+                    (f64::from(*stored) * norm - f64::from(*original)).abs() < 1e-6,
+                    "{ctx}"
+                );
+            }
+        }
+        index.verify().unwrap();
+    }
+}
+
+struct Query {
+    podcast: String,
+    embedding: Vec<f32>,
+    top10: Vec<u32>,
+    top10_scores: Vec<f64>,
+}
+
+fn queries() -> Vec<Query> {
+    let path = common::corpus().unwrap().join("queries.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| Query {
+            podcast: q["podcast"].as_str().unwrap().to_owned(),
+            embedding: serde_json::from_value(q["embedding"].clone()).unwrap(),
+            top10: serde_json::from_value(q["top10"].clone()).unwrap(),
+            top10_scores: serde_json::from_value(q["top10Scores"].clone()).unwrap(),
+        })
+        .collect()
+}
+
+fn ids(hits: &[Hit]) -> Vec<u32> {
+    hits.iter().map(|h| h.index).collect()
+}
+
+/// Same ids in the same order, except that neighbours whose scores differ by less than
+/// `tie` may swap (float sums in another order can flip exact ties).
+fn assert_same_ranking(got: &[Hit], want_ids: &[u32], want_scores: &[f64], tie: f64, ctx: &str) {
+    assert_eq!(got.len(), want_ids.len(), "{ctx}");
+    let mut got_sorted = ids(got);
+    let mut want_sorted = want_ids.to_vec();
+    got_sorted.sort_unstable();
+    want_sorted.sort_unstable();
+    assert_eq!(
+        got_sorted,
+        want_sorted,
+        "{ctx}: recall@{} is below 1",
+        want_ids.len()
+    );
+    for (rank, (hit, &want)) in got.iter().zip(want_ids).enumerate() {
+        if hit.index != want {
+            let other = want_ids.iter().position(|&id| id == hit.index).unwrap();
+            assert!(
+                (want_scores[rank] - want_scores[other]).abs() < tie,
+                "{ctx}: rank {rank} is {} but should be {want}",
+                hit.index
+            );
+        }
+        assert!(
+            (f64::from(hit.score) - want_scores[rank]).abs() < 1e-4,
+            "{ctx}: score at rank {rank}"
+        );
+    }
+}
+
+#[test]
+fn both_paths_match_the_ground_truth_for_every_query() {
+    let Some(index_dir) = converted() else { return };
+    let corpus = common::corpus().unwrap();
+    let mut mapped = HashMap::new();
+    let mut parsed = HashMap::new();
+    for podcast in PODCASTS {
+        mapped.insert(
+            podcast.to_owned(),
+            MmapIndex::open_podcast(index_dir, podcast).unwrap(),
+        );
+        parsed.insert(
+            podcast.to_owned(),
+            JsonIndex::load_podcast(&corpus, podcast).unwrap(),
+        );
+    }
+    let queries = queries();
+    assert_eq!(queries.len(), 40);
+    for (n, q) in queries.iter().enumerate() {
+        let ctx = format!("query {n} ({})", q.podcast);
+        let from_map = mapped[&q.podcast]
+            .search_vector(&q.embedding, 10, &Filter::all())
+            .unwrap();
+        let from_json = parsed[&q.podcast]
+            .search_vector(&q.embedding, 10, &Filter::all())
+            .unwrap();
+        assert_same_ranking(
+            &from_map,
+            &q.top10,
+            &q.top10_scores,
+            1e-6,
+            &format!("{ctx}, mmap"),
+        );
+        assert_same_ranking(
+            &from_json,
+            &q.top10,
+            &q.top10_scores,
+            1e-6,
+            &format!("{ctx}, json"),
+        );
+        let json_scores: Vec<f64> = from_json.iter().map(|h| f64::from(h.score)).collect();
+        assert_same_ranking(
+            &from_map,
+            &ids(&from_json),
+            &json_scores,
+            1e-6,
+            &format!("{ctx}, mmap vs json"),
+        );
+        // The hit carries the item's metadata, read from the archive.
+        let top = mapped[&q.podcast].item(from_map[0].index as usize);
+        let same = parsed[&q.podcast].item(from_json[0].index as usize);
+        assert_eq!(top, same, "{ctx}");
+    }
+}
+
+/// Brute force over the JSON: the expected top-k under a filter.
+fn filtered_truth(
+    index: &JsonIndex,
+    query: &[f32],
+    k: usize,
+    keep: impl Fn(u32) -> bool,
+) -> Vec<u32> {
+    let mut all = index
+        .search_vector(query, index.len(), &Filter::all())
+        .unwrap();
+    all.retain(|h| keep(index.item(h.index as usize).episode_number));
+    all.truncate(k);
+    ids(&all)
+}
+
+#[test]
+fn filters_are_applied_inside_the_scan() {
+    let Some(index_dir) = converted() else { return };
+    let corpus = common::corpus().unwrap();
+    let queries = queries();
+    for podcast in PODCASTS {
+        let mapped = MmapIndex::open_podcast(index_dir, podcast).unwrap();
+        let parsed = JsonIndex::load_podcast(&corpus, podcast).unwrap();
+        for q in queries.iter().filter(|q| q.podcast == podcast).take(5) {
+            for (from, to) in [(1, 10), (40, 60), (90, 500), (1000, 2000)] {
+                let got = mapped
+                    .search_vector(&q.embedding, 10, &Filter::episode_range(from, to))
+                    .unwrap();
+                let want = filtered_truth(&parsed, &q.embedding, 10, |e| (from..=to).contains(&e));
+                assert_eq!(ids(&got), want, "{podcast} episodes {from}..={to}");
+                for h in &got {
+                    assert!((from..=to).contains(&mapped.item(h.index as usize).episode_number));
+                }
+            }
+            let set = vec![3, 17, 42, 92, 99];
+            let got = mapped
+                .search_vector(&q.embedding, 10, &Filter::episode_set(set.clone()))
+                .unwrap();
+            let want = filtered_truth(&parsed, &q.embedding, 10, |e| set.contains(&e));
+            assert!(!want.is_empty());
+            assert_eq!(ids(&got), want, "{podcast} episode set");
+        }
+    }
+}
+
+#[test]
+fn lexical_search_is_the_same_on_both_paths() {
+    let Some(index_dir) = converted() else { return };
+    let corpus = common::corpus().unwrap();
+    for podcast in PODCASTS {
+        let mapped = MmapIndex::open_podcast(index_dir, podcast).unwrap();
+        let parsed = JsonIndex::load_podcast(&corpus, podcast).unwrap();
+        for text in [
+            "Raumfahrt",
+            "Wissenschaft und Forschung",
+            "Mars Mission",
+            "Universität",
+            "qqqqq",
+        ] {
+            let a = mapped.search_text(text, 10, &Filter::all());
+            let b = parsed.search_text(text, 10, &Filter::all());
+            assert_eq!(a, b, "{podcast} {text:?}");
+            if text != "qqqqq" && podcast == "raumzeit" {
+                assert!(!a.is_empty(), "{podcast} {text:?} found nothing");
+            }
+        }
+    }
+}
+
+#[test]
+fn query_of_wrong_dimension_is_refused() {
+    let Some(index_dir) = converted() else { return };
+    let index = MmapIndex::open_podcast(index_dir, "raumzeit").unwrap();
+    let err = index
+        .search_vector(&[0.5; 383], 10, &Filter::all())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "query vector has 383 dimensions, the index has 384"
+    );
+    assert!(index
+        .search_vector(&[0.0; 384], 10, &Filter::all())
+        .is_err());
+}
