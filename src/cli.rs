@@ -238,7 +238,7 @@ fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     if let Some(text) = &args.text {
-        let hits = index.search_text(text, args.top_k, &filter);
+        let hits = index.search_text(text, args.top_k, &filter)?;
         print_hits(&mut out, index.as_ref(), 0, &hits, args.json)?;
     } else {
         let path = args.vector.as_deref().expect("required by clap");
@@ -298,20 +298,20 @@ fn print_hits(
     as_json: bool,
 ) -> anyhow::Result<()> {
     if as_json {
-        let hits: Vec<HitJson> = hits
+        let hits = hits
             .iter()
             .map(|h| {
-                let item = index.item(h.index as usize);
-                HitJson {
+                let item = index.item(h.index as usize)?;
+                Ok(HitJson {
                     id: item.id,
                     episode_number: item.episode_number,
                     topic: item.topic,
                     start_sec: item.start_sec,
                     end_sec: item.end_sec,
                     score: h.score,
-                }
+                })
             })
-            .collect();
+            .collect::<podmap::Result<Vec<HitJson>>>()?;
         #[derive(serde::Serialize)]
         struct Line<'a> {
             query: usize,
@@ -330,7 +330,7 @@ fn print_hits(
         "id", "episode", "startSec", "endSec", "score"
     )?;
     for h in hits {
-        let item = index.item(h.index as usize);
+        let item = index.item(h.index as usize)?;
         writeln!(
             out,
             "{:>6} {:>7} {:>9} {:>9} {:>9.6}  {}",
@@ -407,7 +407,8 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     for s in &h.sections {
         let what = match s.kind {
             SectionKind::Matrix => "f32 rows, L2-normalised",
-            SectionKind::Meta => "rkyv records",
+            SectionKind::Items => "rkyv item records",
+            SectionKind::Meta => "rkyv manifest, slots, columns",
         };
         writeln!(
             out,

@@ -1,21 +1,24 @@
 //! A podcast's archive, memory-mapped and read in place.
 //!
-//! [`MmapIndex::open`] costs O(1) in the size of the vector matrix: it checks the header
-//! (magic, version, rkyv features, schema hash, section bounds and alignment), checksums and
-//! validates the records with bytecheck, and never touches a matrix page. The matrix is
-//! checked by [`MmapIndex::verify`], which reads it all. A bit flip in the matrix can therefore
-//! go unnoticed until `verify`, but it cannot cause undefined behaviour: any bit pattern is a
-//! valid `f32`, and search skips non-finite scores.
+//! [`MmapIndex::open`] costs O(1) in the size of the vector matrix and of the item texts: it
+//! checks the header (magic, version, rkyv features, schema hash, section bounds and
+//! alignment), checksums and validates the small meta record with bytecheck, and touches no
+//! matrix or item page. Each item is checked (its own checksum, then bytecheck) the first time
+//! it is read, and remembered as valid in a bitset, so a query pays only for the hits it
+//! returns. The matrix is checked by [`MmapIndex::verify`], which reads everything. A bit flip
+//! in the matrix can go unnoticed until `verify`, but it cannot cause undefined behaviour: any
+//! bit pattern is a valid `f32`, and search skips non-finite scores.
 
 use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::Mmap;
 use rayon::prelude::*;
 
-use crate::archive::format::{Header, SectionKind, HEADER_SIZE};
+use crate::archive::format::{Header, SectionKind, HEADER_SIZE, ITEM_ALIGN};
 use crate::archive::records::{schema_hash, ArchivedItemRecord, ArchivedPodcastRecord};
 use crate::archive::ARCHIVE_FILE;
 use crate::error::{ArchiveFault, Error, Result};
@@ -31,7 +34,10 @@ pub struct MmapIndex {
     header: Header,
     map: Mmap,
     matrix: Range<usize>,
+    items: Range<usize>,
     meta: Range<usize>,
+    /// Bit `i` is set once item `i` has passed its checksum and bytecheck in this process.
+    validated: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for MmapIndex {
@@ -85,6 +91,7 @@ impl MmapIndex {
                 .ok_or_else(|| fault(ArchiveFault::Layout(format!("no {} section", kind.name()))))
         };
         let matrix = section(SectionKind::Matrix)?;
+        let items = section(SectionKind::Items)?;
         let meta = section(SectionKind::Meta)?;
         let expected_matrix = header
             .item_count
@@ -97,6 +104,7 @@ impl MmapIndex {
             ))));
         }
         let matrix = matrix.offset as usize..matrix.end() as usize;
+        let items = items.offset as usize..items.end() as usize;
         let meta_range = meta.offset as usize..meta.end() as usize;
         let meta_bytes = &map[meta_range.clone()];
         if xxhash_rust::xxh3::xxh3_64(meta_bytes) != meta.checksum {
@@ -126,7 +134,9 @@ impl MmapIndex {
             header,
             map,
             matrix,
+            items,
             meta: meta_range,
+            validated: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
         };
         // Cast once here so a misaligned matrix is refused at open, not at the first search.
         bytemuck::try_cast_slice::<u8, f32>(&index.map[index.matrix.clone()]).map_err(|e| {
@@ -153,6 +163,54 @@ impl MmapIndex {
         unsafe { rkyv::access_unchecked::<ArchivedPodcastRecord>(&self.map[self.meta.clone()]) }
     }
 
+    /// Item `index`'s archived record, checked on its first read (checksum, then bytecheck).
+    /// Panics if `index >= len()`.
+    pub fn item_record(&self, index: usize) -> Result<&ArchivedItemRecord> {
+        let bytes = self.item_bytes(index)?;
+        let (word, bit) = (&self.validated[index / 64], 1u64 << (index % 64));
+        if word.load(Ordering::Acquire) & bit == 0 {
+            let slot = &self.record().items[index];
+            let fault = |reason: String| {
+                Error::archive(
+                    &self.path,
+                    ArchiveFault::Structure {
+                        section: "items",
+                        reason,
+                    },
+                )
+            };
+            if xxhash_rust::xxh3::xxh3_64(bytes) != slot.checksum.to_native() {
+                return Err(fault(format!("item {index}: checksum mismatch")));
+            }
+            rkyv::access::<ArchivedItemRecord, rkyv::rancor::Error>(bytes)
+                .map_err(|e| fault(format!("item {index}: {e}")))?;
+            word.fetch_or(bit, Ordering::Release);
+        }
+        // SAFETY: these exact bytes passed `rkyv::access` (bytecheck) in this process, either
+        // just above or in an earlier call that set the bit, and the mapping never changes.
+        Ok(unsafe { rkyv::access_unchecked::<ArchivedItemRecord>(bytes) })
+    }
+
+    /// The bytes of item `index`'s archive, bounds- and alignment-checked.
+    fn item_bytes(&self, index: usize) -> Result<&[u8]> {
+        let slot = &self.record().items[index];
+        let (offset, len) = (slot.offset.to_native(), slot.len.to_native());
+        let section_len = (self.items.end - self.items.start) as u64;
+        match offset.checked_add(len) {
+            Some(end) if end <= section_len && offset % ITEM_ALIGN == 0 => {
+                let start = self.items.start + offset as usize;
+                Ok(&self.map[start..start + len as usize])
+            }
+            _ => Err(Error::archive(
+                &self.path,
+                ArchiveFault::Structure {
+                    section: "items",
+                    reason: format!("item {index} lies outside the items section or is misaligned"),
+                },
+            )),
+        }
+    }
+
     pub fn podcast_id(&self) -> &str {
         self.record().podcast_id.as_str()
     }
@@ -172,14 +230,20 @@ impl MmapIndex {
     /// that each row is unit-length (or zero, for items without an embedding).
     pub fn verify(&self) -> Result<()> {
         let fault = |f| Error::archive(&self.path, f);
-        let section = self
-            .header
-            .section(SectionKind::Matrix)
-            .expect("checked at open");
-        let bytes = &self.map[self.matrix.clone()];
-        if xxhash_rust::xxh3::xxh3_64(bytes) != section.checksum {
-            return Err(fault(ArchiveFault::SectionChecksum { section: "matrix" }));
+        for (kind, range) in [
+            (SectionKind::Matrix, &self.matrix),
+            (SectionKind::Items, &self.items),
+        ] {
+            let section = self.header.section(kind).expect("checked at open");
+            if xxhash_rust::xxh3::xxh3_64(&self.map[range.clone()]) != section.checksum {
+                return Err(fault(ArchiveFault::SectionChecksum {
+                    section: kind.name(),
+                }));
+            }
         }
+        (0..self.len())
+            .into_par_iter()
+            .try_for_each(|i| self.item_record(i).map(drop))?;
         // Alignment padding between sections is not checksummed: it must be zeros.
         let mut covered: Vec<(u64, u64)> = self
             .header
@@ -282,8 +346,8 @@ impl SearchIndex for MmapIndex {
         Some(self.header.model.as_str()).filter(|m| !m.is_empty())
     }
 
-    fn item(&self, index: usize) -> ItemView<'_> {
-        view(&self.record().items[index])
+    fn item(&self, index: usize) -> Result<ItemView<'_>> {
+        self.item_record(index).map(view)
     }
 
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {

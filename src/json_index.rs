@@ -131,10 +131,10 @@ impl SearchIndex for JsonIndex {
         self.model.as_deref()
     }
 
-    fn item(&self, index: usize) -> ItemView<'_> {
+    fn item(&self, index: usize) -> Result<ItemView<'_>> {
         let it = &self.items[index];
         let subject = it.subject.as_ref();
-        ItemView {
+        Ok(ItemView {
             id: it.id,
             episode_number: it.episode_number,
             episode_title: it.episode_title.as_deref(),
@@ -147,7 +147,7 @@ impl SearchIndex for JsonIndex {
             end_hms: it.end_hms.as_deref(),
             summary: it.summary.as_deref(),
             text: it.text.as_deref(),
-        }
+        })
     }
 
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {

@@ -14,7 +14,7 @@ use podmap::{ArchiveFault, Error, Filter, MmapIndex, SearchIndex};
 /// Converts a small podcast and returns (the archive's path, its bytes).
 fn archive(dir: &Path, n: u32, dims: usize) -> (PathBuf, Vec<u8>) {
     let rag_file = common::small_root(dir, "p", n, dims);
-    let out = dir.join("index/p/rag.podmap");
+    let out = archive_path(dir);
     let source = PodcastSource {
         id: "p".into(),
         rag_file: rag_file.clone(),
@@ -28,6 +28,10 @@ fn archive(dir: &Path, n: u32, dims: usize) -> (PathBuf, Vec<u8>) {
     .unwrap();
     let bytes = std::fs::read(&out).unwrap();
     (out, bytes)
+}
+
+fn archive_path(dir: &Path) -> PathBuf {
+    dir.join("index/p/rag.podmap")
 }
 
 /// Opens `bytes` as an archive; if that works, searches and verifies it. Returns whether
@@ -45,13 +49,20 @@ fn refused(path: &Path, bytes: &[u8], dims: usize) -> bool {
         }
         Ok(index) => index,
     };
-    // Whatever the bytes, search must not panic or misbehave.
+    // Whatever the bytes, search must not panic or misbehave; a damaged item is refused
+    // when it is first read, before any of its bytes are used.
     let _ = index.search_vector(&common::vector(dims, 7), 5, &Filter::all());
-    let _ = index.search_text("Thema", 5, &Filter::all());
-    for i in 0..index.len() {
-        let _ = index.item(i);
+    let text_refused = index.search_text("Thema", 5, &Filter::all()).is_err();
+    let item_refused = (0..index.len()).any(|i| index.item(i).is_err());
+    assert_eq!(
+        text_refused, item_refused,
+        "lexical search reads every item"
+    );
+    let verify_refused = index.verify().is_err();
+    if item_refused {
+        assert!(verify_refused, "verify must catch what item reads catch");
     }
-    index.verify().is_err()
+    verify_refused
 }
 
 #[test]
@@ -61,10 +72,16 @@ fn every_flipped_byte_is_caught_by_open_or_verify() {
     // 11 rows of 96 bytes end the matrix off a 64-byte boundary, so there is padding too.
     let (_, bytes) = archive(dir.path(), 11, dims);
     let probe = dir.path().join("probe.podmap");
-    // Every byte of the header's used part and of the records, and a stride through the rest.
+    // Every byte of the header's used part, a stride through the rest, and every byte of the
+    // items and meta sections.
+    let header = MmapIndex::open(&archive_path(dir.path()))
+        .unwrap()
+        .header()
+        .clone();
+    let items_start = header.sections[1].offset as usize;
     let mut offsets: Vec<usize> = (0..900).collect();
-    offsets.extend((900..bytes.len()).step_by(7));
-    offsets.extend(bytes.len() - 64..bytes.len());
+    offsets.extend((900..items_start).step_by(7));
+    offsets.extend(items_start..bytes.len());
     for at in offsets {
         for mask in [0x01u8, 0x80] {
             let mut damaged = bytes.clone();

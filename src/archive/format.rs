@@ -41,6 +41,8 @@ pub const MAX_SECTIONS: usize = 16;
 pub const MATRIX_ALIGN: u64 = 4096;
 /// Alignment of rkyv sections (rkyv's `aligned` feature needs 16; 64 is a cache line).
 pub const META_ALIGN: u64 = 64;
+/// Alignment of each item's archive inside the items section (rkyv's `aligned` feature).
+pub const ITEM_ALIGN: u64 = 16;
 
 const CHECKSUM_AT: usize = HEADER_SIZE - 8;
 const SECTIONS_AT: usize = 336;
@@ -57,6 +59,8 @@ pub enum SectionKind {
     Matrix = 1,
     /// rkyv archive of `PodcastRecord`.
     Meta = 2,
+    /// One rkyv archive of `ItemRecord` per item, 16-aligned, located by `ItemSlot`s.
+    Items = 3,
 }
 
 impl SectionKind {
@@ -64,6 +68,7 @@ impl SectionKind {
         match self {
             SectionKind::Matrix => "matrix",
             SectionKind::Meta => "meta",
+            SectionKind::Items => "items",
         }
     }
 
@@ -71,6 +76,7 @@ impl SectionKind {
         match v {
             1 => Some(SectionKind::Matrix),
             2 => Some(SectionKind::Meta),
+            3 => Some(SectionKind::Items),
             _ => None,
         }
     }

@@ -5,7 +5,10 @@
 //!               dimensions, counts, input fingerprint, section table, header checksum
 //! offset 4096   matrix section: item_count × dims f32, little-endian, row-major,
 //!               L2-normalised rows (zero rows for items without an embedding)
-//! 64-aligned    meta section: rkyv archive of [`records::PodcastRecord`]
+//! 64-aligned    items section: one rkyv archive of [`records::ItemRecord`] per item,
+//!               each 16-aligned, checksummed and validated on first read
+//! 64-aligned    meta section: rkyv archive of [`records::PodcastRecord`] (manifest, item
+//!               slots, episode and norm columns), validated at open
 //! ```
 //!
 //! The matrix is raw rather than inside rkyv so that it is one contiguous, 4096-aligned block
@@ -17,7 +20,7 @@ pub mod records;
 pub mod writer;
 
 pub use format::{Header, SectionKind, FORMAT_VERSION, MAGIC};
-pub use records::{ItemRecord, ManifestRecord, PodcastRecord, SubjectRecord};
+pub use records::{ItemRecord, ItemSlot, ManifestRecord, PodcastRecord, SubjectRecord};
 pub use writer::{ArchiveWriter, InputFingerprint};
 
 /// File name of a podcast's archive inside `<INDEX_DIR>/<podcast>/`.

@@ -1,8 +1,8 @@
 //! Writes one archive, atomically.
 //!
 //! Rows go to a temporary file in the destination folder as items arrive, so the embeddings are
-//! never held in memory; only the (small) records are, until [`ArchiveWriter::finish`] archives
-//! them with rkyv, writes the header, fsyncs and renames the file into place. Until that rename
+//! never held in memory; only the (small) item archives are, until [`ArchiveWriter::finish`]
+//! appends them and the meta record, writes the header, fsyncs and renames the file into place. Until that rename
 //! the previous archive is untouched, and a failed or interrupted conversion leaves it as it was.
 //! A temporary file is removed when the writer is dropped without finishing.
 
@@ -15,10 +15,12 @@ use tempfile::NamedTempFile;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::format::{
-    align_up, Header, Section, SectionKind, FORMAT_VERSION, HEADER_SIZE, MATRIX_ALIGN,
+    align_up, Header, Section, SectionKind, FORMAT_VERSION, HEADER_SIZE, ITEM_ALIGN, MATRIX_ALIGN,
     MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
 };
-use super::records::{schema_hash, ItemRecord, ManifestRecord, PodcastRecord, SubjectRecord};
+use super::records::{
+    schema_hash, ItemRecord, ItemSlot, ManifestRecord, PodcastRecord, SubjectRecord,
+};
 use crate::error::{Error, Result};
 use crate::input::{RagHeader, RagTail, RawItem};
 
@@ -68,6 +70,8 @@ pub struct ArchiveWriter {
     row_bytes: Vec<u8>,
     model: Option<String>,
     record: PodcastRecord,
+    /// The items section so far: one rkyv archive per item, 16-aligned.
+    items: Vec<u8>,
     embedded: u64,
 }
 
@@ -107,6 +111,7 @@ impl ArchiveWriter {
                 episode_of: Vec::new(),
                 norms: Vec::new(),
             },
+            items: Vec::new(),
             embedded: 0,
         })
     }
@@ -171,7 +176,7 @@ impl ArchiveWriter {
         };
         self.record.episode_of.push(item.episode_number);
         self.record.norms.push(norm);
-        self.record.items.push(ItemRecord {
+        let record = ItemRecord {
             id: item.id,
             key: item.key,
             episode_number: item.episode_number,
@@ -189,6 +194,16 @@ impl ArchiveWriter {
             summary: item.summary,
             source_json: item.source.map(|v| v.to_string()),
             text: item.text,
+        };
+        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&record)
+            .map_err(|e| self.invalid(format!("item {}: cannot archive: {e}", record.id)))?;
+        let offset = align_up(self.items.len() as u64, ITEM_ALIGN);
+        self.items.resize(offset as usize, 0);
+        self.items.extend_from_slice(&bytes);
+        self.record.items.push(ItemSlot {
+            offset,
+            len: bytes.len() as u64,
+            checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
         });
         Ok(())
     }
@@ -232,9 +247,18 @@ impl ArchiveWriter {
             len: rows * dims as u64 * 4,
             checksum: self.matrix_hash.digest(),
         };
-        let meta_offset = align_up(matrix.end(), META_ALIGN);
-        let padding = vec![0u8; (meta_offset - matrix.end()) as usize];
-        self.write(&padding)?;
+        let items_offset = self.pad_to(matrix.end(), META_ALIGN)?;
+        let items_bytes = std::mem::take(&mut self.items);
+        self.write(&items_bytes)?;
+        let items = Section {
+            kind: SectionKind::Items,
+            align: META_ALIGN as u32,
+            offset: items_offset,
+            len: items_bytes.len() as u64,
+            checksum: xxhash_rust::xxh3::xxh3_64(&items_bytes),
+        };
+        drop(items_bytes);
+        let meta_offset = self.pad_to(items.end(), META_ALIGN)?;
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&self.record)
             .map_err(|e| self.invalid(format!("cannot archive records: {e}")))?;
         self.write(&bytes)?;
@@ -255,7 +279,7 @@ impl ArchiveWriter {
             input_len: self.fingerprint.len,
             input_mtime_ns: self.fingerprint.mtime_ns,
             model: self.model.clone().unwrap_or_default(),
-            sections: vec![matrix, meta],
+            sections: vec![matrix, items, meta],
         };
         let path = self.final_path.clone();
         let io = |e| Error::io(&path, e);
@@ -273,6 +297,13 @@ impl ArchiveWriter {
             dims: dims as u32,
             bytes: header.file_len(),
         })
+    }
+
+    /// Writes zeros from `at` (the current end) up to the next multiple of `align`.
+    fn pad_to(&mut self, at: u64, align: u64) -> Result<u64> {
+        let next = align_up(at, align);
+        self.write(&vec![0u8; (next - at) as usize])?;
+        Ok(next)
     }
 
     fn set_dims(&mut self, dims: usize) -> Result<()> {

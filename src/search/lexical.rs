@@ -9,6 +9,7 @@
 //! would give every item two points for containing the empty string).
 
 use super::{Filter, Hit, SearchIndex};
+use crate::error::Result;
 
 /// Lowercase, non-alphanumerics to spaces, whitespace collapsed and trimmed.
 pub fn normalize(text: &str) -> String {
@@ -42,29 +43,30 @@ pub fn search<I: SearchIndex + ?Sized>(
     query: &str,
     k: usize,
     filter: &Filter,
-) -> Vec<Hit> {
+) -> Result<Vec<Hit>> {
     let query = normalize(query);
     if query.is_empty() || k == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let tokens: Vec<&str> = query.split_whitespace().collect();
-    let mut hits: Vec<Hit> = (0..index.len())
-        .filter_map(|i| {
-            let item = index.item(i);
-            if !filter.accepts(item.episode_number) {
-                return None;
-            }
-            let text = item.text.or(item.summary).unwrap_or("");
-            let s = score(&normalize(text), &query, &tokens);
-            (s > 0.0).then_some(Hit {
+    let mut hits = Vec::new();
+    for i in 0..index.len() {
+        let item = index.item(i)?;
+        if !filter.accepts(item.episode_number) {
+            continue;
+        }
+        let text = item.text.or(item.summary).unwrap_or("");
+        let s = score(&normalize(text), &query, &tokens);
+        if s > 0.0 {
+            hits.push(Hit {
                 index: i as u32,
                 score: s,
-            })
-        })
-        .collect();
+            });
+        }
+    }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     hits.truncate(k);
-    hits
+    Ok(hits)
 }
 
 #[cfg(test)]

@@ -101,15 +101,16 @@ pub trait SearchIndex: Sync {
     /// The embedding model named by the source data.
     fn model(&self) -> Option<&str>;
 
-    /// Metadata of the item in row `index` (`index < len()`).
-    fn item(&self, index: usize) -> ItemView<'_>;
+    /// Metadata of the item in row `index`. Panics if `index >= len()`; fails if the item's
+    /// stored bytes turn out to be corrupt.
+    fn item(&self, index: usize) -> Result<ItemView<'_>>;
 
     /// Exact top-`k` by cosine similarity, best first; ties go to the lower row.
     /// Items without an embedding are never returned.
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>>;
 
     /// The original server's lexical scoring (see [`lexical`]), best first.
-    fn search_text(&self, query: &str, k: usize, filter: &Filter) -> Vec<Hit> {
+    fn search_text(&self, query: &str, k: usize, filter: &Filter) -> Result<Vec<Hit>> {
         lexical::search(self, query, k, filter)
     }
 }

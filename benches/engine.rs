@@ -1,0 +1,368 @@
+//! The JSON path against the mmap path, side by side in one run.
+//!
+//! Datasets: a generated production-scale podcast (default 4,400 items × 3,072 dims, about
+//! 300 MB of JSON, made by `podmap-gen` into `target/bench-data/` once) and the larger podcast
+//! of the real corpus (`raumzeit`, if `../shared/corpus` is there).
+//!
+//! Measured, for each dataset and both paths:
+//! - open → first result: load or map the index and answer one top-10 query;
+//! - steady top-10 query latency (queries rotate), and the scan rate it implies;
+//! - resident memory after open + one query, in a fresh `podmap search` process;
+//! and once: the machine's memory read bandwidth with both cores, the ceiling of any scan.
+//!
+//! At the end a summary prints the ratios. `cargo bench --bench engine`; set
+//! `PODMAP_BENCH_ITEMS`/`PODMAP_BENCH_DIMS` for another generated size.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use podmap::convert::{convert_all, ConvertOptions};
+use podmap::mem::ProcessMemory;
+use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
+use rayon::prelude::*;
+
+struct Dataset {
+    name: String,
+    data_root: PathBuf,
+    index_dir: PathBuf,
+    podcast: String,
+    queries: Vec<Vec<f32>>,
+    query_file: PathBuf,
+    json_bytes: u64,
+    matrix_bytes: u64,
+}
+
+/// Mean time per iteration of every measured benchmark, for the summary.
+static MEANS: Mutex<BTreeMap<String, (u64, Duration)>> = Mutex::new(BTreeMap::new());
+
+fn record(id: &str, iters: u64, elapsed: Duration) {
+    let mut means = MEANS.lock().unwrap();
+    let entry = means.entry(id.to_owned()).or_insert((0, Duration::ZERO));
+    entry.0 += iters;
+    entry.1 += elapsed;
+}
+
+fn mean(id: &str) -> Option<Duration> {
+    let means = MEANS.lock().unwrap();
+    means.get(id).map(|(n, d)| *d / (*n).max(1) as u32)
+}
+
+fn bench_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data")
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn convert(data_root: &Path, index_dir: &Path, podcast: &str) {
+    let opts = ConvertOptions {
+        data_root: data_root.to_path_buf(),
+        out_dir: index_dir.to_path_buf(),
+        podcasts: vec![podcast.to_owned()],
+        force: false,
+    };
+    let hidden =
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    for report in convert_all(&opts, &hidden).expect("convert") {
+        report.result.expect("conversion of bench data");
+    }
+}
+
+fn generated() -> Dataset {
+    let (items, dims) = (
+        env_usize("PODMAP_BENCH_ITEMS", 4400),
+        env_usize("PODMAP_BENCH_DIMS", 3072),
+    );
+    let name = format!("gen-{items}x{dims}");
+    let root = bench_data().join(&name);
+    let rag = root.join("db/big/rag-embeddings.json");
+    if !rag.is_file() {
+        eprintln!("generating {name} into {} …", root.display());
+        let status = Command::new(env!("CARGO_BIN_EXE_podmap-gen"))
+            .args(["--out", root.to_str().unwrap(), "--podcast-id", "big"])
+            .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
+            .args([
+                "--episodes",
+                &(items / 6).max(1).to_string(),
+                "--transcripts-every",
+                "0",
+                "--queries",
+                "16",
+            ])
+            .status()
+            .expect("run podmap-gen");
+        assert!(status.success());
+    }
+    let index_dir = root.join("index");
+    convert(&root, &index_dir, "big");
+    let query_file = root.join("queries/big.json");
+    let queries = serde_json::from_str(&std::fs::read_to_string(&query_file).unwrap()).unwrap();
+    finish(name, root, index_dir, "big", queries, query_file)
+}
+
+fn corpus() -> Option<Dataset> {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let text = std::fs::read_to_string(corpus.join("queries.json")).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let queries: Vec<Vec<f32>> = doc["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["podcast"] == "raumzeit")
+        .map(|q| serde_json::from_value(q["embedding"].clone()).unwrap())
+        .collect();
+    let index_dir = bench_data().join("corpus-index");
+    convert(&corpus, &index_dir, "raumzeit");
+    let query_file = bench_data().join("raumzeit-queries.json");
+    std::fs::write(&query_file, serde_json::to_string(&queries).unwrap()).unwrap();
+    Some(finish(
+        "raumzeit".into(),
+        corpus,
+        index_dir,
+        "raumzeit",
+        queries,
+        query_file,
+    ))
+}
+
+fn finish(
+    name: String,
+    data_root: PathBuf,
+    index_dir: PathBuf,
+    podcast: &str,
+    queries: Vec<Vec<f32>>,
+    query_file: PathBuf,
+) -> Dataset {
+    let json_bytes = std::fs::metadata(
+        data_root
+            .join("db")
+            .join(podcast)
+            .join("rag-embeddings.json"),
+    )
+    .unwrap()
+    .len();
+    let index = MmapIndex::open_podcast(&index_dir, podcast).unwrap();
+    let matrix_bytes = (index.matrix().len() * 4) as u64;
+    Dataset {
+        name,
+        data_root,
+        index_dir,
+        podcast: podcast.to_owned(),
+        queries,
+        query_file,
+        json_bytes,
+        matrix_bytes,
+    }
+}
+
+fn open_first_result(c: &mut Criterion, sets: &[Dataset]) {
+    let mut group = c.benchmark_group("open_first_result");
+    group.sample_size(10);
+    for set in sets {
+        let q = &set.queries[0];
+        let id = format!("open_first_result/json/{}", set.name);
+        group.bench_function(BenchmarkId::new("json", &set.name), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let index = JsonIndex::load_podcast(&set.data_root, &set.podcast).unwrap();
+                    black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
+                }
+                let elapsed = start.elapsed();
+                record(&id, iters, elapsed);
+                elapsed
+            })
+        });
+        let id = format!("open_first_result/mmap/{}", set.name);
+        group.bench_function(BenchmarkId::new("mmap", &set.name), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let index = MmapIndex::open_podcast(&set.index_dir, &set.podcast).unwrap();
+                    black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
+                }
+                let elapsed = start.elapsed();
+                record(&id, iters, elapsed);
+                elapsed
+            })
+        });
+    }
+    group.finish();
+}
+
+fn steady_query(c: &mut Criterion, sets: &[Dataset]) {
+    let mut group = c.benchmark_group("query_top10");
+    for set in sets {
+        group.throughput(Throughput::Bytes(set.matrix_bytes));
+        let json = JsonIndex::load_podcast(&set.data_root, &set.podcast).unwrap();
+        let mapped = MmapIndex::open_podcast(&set.index_dir, &set.podcast).unwrap();
+        let indexes: [(&str, &dyn SearchIndex); 2] = [("json", &json), ("mmap", &mapped)];
+        for (path, index) in indexes {
+            let id = format!("query_top10/{path}/{}", set.name);
+            group.bench_function(BenchmarkId::new(path, &set.name), |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for i in 0..iters {
+                        let q = &set.queries[i as usize % set.queries.len()];
+                        black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
+                    }
+                    let elapsed = start.elapsed();
+                    record(&id, iters, elapsed);
+                    elapsed
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Reading a buffer far larger than the caches with every core: what a scan can reach at best.
+fn read_bandwidth(c: &mut Criterion) {
+    const BYTES: usize = 512 << 20;
+    let buffer: Vec<f32> = (0..BYTES / 4).map(|i| (i % 7) as f32).collect();
+    let mut group = c.benchmark_group("read_bandwidth");
+    group.throughput(Throughput::Bytes(BYTES as u64));
+    group.sample_size(20);
+    group.bench_function("sum_f32_all_cores", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let sum: f32 = buffer
+                    .par_chunks(1 << 16)
+                    .map(|chunk| {
+                        let mut acc = [0.0f32; 16];
+                        for block in chunk.chunks_exact(16) {
+                            for (a, x) in acc.iter_mut().zip(block) {
+                                *a += x;
+                            }
+                        }
+                        acc.iter().sum::<f32>()
+                    })
+                    .sum();
+                black_box(sum);
+            }
+            let elapsed = start.elapsed();
+            record("read_bandwidth", iters, elapsed);
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+/// Resident memory of a fresh `podmap search` process after open + one query.
+fn memory(set: &Dataset, source: &str) -> ProcessMemory {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podmap"));
+    cmd.args([
+        "search",
+        "--podcast",
+        &set.podcast,
+        "--top-k",
+        "10",
+        "--report-memory",
+    ]);
+    cmd.args(["--source", source, "--vector"])
+        .arg(&set.query_file);
+    match source {
+        "json" => cmd.arg("--data").arg(&set.data_root),
+        _ => cmd.arg("--index").arg(&set.index_dir),
+    };
+    let out = cmd.output().expect("run podmap search");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().expect("memory report");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    ProcessMemory {
+        peak_rss_kib: v["peak_rss_kib"].as_u64().unwrap(),
+        rss_anon_kib: v["rss_anon_kib"].as_u64().unwrap(),
+        rss_file_kib: v["rss_file_kib"].as_u64().unwrap(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn summary(sets: &[Dataset]) {
+    let bandwidth = mean("read_bandwidth").map(|d| (512u64 << 20) as f64 / d.as_secs_f64() / 1e9);
+    println!(
+        "\n## podmap bench summary ({} threads)\n",
+        rayon::current_num_threads()
+    );
+    if let Some(bw) = bandwidth {
+        println!("memory read bandwidth (all cores): {bw:.1} GB/s\n");
+    }
+    println!("| dataset | measure | JSON path | mmap path | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    for set in sets {
+        let n = &set.name;
+        for (label, group) in [
+            ("open → first result", "open_first_result"),
+            ("steady top-10 query", "query_top10"),
+        ] {
+            if let (Some(j), Some(m)) = (
+                mean(&format!("{group}/json/{n}")),
+                mean(&format!("{group}/mmap/{n}")),
+            ) {
+                println!(
+                    "| {n} | {label} | {} | {} | {:.1}× faster |",
+                    ms(j),
+                    ms(m),
+                    j.as_secs_f64() / m.as_secs_f64()
+                );
+            }
+        }
+        let (j, m) = (memory(set, "json"), memory(set, "mmap"));
+        println!(
+            "| {n} | anonymous RSS after open + 1 query | {} | {} | {:.1}× smaller |",
+            mib(j.rss_anon_kib),
+            mib(m.rss_anon_kib),
+            j.rss_anon_kib as f64 / m.rss_anon_kib.max(1) as f64
+        );
+        println!(
+            "| {n} | peak RSS (file pages: mmap {}) | {} | {} | {:.1}× smaller |",
+            mib(m.rss_file_kib),
+            mib(j.peak_rss_kib),
+            mib(m.peak_rss_kib),
+            j.peak_rss_kib as f64 / m.peak_rss_kib.max(1) as f64
+        );
+        if let Some(m) = mean(&format!("query_top10/mmap/{n}")) {
+            let rate = set.matrix_bytes as f64 / m.as_secs_f64() / 1e9;
+            let share = bandwidth.map_or(String::new(), |bw| {
+                format!(" ({:.0}% of read bandwidth)", 100.0 * rate / bw)
+            });
+            println!(
+                "| {n} | mmap scan rate, {:.1} MB matrix from {:.1} MB JSON | | {rate:.1} GB/s{share} | |",
+                set.matrix_bytes as f64 / 1e6,
+                set.json_bytes as f64 / 1e6
+            );
+        }
+    }
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    let mut sets = vec![generated()];
+    sets.extend(corpus());
+    read_bandwidth(&mut c);
+    open_first_result(&mut c, &sets);
+    steady_query(&mut c, &sets);
+    c.final_summary();
+    summary(&sets);
+}
