@@ -11,6 +11,10 @@
 //! [`json_index`] keeps the original in-memory JSON path as a baseline behind the same
 //! [`search::SearchIndex`] trait, so the two are compared with the same code.
 
+// Archives are read in place: the matrix and the rkyv records are little-endian on disk.
+#[cfg(target_endian = "big")]
+compile_error!("podmap reads its archives in place and supports little-endian targets only");
+
 pub mod archive;
 pub mod convert;
 pub mod error;
