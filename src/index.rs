@@ -65,10 +65,13 @@ impl MmapIndex {
             let mut head = Vec::new();
             file.read_to_end(&mut head)
                 .map_err(|e| Error::io(path, e))?;
-            return Err(fault(match Header::decode(&head, len) {
-                Err(f) => f,
-                Ok(_) => unreachable!("a header is {HEADER_SIZE} bytes"),
-            }));
+            let reason = Header::decode(&head, len)
+                .err()
+                .unwrap_or(ArchiveFault::Length {
+                    actual: len,
+                    expected: HEADER_SIZE as u64,
+                });
+            return Err(fault(reason));
         }
         // SAFETY: the mapping is read-only and podmap never modifies an archive in place:
         // a new archive is written to a temporary file and renamed over the old one, so the

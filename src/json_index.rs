@@ -151,8 +151,8 @@ impl SearchIndex for JsonIndex {
     }
 
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
-        let q_norm = kernel::dot_sequential(query, query).sqrt();
         query_norm(query, self.dims)?;
+        let q_norm = kernel::dot_sequential(query, query).sqrt();
         if self.embedded == 0 {
             return Err(Error::NoEmbeddings);
         }

@@ -10,6 +10,33 @@
 //!
 //! [`json_index`] keeps the original in-memory JSON path as a baseline behind the same
 //! [`search::SearchIndex`] trait, so the two are compared with the same code.
+//!
+//! ```
+//! use podmap::archive::InputFingerprint;
+//! use podmap::convert::convert_podcast;
+//! use podmap::input::PodcastSource;
+//! use podmap::{Filter, MmapIndex, SearchIndex};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let rag_file = dir.path().join("rag-embeddings.json");
+//! std::fs::write(&rag_file, r#"{"embeddingModel": "m", "embeddingDimensions": 2, "items": [
+//!     {"id": 0, "episodeNumber": 1, "topic": "Mond", "startSec": 0, "endSec": 60, "embedding": [1, 0]},
+//!     {"id": 1, "episodeNumber": 2, "topic": "Mars", "startSec": 0, "endSec": 90, "embedding": [0, 3]}
+//! ]}"#)?;
+//!
+//! // JSON → archive (streamed, written atomically) …
+//! let source = PodcastSource { id: "demo".into(), rag_file: rag_file.clone() };
+//! let archive = dir.path().join("index/demo/rag.podmap");
+//! convert_podcast(&source, &archive, InputFingerprint::of(&rag_file)?, |f| Box::new(f))?;
+//!
+//! // … → mapped index → search.
+//! let index = MmapIndex::open(&archive)?;
+//! let hits = index.search_vector(&[0.1, 0.9], 1, &Filter::all())?;
+//! assert_eq!(index.item(hits[0].index as usize)?.topic, Some("Mars"));
+//! # Ok(())
+//! # }
+//! ```
 
 // Archives are read in place: the matrix and the rkyv records are little-endian on disk.
 #[cfg(target_endian = "big")]
