@@ -13,9 +13,11 @@ use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
 use podmap::archive::format::SectionKind;
+use podmap::archive::records::{ArchivedSpeakerRecord, NO_SPEAKER};
 use podmap::convert::{self, ConvertOptions, Outcome};
-use podmap::index::{archive_path, list_archives};
+use podmap::index::{archive_path, list_archives, EpisodeOrder};
 use podmap::mem::ProcessMemory;
+use podmap::transcript::Window;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
 
 /// podmap: memory-mapped indexes for podcast archives.
@@ -31,15 +33,21 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Convert each podcast's rag-embeddings.json into an archive.
+    /// Convert each podcast (RAG file, episodes, transcripts, speakers) into an archive.
     ///
     /// Streams every input (memory does not grow with file size), converts podcasts in
     /// parallel and replaces each archive atomically: a failed conversion leaves the previous
-    /// archive as it was. Inputs whose size and mtime match the archive are skipped.
-    /// Exits non-zero if any podcast failed, after converting the others.
+    /// archive as it was. Podcasts whose input files are unchanged (names, sizes, mtimes)
+    /// are skipped. Exits non-zero if any podcast failed, after converting the others.
     Convert(ConvertArgs),
     /// Search one podcast by vector (cosine, exact top-k) or by text (lexical).
     Search(SearchArgs),
+    /// List a podcast's episodes (those with metadata), newest first.
+    Episodes(EpisodesArgs),
+    /// Print an episode's transcript, or with --from/--to exactly the excerpt chat sources get.
+    Transcript(TranscriptArgs),
+    /// List a podcast's speakers (from speakers/index.json), with profile and image.
+    Speakers(SpeakersArgs),
     /// Print an archive's header.
     Inspect(InspectArgs),
     /// Check every archive in an index directory fully (checksums and structure).
@@ -50,13 +58,15 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ConvertArgs {
-    /// Data root in the original layout (holds db/<podcast>/rag-embeddings.json).
+    /// Data root in the original layout: db/<podcast>/rag-embeddings.json and
+    /// podcasts/<podcast>/{episodes,speakers}/.
     #[arg(long, value_name = "ROOT")]
     data: PathBuf,
     /// Index directory to write; each podcast goes to <INDEX_DIR>/<podcast>/rag.podmap.
     #[arg(long, value_name = "INDEX_DIR")]
     out: PathBuf,
-    /// Convert only this podcast (repeatable). Default: every podcast under ROOT/db.
+    /// Convert only this podcast (repeatable). Default: every podcast under ROOT/db and
+    /// ROOT/podcasts.
     #[arg(long = "podcast", value_name = "ID")]
     podcasts: Vec<String>,
     /// Convert even if the input has not changed since the archive was written.
@@ -114,6 +124,73 @@ struct SearchArgs {
     report_memory: bool,
 }
 
+/// Which archive to read.
+#[derive(Debug, Args)]
+struct PodcastArg {
+    /// Index directory written by `podmap convert`.
+    #[arg(long, value_name = "INDEX_DIR")]
+    index: PathBuf,
+    /// Podcast id.
+    #[arg(long, value_name = "ID")]
+    podcast: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Order {
+    /// Highest episode number first (as the original's /api/episodes/latest).
+    Number,
+    /// Newest date first.
+    Date,
+}
+
+#[derive(Debug, Args)]
+struct EpisodesArgs {
+    #[command(flatten)]
+    podcast: PodcastArg,
+    /// At most this many episodes.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Skip this many first.
+    #[arg(long, default_value_t = 0)]
+    offset: usize,
+    /// Sort order.
+    #[arg(long, value_enum, default_value_t = Order::Number)]
+    order: Order,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct TranscriptArgs {
+    #[command(flatten)]
+    podcast: PodcastArg,
+    /// Episode number.
+    #[arg(long, value_name = "N")]
+    episode: u32,
+    /// Window start in seconds (with --to: print the excerpt of that window).
+    #[arg(long, value_name = "SEC", requires = "to")]
+    from: Option<f64>,
+    /// Window end in seconds.
+    #[arg(long, value_name = "SEC", requires = "from")]
+    to: Option<f64>,
+    /// Only this speaker's lines (case-insensitive).
+    #[arg(long, value_name = "NAME")]
+    speaker: Option<String>,
+    /// Excerpt length limit in bytes, as the original counts it.
+    #[arg(long, value_name = "N", default_value_t = 4000)]
+    max_chars: usize,
+}
+
+#[derive(Debug, Args)]
+struct SpeakersArgs {
+    #[command(flatten)]
+    podcast: PodcastArg,
+    /// Print JSON (the shape of the original's /api/speakers).
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Debug, Args)]
 struct InspectArgs {
     /// An archive: <INDEX_DIR>/<podcast> or the rag.podmap file itself.
@@ -151,6 +228,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Convert(args) => run_convert(args),
         Command::Search(args) => run_search(args),
+        Command::Episodes(args) => run_episodes(args),
+        Command::Transcript(args) => run_transcript(args),
+        Command::Speakers(args) => run_speakers(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Verify(args) => run_verify(args),
     }
@@ -180,15 +260,20 @@ fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0;
     let mut stdout = std::io::stdout().lock();
     for r in &reports {
+        for warning in &r.warnings {
+            eprintln!("podmap: warning: {warning}");
+        }
         let secs = r.elapsed.as_secs_f64();
         match &r.result {
             Ok(Outcome::Converted(w)) => writeln!(
                 stdout,
-                "{}: {} items ({} embedded), {} dims, {} in, {} out, {:.2} s",
+                "{}: {} items ({} embedded), {} dims, {} episodes, {} transcripts, {} in, {} out, {:.2} s",
                 r.podcast,
                 w.items,
                 w.embedded,
                 w.dims,
+                w.episodes,
+                w.transcripts,
                 human_bytes(r.input_bytes),
                 human_bytes(w.bytes),
                 secs
@@ -345,6 +430,154 @@ fn print_hits(
     Ok(())
 }
 
+fn open(arg: &PodcastArg) -> anyhow::Result<MmapIndex> {
+    Ok(MmapIndex::open_podcast(&arg.index, &arg.podcast)?)
+}
+
+fn run_episodes(args: EpisodesArgs) -> anyhow::Result<ExitCode> {
+    let index = open(&args.podcast)?;
+    let order = match args.order {
+        Order::Number => EpisodeOrder::Number,
+        Order::Date => EpisodeOrder::Date,
+    };
+    let (page, total) = index.episode_page(order, args.offset, args.limit)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let episodes: Vec<_> = page
+            .iter()
+            .map(|e| {
+                let meta = e.meta.as_ref();
+                let duration = meta.and_then(|m| m.duration.as_ref()).map(|d| {
+                    d.iter().zip([3600, 60, 1]).map(|(v, f)| u64::from(v.to_native()) * f).sum::<u64>()
+                });
+                json!({
+                    "episodeNumber": e.number.to_native(),
+                    "title": meta.and_then(|m| m.title.as_ref()).map(|t| t.as_str()),
+                    "date": meta.and_then(|m| m.date.as_ref()).map(|t| t.as_str()),
+                    "durationSec": duration,
+                    "description": meta.and_then(|m| m.description.as_ref()).map(|t| t.as_str()),
+                    "speakers": meta.and_then(|m| m.speakers.as_ref()).map(|v| v.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+                    "topics": e.topics.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                    "hasImage": e.has_image,
+                    "hasTranscript": e.has_transcript,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", json!({ "episodes": episodes, "total": total }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{total} episodes")?;
+    writeln!(
+        out,
+        "{:>6}  {:<10}  {:>4}  {:>6}  title",
+        "number", "date", "ts", "topics"
+    )?;
+    for e in page {
+        let meta = e.meta.as_ref();
+        writeln!(
+            out,
+            "{:>6}  {:<10}  {:>4}  {:>6}  {}",
+            e.number.to_native(),
+            meta.and_then(|m| m.date.as_ref())
+                .map_or("", |d| d.as_str()),
+            if e.has_transcript { "yes" } else { "-" },
+            e.topics.len(),
+            meta.and_then(|m| m.title.as_ref())
+                .map_or("", |t| t.as_str()),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_transcript(args: TranscriptArgs) -> anyhow::Result<ExitCode> {
+    let index = open(&args.podcast)?;
+    let mut out = std::io::stdout().lock();
+    if let (Some(start), Some(end)) = (args.from, args.to) {
+        let window = Window {
+            start,
+            end,
+            speaker: args.speaker.as_deref(),
+            max_chars: args.max_chars,
+        };
+        writeln!(out, "{}", index.excerpt(args.episode, &window)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(transcript) = index.transcript(args.episode)? else {
+        bail!(
+            "episode {} of {} has no transcript",
+            args.episode,
+            args.podcast.podcast
+        );
+    };
+    for entry in transcript.entries.iter() {
+        let id = entry.speaker.to_native();
+        let speaker = (id != NO_SPEAKER).then(|| transcript.speakers[id as usize].as_str());
+        if let Some(filter) = &args.speaker {
+            if !speaker.unwrap_or("").trim().eq_ignore_ascii_case(filter) {
+                continue;
+            }
+        }
+        let who = speaker
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or("unknown");
+        let text = entry.text.as_str().trim();
+        match entry.time.as_str() {
+            "" => writeln!(out, "{who}: {text}")?,
+            time => writeln!(out, "[{time}] {who}: {text}")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_speakers(args: SpeakersArgs) -> anyhow::Result<ExitCode> {
+    let index = open(&args.podcast)?;
+    let rows: &[ArchivedSpeakerRecord] = match index.speakers()? {
+        Some(s) => &s.rows,
+        None => &[],
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let speakers: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let mut v = json!({
+                    "speaker": r.speaker.as_str(),
+                    "slug": r.slug.as_str(),
+                    "episodesCount": r.episodes_count.to_native(),
+                    "utterancesCount": r.utterances_count.to_native(),
+                    "totalWords": r.total_words.to_native(),
+                    "hasProfile": r.profile.is_some(),
+                });
+                if let Some(image) = r.image.as_ref() {
+                    v["image"] = json!(image.as_str());
+                }
+                v
+            })
+            .collect();
+        writeln!(out, "{}", json!({ "speakers": speakers }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(out, "{} speakers", rows.len())?;
+    writeln!(
+        out,
+        "{:<28} {:<28} {:>8} {:>10} {:>10}  profile",
+        "speaker", "slug", "episodes", "utterances", "words"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<28} {:<28} {:>8} {:>10} {:>10}  {}",
+            r.speaker.as_str(),
+            r.slug.as_str(),
+            r.episodes_count.to_native(),
+            r.utterances_count.to_native(),
+            r.total_words.to_native(),
+            if r.profile.is_some() { "yes" } else { "-" }
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let path = if args.path.is_dir() {
         args.path.join(podmap::archive::ARCHIVE_FILE)
@@ -371,7 +604,7 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         "items": h.item_count,
         "embeddedItems": h.embedded_count,
         "inputBytes": h.input_len,
-        "inputMtimeNs": h.input_mtime_ns,
+        "inputFingerprint": format!("{:016x}", h.input_fingerprint),
         "createdAt": manifest.created_at.as_ref().map(|s| s.as_str()),
         "updatedAt": manifest.updated_at.as_ref().map(|s| s.as_str()),
         "fileBytes": h.file_len(),
@@ -400,19 +633,22 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     )?;
     writeln!(
         out,
-        "input           {} bytes, mtime {} ns",
-        h.input_len, h.input_mtime_ns
+        "input           {} bytes, fingerprint {:016x}",
+        h.input_len, h.input_fingerprint
     )?;
     writeln!(out, "file            {} bytes", h.file_len())?;
     for s in &h.sections {
         let what = match s.kind {
             SectionKind::Matrix => "f32 rows, L2-normalised",
             SectionKind::Items => "rkyv item records",
+            SectionKind::Episodes => "rkyv episode records",
+            SectionKind::Transcripts => "rkyv transcripts",
+            SectionKind::Speakers => "rkyv speakers",
             SectionKind::Meta => "rkyv manifest, slots, columns",
         };
         writeln!(
             out,
-            "section {:<7} offset {:>10}  length {:>10}  xxh3 {:016x}  ({what})",
+            "section {:<11} offset {:>10}  length {:>10}  xxh3 {:016x}  ({what})",
             s.kind.name(),
             s.offset,
             s.len,

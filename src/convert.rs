@@ -1,10 +1,12 @@
-//! `podmap convert`: original JSON in, one archive per podcast out.
+//! `podmap convert`: the original files in, one archive per podcast out.
 //!
-//! Podcasts convert in parallel, each streamed item by item into an [`ArchiveWriter`]. One
-//! podcast's failure does not stop the others; every outcome is reported. An archive whose
-//! header records the same input size and mtime (and this build's format) is left alone unless
-//! `force` is set.
+//! Podcasts convert in parallel. Each one streams its RAG file item by item into an
+//! [`ArchiveWriter`], then archives its transcripts one at a time, its episodes and speakers.
+//! One podcast's failure does not stop the others; every outcome is reported. An archive whose
+//! header records the same input fingerprint (names, sizes and mtimes of every input file) and
+//! this build's format is left alone unless `force` is set.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,12 +16,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use crate::archive::format::{Header, FORMAT_VERSION, HEADER_SIZE};
-use crate::archive::records::schema_hash;
+use crate::archive::records::{schema_hash, EpisodeRecord};
 use crate::archive::writer::WrittenArchive;
-use crate::archive::{ArchiveWriter, InputFingerprint};
+use crate::archive::ArchiveWriter;
 use crate::error::{Error, Result};
 use crate::index::archive_path;
-use crate::input::{self, ItemSink, PodcastSource, RagHeader, RawItem};
+use crate::input::library::{self, LibraryScan};
+use crate::input::{self, InputFingerprint, ItemSink, PodcastSource, RagHeader, RawItem};
 
 /// What to convert.
 #[derive(Debug, Clone)]
@@ -30,7 +33,7 @@ pub struct ConvertOptions {
     pub out_dir: PathBuf,
     /// Podcasts to convert; empty means every podcast found.
     pub podcasts: Vec<String>,
-    /// Convert even when the input is unchanged.
+    /// Convert even when the inputs are unchanged.
     pub force: bool,
 }
 
@@ -38,7 +41,7 @@ pub struct ConvertOptions {
 #[derive(Debug)]
 pub enum Outcome {
     Converted(WrittenArchive),
-    /// The archive already matches the input.
+    /// The archive already matches the inputs.
     Unchanged(PathBuf),
 }
 
@@ -46,53 +49,65 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Report {
     pub podcast: String,
-    pub input: PathBuf,
     pub input_bytes: u64,
     pub elapsed: Duration,
     pub result: Result<Outcome>,
+    /// Problems that did not stop the conversion (unparseable transcript times).
+    pub warnings: Vec<String>,
 }
 
-/// Converts the selected podcasts in parallel. Progress bars go to `progress` (hidden when
-/// it draws nowhere). Reports come back in podcast order, one per podcast.
+/// Converts the selected podcasts in parallel. Progress bars go to `progress` (hidden when it
+/// draws nowhere). Reports come back in podcast order, one per podcast.
 pub fn convert_all(opts: &ConvertOptions, progress: &MultiProgress) -> Result<Vec<Report>> {
     let found = input::discover_podcasts(&opts.data_root)?;
-    let mut selected: Vec<Result<PodcastSource, String>> = Vec::new();
-    if opts.podcasts.is_empty() {
-        selected.extend(found.into_iter().map(Ok));
+    let selected: Vec<Result<PodcastSource, String>> = if opts.podcasts.is_empty() {
+        found.into_iter().map(Ok).collect()
     } else {
-        for id in &opts.podcasts {
-            match found.iter().find(|p| &p.id == id) {
-                Some(p) => selected.push(Ok(p.clone())),
-                None => selected.push(Err(id.clone())),
-            }
-        }
-    }
+        opts.podcasts
+            .iter()
+            .map(|id| {
+                found
+                    .iter()
+                    .find(|p| &p.id == id)
+                    .cloned()
+                    .ok_or(id.clone())
+            })
+            .collect()
+    };
     Ok(selected
         .into_par_iter()
         .map(|source| match source {
             Ok(source) => convert_one(&source, opts, progress),
-            Err(id) => {
-                let input = opts.data_root.join("db").join(&id).join(input::RAG_FILE);
-                Report {
-                    podcast: id,
-                    input: input.clone(),
-                    input_bytes: 0,
-                    elapsed: Duration::ZERO,
-                    result: Err(Error::io(
-                        input,
-                        std::io::Error::new(std::io::ErrorKind::NotFound, "no such podcast"),
-                    )),
-                }
-            }
+            Err(id) => Report {
+                result: Err(Error::io(
+                    opts.data_root.join("db").join(&id),
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("no podcast {id:?}: neither db/{id}/rag-embeddings.json nor podcasts/{id}/ exists"),
+                    ),
+                )),
+                podcast: id,
+                input_bytes: 0,
+                elapsed: Duration::ZERO,
+                warnings: Vec::new(),
+            },
         })
         .collect())
 }
 
 fn convert_one(source: &PodcastSource, opts: &ConvertOptions, progress: &MultiProgress) -> Report {
     let started = Instant::now();
-    let fingerprint = InputFingerprint::of(&source.rag_file);
-    let input_bytes = fingerprint.as_ref().map_or(0, |f| f.len);
-    let result = fingerprint.and_then(|fingerprint| {
+    let mut warnings = Vec::new();
+    let mut input_bytes = 0;
+    let result = (|| {
+        let scan = match &source.podcast_dir {
+            Some(dir) => library::read_episode_dir(dir)?,
+            None => LibraryScan::default(),
+        };
+        let mut files = scan.files();
+        files.extend(source.rag_file.clone());
+        let fingerprint = InputFingerprint::of_files(&files)?;
+        input_bytes = fingerprint.len;
         let out = archive_path(&opts.out_dir, &source.id);
         if !opts.force && is_current(&out, fingerprint) {
             return Ok(Outcome::Unchanged(out));
@@ -106,37 +121,96 @@ fn convert_one(source: &PodcastSource, opts: &ConvertOptions, progress: &MultiPr
             .progress_chars("=> "),
         );
         bar.set_prefix(source.id.clone());
-        let written = convert_podcast(source, &out, fingerprint, |file| {
-            Box::new(bar.wrap_read(file))
-        });
+        let written = convert_podcast_with(source, &scan, &out, fingerprint, &bar, &mut warnings);
         bar.finish_and_clear();
         progress.remove(&bar);
         written.map(Outcome::Converted)
-    });
+    })();
     Report {
         podcast: source.id.clone(),
-        input: source.rag_file.clone(),
         input_bytes,
         elapsed: started.elapsed(),
         result,
+        warnings,
     }
 }
 
-/// Streams one podcast's RAG file into a new archive at `out`.
+/// Converts one podcast into a new archive at `out`, without progress output. Returns the
+/// archive and the warnings.
 pub fn convert_podcast(
     source: &PodcastSource,
     out: &Path,
-    fingerprint: InputFingerprint,
-    wrap: impl FnOnce(File) -> Box<dyn Read>,
-) -> Result<WrittenArchive> {
-    let writer = ArchiveWriter::create(out, &source.id, &source.rag_file, fingerprint)?;
-    let mut sink = Sink { writer };
-    let tail = input::stream_rag_file(&source.rag_file, &mut sink, wrap)?;
-    sink.writer.finish(&tail)
+) -> Result<(WrittenArchive, Vec<String>)> {
+    let scan = match &source.podcast_dir {
+        Some(dir) => library::read_episode_dir(dir)?,
+        None => LibraryScan::default(),
+    };
+    let mut files = scan.files();
+    files.extend(source.rag_file.clone());
+    let fingerprint = InputFingerprint::of_files(&files)?;
+    let mut warnings = Vec::new();
+    let bar = ProgressBar::hidden();
+    let written = convert_podcast_with(source, &scan, out, fingerprint, &bar, &mut warnings)?;
+    Ok((written, warnings))
 }
 
+fn convert_podcast_with(
+    source: &PodcastSource,
+    scan: &LibraryScan,
+    out: &Path,
+    fingerprint: InputFingerprint,
+    bar: &ProgressBar,
+    warnings: &mut Vec<String>,
+) -> Result<WrittenArchive> {
+    let writer = ArchiveWriter::create(out, &source.id, &source.main_input())?;
+    let mut sink = Sink {
+        writer,
+        topics: BTreeMap::new(),
+    };
+    match &source.rag_file {
+        Some(rag) => {
+            let wrap = |file: File| -> Box<dyn Read> { Box::new(bar.wrap_read(file)) };
+            let tail = input::stream_rag_file(rag, &mut sink, wrap)?;
+            sink.writer.end_rag(Some(&tail))?;
+        }
+        None => sink.writer.end_rag(None)?,
+    }
+    let Sink { mut writer, topics } = sink;
+
+    for (&number, path) in &scan.transcripts {
+        let transcript = library::read_transcript(path, warnings)?;
+        writer.push_transcript(number, &transcript)?;
+        bar.inc(std::fs::metadata(path).map_or(0, |m| m.len()));
+    }
+    let numbers: std::collections::BTreeSet<u32> = scan
+        .episode_numbers()
+        .into_iter()
+        .chain(topics.keys().copied())
+        .collect();
+    let mut episodes = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        let meta = scan
+            .metadata
+            .get(&number)
+            .map(|path| library::read_episode_meta(path))
+            .transpose()?;
+        episodes.push(EpisodeRecord {
+            number,
+            meta,
+            has_image: scan.images.contains_key(&number),
+            has_transcript: scan.transcripts.contains_key(&number),
+            topics: topics.get(&number).cloned().unwrap_or_default(),
+        });
+    }
+    let speakers = library::read_speakers(scan)?;
+    writer.finish(episodes, speakers, fingerprint)
+}
+
+/// Streams RAG items into the writer and gathers each episode's topics on the way.
 struct Sink {
     writer: ArchiveWriter,
+    /// Episode → distinct non-blank topics, in item order.
+    topics: BTreeMap<u32, Vec<String>>,
 }
 
 impl ItemSink for Sink {
@@ -145,12 +219,18 @@ impl ItemSink for Sink {
     }
 
     fn item(&mut self, item: RawItem) -> Result<()> {
+        if let Some(topic) = item.topic.as_deref().filter(|t| !t.trim().is_empty()) {
+            let topics = self.topics.entry(item.episode_number).or_default();
+            if !topics.iter().any(|t| t == topic) {
+                topics.push(topic.to_owned());
+            }
+        }
         self.writer.push(item)
     }
 }
 
-/// True when `archive` exists, is of this build's format, and was made from an input of
-/// exactly this size and mtime. Only the header is read.
+/// True when `archive` exists, is of this build's format, and was made from inputs with
+/// exactly this fingerprint. Only the header is read.
 fn is_current(archive: &Path, fingerprint: InputFingerprint) -> bool {
     let Ok(mut file) = File::open(archive) else {
         return false;
@@ -167,7 +247,7 @@ fn is_current(archive: &Path, fingerprint: InputFingerprint) -> bool {
             h.version == FORMAT_VERSION
                 && h.schema_hash == schema_hash()
                 && h.input_len == fingerprint.len
-                && h.input_mtime_ns == fingerprint.mtime_ns
+                && h.input_fingerprint == fingerprint.hash
         }
         Err(_) => false,
     }

@@ -19,7 +19,10 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 
 use crate::archive::format::{Header, SectionKind, HEADER_SIZE, ITEM_ALIGN};
-use crate::archive::records::{schema_hash, ArchivedItemRecord, ArchivedPodcastRecord};
+use crate::archive::records::{
+    schema_hash, ArchivedEpisodeRecord, ArchivedItemRecord, ArchivedItemSlot,
+    ArchivedPodcastRecord, ArchivedSpeakerRecord, ArchivedSpeakersRecord, ArchivedTranscriptRecord,
+};
 use crate::archive::ARCHIVE_FILE;
 use crate::error::{ArchiveFault, Error, Result};
 use crate::search::{kernel, query_norm, topk::TopK, Filter, Hit, ItemView, SearchIndex};
@@ -34,10 +37,84 @@ pub struct MmapIndex {
     header: Header,
     map: Mmap,
     matrix: Range<usize>,
-    items: Range<usize>,
     meta: Range<usize>,
-    /// Bit `i` is set once item `i` has passed its checksum and bytecheck in this process.
+    items: LazyRecords,
+    episodes: LazyRecords,
+    transcripts: LazyRecords,
+    speakers: LazyRecords,
+}
+
+/// Episode orders for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpisodeOrder {
+    /// Highest episode number first (the original `/api/episodes/latest`).
+    Number,
+    /// Newest `date` first; episodes without a date last.
+    Date,
+}
+
+/// A section of records archived one by one, each checked (checksum, then bytecheck) the
+/// first time it is read in this process and remembered as valid in a bitset.
+struct LazyRecords {
+    kind: SectionKind,
+    range: Range<usize>,
+    /// Bit `i` is set once record `i` has been validated.
     validated: Box<[AtomicU64]>,
+}
+
+impl LazyRecords {
+    fn new(kind: SectionKind, range: Range<usize>, count: usize) -> Self {
+        LazyRecords {
+            kind,
+            range,
+            validated: (0..count.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Record `i`, stored at `slot`, as a `T`.
+    fn get<'a, T>(
+        &self,
+        map: &'a [u8],
+        path: &Path,
+        slot: &ArchivedItemSlot,
+        i: usize,
+    ) -> Result<&'a T>
+    where
+        T: rkyv::Portable
+            + for<'v> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'v, rkyv::rancor::Error>,
+            >,
+    {
+        let fault = |reason: String| {
+            Error::archive(
+                path,
+                ArchiveFault::Structure {
+                    section: self.kind.name(),
+                    reason: format!("record {i}: {reason}"),
+                },
+            )
+        };
+        let (offset, len) = (slot.offset.to_native(), slot.len.to_native());
+        let section_len = (self.range.end - self.range.start) as u64;
+        let bytes = match offset.checked_add(len) {
+            Some(end) if end <= section_len && offset % ITEM_ALIGN == 0 => {
+                let start = self.range.start + offset as usize;
+                &map[start..start + len as usize]
+            }
+            _ => return Err(fault("lies outside its section or is misaligned".into())),
+        };
+        let (word, bit) = (&self.validated[i / 64], 1u64 << (i % 64));
+        if word.load(Ordering::Acquire) & bit == 0 {
+            if xxhash_rust::xxh3::xxh3_64(bytes) != slot.checksum.to_native() {
+                return Err(fault("checksum mismatch".into()));
+            }
+            rkyv::access::<T, rkyv::rancor::Error>(bytes).map_err(|e| fault(e.to_string()))?;
+            word.fetch_or(bit, Ordering::Release);
+        }
+        // SAFETY: these exact bytes passed `rkyv::access` (bytecheck) in this process, either
+        // just above or in an earlier call that set the bit, and the mapping never changes.
+        Ok(unsafe { rkyv::access_unchecked::<T>(bytes) })
+    }
 }
 
 impl std::fmt::Debug for MmapIndex {
@@ -94,8 +171,13 @@ impl MmapIndex {
                 .ok_or_else(|| fault(ArchiveFault::Layout(format!("no {} section", kind.name()))))
         };
         let matrix = section(SectionKind::Matrix)?;
-        let items = section(SectionKind::Items)?;
         let meta = section(SectionKind::Meta)?;
+        let range = |kind| section(kind).map(|s| s.offset as usize..s.end() as usize);
+        let (items, episodes) = (range(SectionKind::Items)?, range(SectionKind::Episodes)?);
+        let (transcripts, speakers) = (
+            range(SectionKind::Transcripts)?,
+            range(SectionKind::Speakers)?,
+        );
         let expected_matrix = header
             .item_count
             .checked_mul(u64::from(header.dims))
@@ -107,7 +189,6 @@ impl MmapIndex {
             ))));
         }
         let matrix = matrix.offset as usize..matrix.end() as usize;
-        let items = items.offset as usize..items.end() as usize;
         let meta_range = meta.offset as usize..meta.end() as usize;
         let meta_bytes = &map[meta_range.clone()];
         if xxhash_rust::xxh3::xxh3_64(meta_bytes) != meta.checksum {
@@ -121,25 +202,48 @@ impl MmapIndex {
                 })
             })?;
         let n = header.item_count as usize;
-        if record.items.len() != n || record.episode_of.len() != n || record.norms.len() != n {
-            return Err(fault(ArchiveFault::Structure {
+        let structure = |reason: String| {
+            fault(ArchiveFault::Structure {
                 section: "meta",
-                reason: format!(
-                    "{} items, {} episode numbers, {} norms; header says {n}",
-                    record.items.len(),
-                    record.episode_of.len(),
-                    record.norms.len()
-                ),
-            }));
+                reason,
+            })
+        };
+        if record.items.len() != n || record.episode_of.len() != n || record.norms.len() != n {
+            return Err(structure(format!(
+                "{} items, {} episode numbers, {} norms; header says {n}",
+                record.items.len(),
+                record.episode_of.len(),
+                record.norms.len()
+            )));
+        }
+        let m = record.episode_numbers.len();
+        if record.episodes.len() != m || record.transcripts.len() != m {
+            return Err(structure(format!(
+                "{m} episode numbers, {} episodes, {} transcripts",
+                record.episodes.len(),
+                record.transcripts.len()
+            )));
+        }
+        if !record.episode_numbers.windows(2).all(|w| w[0] < w[1]) {
+            return Err(structure(
+                "episode numbers are not strictly ascending".into(),
+            ));
+        }
+        if record.by_date.iter().any(|&p| p.to_native() as usize >= m) {
+            return Err(structure(
+                "date order names an episode that does not exist".into(),
+            ));
         }
         let index = MmapIndex {
             path: path.to_path_buf(),
             header,
             map,
             matrix,
-            items,
             meta: meta_range,
-            validated: (0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            items: LazyRecords::new(SectionKind::Items, items, n),
+            episodes: LazyRecords::new(SectionKind::Episodes, episodes, m),
+            transcripts: LazyRecords::new(SectionKind::Transcripts, transcripts, m),
+            speakers: LazyRecords::new(SectionKind::Speakers, speakers, 1),
         };
         // Cast once here so a misaligned matrix is refused at open, not at the first search.
         bytemuck::try_cast_slice::<u8, f32>(&index.map[index.matrix.clone()]).map_err(|e| {
@@ -169,49 +273,117 @@ impl MmapIndex {
     /// Item `index`'s archived record, checked on its first read (checksum, then bytecheck).
     /// Panics if `index >= len()`.
     pub fn item_record(&self, index: usize) -> Result<&ArchivedItemRecord> {
-        let bytes = self.item_bytes(index)?;
-        let (word, bit) = (&self.validated[index / 64], 1u64 << (index % 64));
-        if word.load(Ordering::Acquire) & bit == 0 {
-            let slot = &self.record().items[index];
-            let fault = |reason: String| {
-                Error::archive(
-                    &self.path,
-                    ArchiveFault::Structure {
-                        section: "items",
-                        reason,
-                    },
-                )
-            };
-            if xxhash_rust::xxh3::xxh3_64(bytes) != slot.checksum.to_native() {
-                return Err(fault(format!("item {index}: checksum mismatch")));
-            }
-            rkyv::access::<ArchivedItemRecord, rkyv::rancor::Error>(bytes)
-                .map_err(|e| fault(format!("item {index}: {e}")))?;
-            word.fetch_or(bit, Ordering::Release);
-        }
-        // SAFETY: these exact bytes passed `rkyv::access` (bytecheck) in this process, either
-        // just above or in an earlier call that set the bit, and the mapping never changes.
-        Ok(unsafe { rkyv::access_unchecked::<ArchivedItemRecord>(bytes) })
+        let slot = &self.record().items[index];
+        self.items.get(&self.map, &self.path, slot, index)
     }
 
-    /// The bytes of item `index`'s archive, bounds- and alignment-checked.
-    fn item_bytes(&self, index: usize) -> Result<&[u8]> {
-        let slot = &self.record().items[index];
-        let (offset, len) = (slot.offset.to_native(), slot.len.to_native());
-        let section_len = (self.items.end - self.items.start) as u64;
-        match offset.checked_add(len) {
-            Some(end) if end <= section_len && offset % ITEM_ALIGN == 0 => {
-                let start = self.items.start + offset as usize;
-                Ok(&self.map[start..start + len as usize])
+    /// Every episode number known to the archive, ascending.
+    pub fn episode_numbers(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        self.record().episode_numbers.iter().map(|n| n.to_native())
+    }
+
+    fn episode_position(&self, number: u32) -> Option<usize> {
+        self.record()
+            .episode_numbers
+            .binary_search_by(|n| n.to_native().cmp(&number))
+            .ok()
+    }
+
+    fn episode_at(&self, position: usize) -> Result<&ArchivedEpisodeRecord> {
+        let slot = &self.record().episodes[position];
+        self.episodes.get(&self.map, &self.path, slot, position)
+    }
+
+    /// Episode `number`: metadata (when `<n>.json` existed), file flags, topics.
+    pub fn episode(&self, number: u32) -> Result<Option<&ArchivedEpisodeRecord>> {
+        self.episode_position(number)
+            .map(|p| self.episode_at(p))
+            .transpose()
+    }
+
+    /// The episodes that have metadata, in `order`, from `offset`, at most `limit`; and how
+    /// many there are in all.
+    pub fn episode_page(
+        &self,
+        order: EpisodeOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<&ArchivedEpisodeRecord>, usize)> {
+        let record = self.record();
+        let positions: Box<dyn Iterator<Item = usize>> = match order {
+            EpisodeOrder::Date => Box::new(record.by_date.iter().map(|p| p.to_native() as usize)),
+            // by_date lists exactly the episodes with metadata; by number, newest first.
+            EpisodeOrder::Number => {
+                let mut with_meta: Vec<usize> = record
+                    .by_date
+                    .iter()
+                    .map(|p| p.to_native() as usize)
+                    .collect();
+                with_meta.sort_unstable_by(|a, b| b.cmp(a));
+                Box::new(with_meta.into_iter())
             }
-            _ => Err(Error::archive(
-                &self.path,
-                ArchiveFault::Structure {
-                    section: "items",
-                    reason: format!("item {index} lies outside the items section or is misaligned"),
-                },
-            )),
+        };
+        let total = record.by_date.len();
+        let page = positions
+            .skip(offset)
+            .take(limit)
+            .map(|p| self.episode_at(p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((page, total))
+    }
+
+    /// The distinct topics of episode `number`'s RAG items, in item order.
+    pub fn topics(&self, number: u32) -> Result<Vec<&str>> {
+        Ok(self
+            .episode(number)?
+            .map(|e| e.topics.iter().map(|t| t.as_str()).collect())
+            .unwrap_or_default())
+    }
+
+    /// Episode `number`'s transcript, when it has one. Validated on its first read only, so
+    /// opening a podcast costs nothing per transcript.
+    pub fn transcript(&self, number: u32) -> Result<Option<&ArchivedTranscriptRecord>> {
+        let Some(position) = self.episode_position(number) else {
+            return Ok(None);
+        };
+        let slot = &self.record().transcripts[position];
+        if slot.len.to_native() == 0 {
+            return Ok(None);
         }
+        self.transcripts
+            .get(&self.map, &self.path, slot, position)
+            .map(Some)
+    }
+
+    /// The excerpt of a time window of episode `number`, by the original server's rules
+    /// (see [`crate::transcript`]); the placeholder when nothing matches.
+    pub fn excerpt(&self, number: u32, window: &crate::transcript::Window) -> Result<String> {
+        Ok(crate::transcript::excerpt(self.transcript(number)?, window))
+    }
+
+    /// The speakers of `speakers/index.json`, in its order; `None` without an index.
+    pub fn speakers(&self) -> Result<Option<&ArchivedSpeakersRecord>> {
+        let slot = &self.record().speakers;
+        if slot.len.to_native() == 0 {
+            return Ok(None);
+        }
+        self.speakers.get(&self.map, &self.path, slot, 0).map(Some)
+    }
+
+    /// The speaker with this exact slug.
+    pub fn speaker(&self, slug: &str) -> Result<Option<&ArchivedSpeakerRecord>> {
+        let Some(speakers) = self.speakers()? else {
+            return Ok(None);
+        };
+        let found = speakers.by_slug.binary_search_by(|&p| {
+            speakers.rows[p.to_native() as usize]
+                .slug
+                .as_str()
+                .cmp(slug)
+        });
+        Ok(found
+            .ok()
+            .map(|i| &speakers.rows[speakers.by_slug[i].to_native() as usize]))
     }
 
     pub fn podcast_id(&self) -> &str {
@@ -235,7 +407,10 @@ impl MmapIndex {
         let fault = |f| Error::archive(&self.path, f);
         for (kind, range) in [
             (SectionKind::Matrix, &self.matrix),
-            (SectionKind::Items, &self.items),
+            (SectionKind::Items, &self.items.range),
+            (SectionKind::Episodes, &self.episodes.range),
+            (SectionKind::Transcripts, &self.transcripts.range),
+            (SectionKind::Speakers, &self.speakers.range),
         ] {
             let section = self.header.section(kind).expect("checked at open");
             if xxhash_rust::xxh3::xxh3_64(&self.map[range.clone()]) != section.checksum {
@@ -247,6 +422,11 @@ impl MmapIndex {
         (0..self.len())
             .into_par_iter()
             .try_for_each(|i| self.item_record(i).map(drop))?;
+        for number in self.episode_numbers() {
+            self.episode(number)?;
+            self.transcript(number)?;
+        }
+        self.speakers()?;
         // Alignment padding between sections is not checksummed: it must be zeros.
         let mut covered: Vec<(u64, u64)> = self
             .header

@@ -12,23 +12,23 @@
 //! [`search::SearchIndex`] trait, so the two are compared with the same code.
 //!
 //! ```
-//! use podmap::archive::InputFingerprint;
 //! use podmap::convert::convert_podcast;
 //! use podmap::input::PodcastSource;
 //! use podmap::{Filter, MmapIndex, SearchIndex};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let rag_file = dir.path().join("rag-embeddings.json");
+//! let rag_file = dir.path().join("db/demo/rag-embeddings.json");
+//! std::fs::create_dir_all(rag_file.parent().unwrap())?;
 //! std::fs::write(&rag_file, r#"{"embeddingModel": "m", "embeddingDimensions": 2, "items": [
 //!     {"id": 0, "episodeNumber": 1, "topic": "Mond", "startSec": 0, "endSec": 60, "embedding": [1, 0]},
 //!     {"id": 1, "episodeNumber": 2, "topic": "Mars", "startSec": 0, "endSec": 90, "embedding": [0, 3]}
 //! ]}"#)?;
 //!
 //! // JSON → archive (streamed, written atomically) …
-//! let source = PodcastSource { id: "demo".into(), rag_file: rag_file.clone() };
+//! let source = PodcastSource::at(dir.path(), "demo");
 //! let archive = dir.path().join("index/demo/rag.podmap");
-//! convert_podcast(&source, &archive, InputFingerprint::of(&rag_file)?, |f| Box::new(f))?;
+//! convert_podcast(&source, &archive)?;
 //!
 //! // … → mapped index → search.
 //! let index = MmapIndex::open(&archive)?;
@@ -50,6 +50,7 @@ pub mod input;
 pub mod json_index;
 pub mod mem;
 pub mod search;
+pub mod transcript;
 
 pub use error::{ArchiveFault, Error, Result};
 pub use index::MmapIndex;

@@ -65,7 +65,7 @@ fn convert_search_inspect_verify_round() {
     assert_eq!(header["items"], 30);
     assert_eq!(header["dimensions"], 16);
     assert_eq!(header["embeddingModel"], "test/model");
-    assert_eq!(header["formatVersion"], 1);
+    assert_eq!(header["formatVersion"], 2);
 
     let verify = podmap(&["verify", s(&index)]);
     assert!(verify.status.success(), "{}", text(&verify.stderr));

@@ -6,26 +6,15 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use podmap::archive::format::{HEADER_SIZE, MAGIC};
-use podmap::archive::InputFingerprint;
 use podmap::convert::convert_podcast;
 use podmap::input::PodcastSource;
 use podmap::{ArchiveFault, Error, Filter, MmapIndex, SearchIndex};
 
 /// Converts a small podcast and returns (the archive's path, its bytes).
 fn archive(dir: &Path, n: u32, dims: usize) -> (PathBuf, Vec<u8>) {
-    let rag_file = common::small_root(dir, "p", n, dims);
+    common::small_root(dir, "p", n, dims);
     let out = archive_path(dir);
-    let source = PodcastSource {
-        id: "p".into(),
-        rag_file: rag_file.clone(),
-    };
-    convert_podcast(
-        &source,
-        &out,
-        InputFingerprint::of(&rag_file).unwrap(),
-        |f| Box::new(f),
-    )
-    .unwrap();
+    convert_podcast(&PodcastSource::at(dir, "p"), &out).unwrap();
     let bytes = std::fs::read(&out).unwrap();
     (out, bytes)
 }
@@ -192,10 +181,7 @@ fn a_failed_conversion_leaves_the_previous_archive_intact() {
     let (path, before) = archive(dir.path(), 12, 24);
     let rag_file = dir.path().join("db/p/rag-embeddings.json");
     let text = std::fs::read_to_string(&rag_file).unwrap();
-    let source = PodcastSource {
-        id: "p".into(),
-        rag_file: rag_file.clone(),
-    };
+    let source = PodcastSource::at(dir.path(), "p");
     // Cut the input in the middle of the items, and separately break an item's dimension.
     let broken_inputs = [
         text[..text.len() / 2].to_string(),
@@ -203,13 +189,7 @@ fn a_failed_conversion_leaves_the_previous_archive_intact() {
     ];
     for broken in broken_inputs {
         std::fs::write(&rag_file, &broken).unwrap();
-        let err = convert_podcast(
-            &source,
-            &path,
-            InputFingerprint::of(&rag_file).unwrap(),
-            |f| Box::new(f),
-        )
-        .unwrap_err();
+        let err = convert_podcast(&source, &path).unwrap_err();
         assert!(err.to_string().contains("rag-embeddings.json"), "{err}");
         assert_eq!(
             std::fs::read(&path).unwrap(),

@@ -16,8 +16,8 @@
 //! | 36     | 4    | section count                                      |
 //! | 40     | 8    | item count                                         |
 //! | 48     | 8    | items with an embedding                            |
-//! | 56     | 8    | input file length in bytes                         |
-//! | 64     | 8    | input file mtime, nanoseconds since the Unix epoch |
+//! | 56     | 8    | total length of the input files in bytes           |
+//! | 64     | 8    | input fingerprint: xxh3 of every input's name, length and mtime |
 //! | 72     | 4    | model name length (≤ 256)                          |
 //! | 76     | 4    | reserved, 0                                        |
 //! | 80     | 256  | model name, UTF-8, zero-padded                     |
@@ -30,9 +30,10 @@ use crate::error::ArchiveFault;
 
 pub const MAGIC: [u8; 8] = *b"\x89PODMAP\n";
 /// Version of the layout described here. Bump it on any change a reader must know about.
-pub const FORMAT_VERSION: u32 = 1;
-/// Oldest version this build still reads.
-pub const MIN_FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest version this build still reads. Version 1 had no episodes, transcripts or
+/// speakers; archives are derived data, so those are converted again rather than upgraded.
+pub const MIN_FORMAT_VERSION: u32 = 2;
 pub const HEADER_SIZE: usize = 4096;
 pub const MAX_MODEL_LEN: usize = 256;
 pub const MAX_SECTIONS: usize = 16;
@@ -61,6 +62,24 @@ pub enum SectionKind {
     Meta = 2,
     /// One rkyv archive of `ItemRecord` per item, 16-aligned, located by `ItemSlot`s.
     Items = 3,
+    /// One rkyv archive of `EpisodeRecord` per episode.
+    Episodes = 4,
+    /// One rkyv archive of `TranscriptRecord` per episode with a transcript.
+    Transcripts = 5,
+    /// One rkyv archive of `SpeakersRecord` (or nothing).
+    Speakers = 6,
+}
+
+impl SectionKind {
+    /// The sections every archive of this version has, in file order.
+    pub const ALL: [SectionKind; 6] = [
+        SectionKind::Matrix,
+        SectionKind::Items,
+        SectionKind::Transcripts,
+        SectionKind::Episodes,
+        SectionKind::Speakers,
+        SectionKind::Meta,
+    ];
 }
 
 impl SectionKind {
@@ -69,6 +88,9 @@ impl SectionKind {
             SectionKind::Matrix => "matrix",
             SectionKind::Meta => "meta",
             SectionKind::Items => "items",
+            SectionKind::Episodes => "episodes",
+            SectionKind::Transcripts => "transcripts",
+            SectionKind::Speakers => "speakers",
         }
     }
 
@@ -77,6 +99,9 @@ impl SectionKind {
             1 => Some(SectionKind::Matrix),
             2 => Some(SectionKind::Meta),
             3 => Some(SectionKind::Items),
+            4 => Some(SectionKind::Episodes),
+            5 => Some(SectionKind::Transcripts),
+            6 => Some(SectionKind::Speakers),
             _ => None,
         }
     }
@@ -107,7 +132,7 @@ pub struct Header {
     pub item_count: u64,
     pub embedded_count: u64,
     pub input_len: u64,
-    pub input_mtime_ns: u64,
+    pub input_fingerprint: u64,
     pub model: String,
     pub sections: Vec<Section>,
 }
@@ -144,7 +169,7 @@ impl Header {
         put_u64(&mut b, 40, self.item_count);
         put_u64(&mut b, 48, self.embedded_count);
         put_u64(&mut b, 56, self.input_len);
-        put_u64(&mut b, 64, self.input_mtime_ns);
+        put_u64(&mut b, 64, self.input_fingerprint);
         put_u32(&mut b, 72, self.model.len() as u32);
         b[80..80 + self.model.len()].copy_from_slice(self.model.as_bytes());
         for (i, s) in self.sections.iter().enumerate() {
@@ -241,7 +266,7 @@ impl Header {
             item_count: get_u64(b, 40),
             embedded_count: get_u64(b, 48),
             input_len: get_u64(b, 56),
-            input_mtime_ns: get_u64(b, 64),
+            input_fingerprint: get_u64(b, 64),
             model,
             sections,
         };
@@ -311,7 +336,7 @@ mod tests {
             item_count: 2,
             embedded_count: 2,
             input_len: 10,
-            input_mtime_ns: 11,
+            input_fingerprint: 11,
             model: "m".into(),
             sections: vec![
                 Section {

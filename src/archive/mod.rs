@@ -21,7 +21,7 @@ pub mod writer;
 
 pub use format::{Header, SectionKind, FORMAT_VERSION, MAGIC};
 pub use records::{ItemRecord, ItemSlot, ManifestRecord, PodcastRecord, SubjectRecord};
-pub use writer::{ArchiveWriter, InputFingerprint};
+pub use writer::{ArchiveWriter, WrittenArchive};
 
 /// File name of a podcast's archive inside `<INDEX_DIR>/<podcast>/`.
 pub const ARCHIVE_FILE: &str = "rag.podmap";

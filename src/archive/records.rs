@@ -26,11 +26,105 @@ pub struct PodcastRecord {
     pub episode_of: Vec<u32>,
     /// Original L2 norm of each item's embedding; 0 when the item has none.
     pub norms: Vec<f32>,
+    /// Every episode known from `podcasts/<id>/episodes/` or the RAG items, ascending.
+    pub episode_numbers: Vec<u32>,
+    /// `episodes[i]` is the archive of episode `episode_numbers[i]` in the episodes section.
+    pub episodes: Vec<ItemSlot>,
+    /// Positions (into `episode_numbers`) of the episodes that have metadata, newest date
+    /// first (ties: higher number first); episodes without a date come last.
+    pub by_date: Vec<u32>,
+    /// `transcripts[i]` is the transcript of episode `episode_numbers[i]` in the transcripts
+    /// section; `len == 0` when the episode has none.
+    pub transcripts: Vec<ItemSlot>,
+    /// The speakers record in the speakers section (`len == 0`: no `speakers/index.json`).
+    pub speakers: ItemSlot,
 }
 
-/// One item's archive: `len` bytes at `offset` from the start of the items section (a
-/// multiple of 16, rkyv's alignment), with the xxh3-64 of those bytes.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+/// `podcasts/<id>/episodes/<n>.json` and what podmap knows about the episode besides.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EpisodeRecord {
+    pub number: u32,
+    /// The 8 fields of `<n>.json`; `None` when the episode has no such file.
+    pub meta: Option<EpisodeMetaRecord>,
+    /// `<n>.jpg|jpeg|png|webp` exists.
+    pub has_image: bool,
+    /// `<n>-ts.json` exists.
+    pub has_transcript: bool,
+    /// Distinct non-blank `topic`s of the episode's RAG items, in item order.
+    pub topics: Vec<String>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EpisodeMetaRecord {
+    pub title: Option<String>,
+    pub number: Option<u32>,
+    pub date: Option<String>,
+    pub url: Option<String>,
+    /// `[h, m, s]`.
+    pub duration: Option<Vec<u32>>,
+    pub description: Option<String>,
+    pub speakers: Option<Vec<String>>,
+    pub chapters: Option<Vec<String>>,
+}
+
+/// `podcasts/<id>/episodes/<n>-ts.json`, with speakers interned and times parsed.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TranscriptRecord {
+    /// Top-level `duration` in seconds, when present.
+    pub duration: Option<f64>,
+    /// Distinct speaker strings of this episode, as written.
+    pub speakers: Vec<String>,
+    pub entries: Vec<EntryRecord>,
+    /// Entry indices of the timed entries, in file order.
+    pub timed: Vec<u32>,
+    /// Seconds of each timed entry (parallel to `timed`).
+    pub starts: Vec<f64>,
+    /// `starts` never decreases, so a window can be found by binary search.
+    pub sorted: bool,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct EntryRecord {
+    /// Index into `speakers`; [`NO_SPEAKER`] when the entry has none.
+    pub speaker: u32,
+    /// The time as written (`0:11`, `0:00:11`, `""`).
+    pub time: String,
+    /// `time` in seconds; `None` when empty or unparseable (the entry is untimed).
+    pub seconds: Option<f64>,
+    pub duration: Option<f64>,
+    pub text: String,
+}
+
+/// `EntryRecord::speaker` of an entry without a speaker.
+pub const NO_SPEAKER: u32 = u32::MAX;
+
+/// `podcasts/<id>/speakers/`: the index rows, each with its profile and image.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SpeakersRecord {
+    /// In `index.json` order (by total words, descending).
+    pub rows: Vec<SpeakerRecord>,
+    /// Row positions sorted by slug, for lookups.
+    pub by_slug: Vec<u32>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SpeakerRecord {
+    pub speaker: String,
+    pub slug: String,
+    pub episodes_count: u64,
+    pub utterances_count: u64,
+    pub total_words: u64,
+    pub episodes: Vec<u32>,
+    /// `<slug>.md`, when it exists.
+    pub profile: Option<String>,
+    /// `image` of `<slug>-meta.json`, when present.
+    pub image: Option<String>,
+}
+
+/// One record's archive: `len` bytes at `offset` from the start of its section (a multiple
+/// of 16, rkyv's alignment), with the xxh3-64 of those bytes. Items, episodes, transcripts
+/// and the speakers record are all stored this way and validated on first read.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ItemSlot {
     pub offset: u64,
     pub len: u64,
@@ -81,7 +175,16 @@ pub(crate) const SCHEMA: &str = "PodcastRecord{podcast_id:String,manifest:Manife
 schema_version:Option<u64>,created_at:Option<String>,updated_at:Option<String>,\
 embedding_model:Option<String>,embedding_dimensions:Option<u64>,embedding_info_json:Option<String>,\
 source_json:Option<String>,stats_json:Option<String>},items:Vec<ItemSlot{offset:u64,len:u64,\
-checksum:u64}>,episode_of:Vec<u32>,norms:Vec<f32>};ItemRecord{id:u32,key:Option<String>,\
+checksum:u64}>,episode_of:Vec<u32>,norms:Vec<f32>,episode_numbers:Vec<u32>,episodes:Vec<ItemSlot>,\
+by_date:Vec<u32>,transcripts:Vec<ItemSlot>,speakers:ItemSlot};EpisodeRecord{number:u32,\
+meta:Option<EpisodeMetaRecord{title:Option<String>,number:Option<u32>,date:Option<String>,\
+url:Option<String>,duration:Option<Vec<u32>>,description:Option<String>,speakers:Option<Vec<String>>,\
+chapters:Option<Vec<String>>}>,has_image:bool,has_transcript:bool,topics:Vec<String>};\
+TranscriptRecord{duration:Option<f64>,speakers:Vec<String>,entries:Vec<EntryRecord{speaker:u32,\
+time:String,seconds:Option<f64>,duration:Option<f64>,text:String}>,timed:Vec<u32>,starts:Vec<f64>,\
+sorted:bool};SpeakersRecord{rows:Vec<SpeakerRecord{speaker:String,slug:String,episodes_count:u64,\
+utterances_count:u64,total_words:u64,episodes:Vec<u32>,profile:Option<String>,image:Option<String>}>,\
+by_slug:Vec<u32>};ItemRecord{id:u32,key:Option<String>,\
 episode_number:u32,episode_title:Option<String>,topic:Option<String>,subject:Option<SubjectRecord{\
 coarse:Option<String>,fine:Option<String>}>,start_sec:f64,end_sec:f64,start_hms:Option<String>,\
 end_hms:Option<String>,duration_sec:Option<f64>,summary:Option<String>,source_json:Option<String>,\
@@ -96,6 +199,12 @@ pub(crate) fn schema_hash() -> u64 {
         std::mem::size_of::<ArchivedItemRecord>(),
         std::mem::size_of::<ArchivedSubjectRecord>(),
         std::mem::size_of::<ArchivedItemSlot>(),
+        std::mem::size_of::<ArchivedEpisodeRecord>(),
+        std::mem::size_of::<ArchivedEpisodeMetaRecord>(),
+        std::mem::size_of::<ArchivedTranscriptRecord>(),
+        std::mem::size_of::<ArchivedEntryRecord>(),
+        std::mem::size_of::<ArchivedSpeakersRecord>(),
+        std::mem::size_of::<ArchivedSpeakerRecord>(),
     ];
     let mut bytes = SCHEMA.as_bytes().to_vec();
     for size in sizes {

@@ -1,16 +1,19 @@
 //! Writes one archive, atomically.
 //!
-//! Rows go to a temporary file in the destination folder as items arrive, so the embeddings are
-//! never held in memory; only the (small) item archives are, until [`ArchiveWriter::finish`]
-//! appends them and the meta record, writes the header, fsyncs and renames the file into place. Until that rename
-//! the previous archive is untouched, and a failed or interrupted conversion leaves it as it was.
-//! A temporary file is removed when the writer is dropped without finishing.
+//! Sections are written in file order, each streamed as its input arrives: matrix rows as RAG
+//! items are parsed, then the items (held until the matrix is complete: they are the output's
+//! own metadata, a few KB per item), then one transcript at a time, then the episodes, the
+//! speakers and the meta record. Everything goes to a temporary file in the destination
+//! folder; [`ArchiveWriter::finish`] writes the header, fsyncs and renames the file into place.
+//! Until that rename the previous archive is untouched, so a failed or interrupted conversion
+//! leaves it as it was. A temporary file is removed when the writer is dropped unfinished.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
+use rkyv::rancor;
 use tempfile::NamedTempFile;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -19,33 +22,11 @@ use super::format::{
     MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
 };
 use super::records::{
-    schema_hash, ItemRecord, ItemSlot, ManifestRecord, PodcastRecord, SubjectRecord,
+    schema_hash, EpisodeRecord, ItemRecord, ItemSlot, ManifestRecord, PodcastRecord,
+    SpeakersRecord, SubjectRecord, TranscriptRecord,
 };
 use crate::error::{Error, Result};
-use crate::input::{RagHeader, RagTail, RawItem};
-
-/// Size and modification time of an input file: recorded in the header so that an unchanged
-/// input can be skipped without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct InputFingerprint {
-    pub len: u64,
-    pub mtime_ns: u64,
-}
-
-impl InputFingerprint {
-    pub fn of(path: &Path) -> Result<Self> {
-        let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
-        Ok(InputFingerprint {
-            len: meta.len(),
-            mtime_ns,
-        })
-    }
-}
+use crate::input::{InputFingerprint, RagHeader, RagTail, RawItem};
 
 /// What a finished archive holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,35 +35,43 @@ pub struct WrittenArchive {
     pub items: u64,
     pub embedded: u64,
     pub dims: u32,
+    pub episodes: u64,
+    pub transcripts: u64,
     pub bytes: u64,
+}
+
+/// A section being written: where it started and the running checksum of its bytes.
+struct OpenSection {
+    kind: SectionKind,
+    offset: u64,
+    hash: Xxh3,
 }
 
 pub struct ArchiveWriter {
     final_path: PathBuf,
     /// Names the input in errors.
     input: PathBuf,
-    fingerprint: InputFingerprint,
     out: BufWriter<NamedTempFile>,
+    /// Bytes written so far: the file offset of the next byte.
+    pos: u64,
+    sections: Vec<Section>,
+    open: Option<OpenSection>,
     dims: Option<usize>,
     /// Leading rows without an embedding, written once the dimension is known.
     pending_zero_rows: u64,
-    matrix_hash: Xxh3,
     row_bytes: Vec<u8>,
     model: Option<String>,
     record: PodcastRecord,
-    /// The items section so far: one rkyv archive per item, 16-aligned.
+    /// The items section, built while the matrix is streamed.
     items: Vec<u8>,
     embedded: u64,
+    transcripts: BTreeMap<u32, ItemSlot>,
 }
 
 impl ArchiveWriter {
-    /// Starts an archive that will replace `final_path` when finished.
-    pub fn create(
-        final_path: &Path,
-        podcast_id: &str,
-        input: &Path,
-        fingerprint: InputFingerprint,
-    ) -> Result<Self> {
+    /// Starts an archive that will replace `final_path` when finished. `input` names the
+    /// podcast's main input in error messages.
+    pub fn create(final_path: &Path, podcast_id: &str, input: &Path) -> Result<Self> {
         let dir = final_path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let tmp = tempfile::Builder::new()
@@ -90,18 +79,15 @@ impl ArchiveWriter {
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, tmp);
-        let placeholder = [0u8; HEADER_SIZE];
-        out.write_all(&placeholder)
-            .map_err(|e| Error::io(final_path, e))?;
-        Ok(ArchiveWriter {
+        let mut writer = ArchiveWriter {
             final_path: final_path.to_path_buf(),
             input: input.to_path_buf(),
-            fingerprint,
-            out,
+            out: BufWriter::with_capacity(1 << 20, tmp),
+            pos: 0,
+            sections: Vec::new(),
+            open: None,
             dims: None,
             pending_zero_rows: 0,
-            matrix_hash: Xxh3::new(),
             row_bytes: Vec::new(),
             model: None,
             record: PodcastRecord {
@@ -110,10 +96,19 @@ impl ArchiveWriter {
                 items: Vec::new(),
                 episode_of: Vec::new(),
                 norms: Vec::new(),
+                episode_numbers: Vec::new(),
+                episodes: Vec::new(),
+                by_date: Vec::new(),
+                transcripts: Vec::new(),
+                speakers: ItemSlot::default(),
             },
             items: Vec::new(),
             embedded: 0,
-        })
+            transcripts: BTreeMap::new(),
+        };
+        writer.write(&[0u8; HEADER_SIZE])?;
+        writer.open_section(SectionKind::Matrix, MATRIX_ALIGN)?;
+        Ok(writer)
     }
 
     /// Takes the RAG file's top-level fields that precede `items`: the dimension, when given,
@@ -132,7 +127,7 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Appends one item: its embedding to the matrix, the rest to the records.
+    /// Appends one RAG item: its embedding to the matrix, the rest to the items.
     pub fn push(&mut self, item: RawItem) -> Result<()> {
         let norm = match &item.embedding {
             Some(v) => {
@@ -195,7 +190,7 @@ impl ArchiveWriter {
             source_json: item.source.map(|v| v.to_string()),
             text: item.text,
         };
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&record)
+        let bytes = rkyv::to_bytes::<rancor::Error>(&record)
             .map_err(|e| self.invalid(format!("item {}: cannot archive: {e}", record.id)))?;
         let offset = align_up(self.items.len() as u64, ITEM_ALIGN);
         self.items.resize(offset as usize, 0);
@@ -208,9 +203,93 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Archives the records, writes the header, fsyncs and renames into place. `tail` holds
-    /// the top-level fields, including those that follow `items`.
-    pub fn finish(mut self, tail: &RagTail) -> Result<WrittenArchive> {
+    /// Ends the RAG part: closes the matrix, writes the items, keeps the top-level fields of
+    /// `tail` (including those that follow `items`). `None` for a podcast without a RAG file.
+    pub fn end_rag(&mut self, tail: Option<&RagTail>) -> Result<()> {
+        if let Some(tail) = tail {
+            self.take_manifest(tail)?;
+        }
+        self.close_section()?;
+        self.open_section(SectionKind::Items, META_ALIGN)?;
+        let items = std::mem::take(&mut self.items);
+        self.write(&items)?;
+        self.close_section()?;
+        self.open_section(SectionKind::Transcripts, META_ALIGN)
+    }
+
+    /// Appends episode `number`'s transcript (after [`ArchiveWriter::end_rag`]).
+    pub fn push_transcript(&mut self, number: u32, transcript: &TranscriptRecord) -> Result<()> {
+        let slot = self.write_blob(transcript, "transcript")?;
+        self.transcripts.insert(number, slot);
+        Ok(())
+    }
+
+    /// Writes the episodes, the speakers and the meta record, then the header; fsyncs and
+    /// renames into place. `episodes` must be sorted by number, without duplicates.
+    pub fn finish(
+        mut self,
+        episodes: Vec<EpisodeRecord>,
+        speakers: Option<SpeakersRecord>,
+        fingerprint: InputFingerprint,
+    ) -> Result<WrittenArchive> {
+        debug_assert!(episodes.windows(2).all(|w| w[0].number < w[1].number));
+        self.close_section()?;
+        self.open_section(SectionKind::Episodes, META_ALIGN)?;
+        for episode in &episodes {
+            let slot = self.write_blob(episode, "episode")?;
+            self.record.episodes.push(slot);
+            self.record.episode_numbers.push(episode.number);
+            let transcript = self.transcripts.get(&episode.number).copied();
+            self.record.transcripts.push(transcript.unwrap_or_default());
+        }
+        self.record.by_date = by_date(&episodes);
+        self.close_section()?;
+        self.open_section(SectionKind::Speakers, META_ALIGN)?;
+        if let Some(speakers) = &speakers {
+            self.record.speakers = self.write_blob(speakers, "speakers")?;
+        }
+        self.close_section()?;
+
+        self.open_section(SectionKind::Meta, META_ALIGN)?;
+        let meta = rkyv::to_bytes::<rancor::Error>(&self.record)
+            .map_err(|e| self.invalid(format!("cannot archive the podcast record: {e}")))?;
+        self.write(&meta)?;
+        self.close_section()?;
+
+        let dims = self.dims.unwrap_or(0);
+        let header = Header {
+            version: FORMAT_VERSION,
+            rkyv_features: RKYV_FEATURES,
+            schema_hash: schema_hash(),
+            dims: dims as u32,
+            item_count: self.record.items.len() as u64,
+            embedded_count: self.embedded,
+            input_len: fingerprint.len,
+            input_fingerprint: fingerprint.hash,
+            model: self.model.clone().unwrap_or_default(),
+            sections: self.sections.clone(),
+        };
+        let path = self.final_path.clone();
+        let io = |e| Error::io(&path, e);
+        let mut tmp = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        tmp.seek(SeekFrom::Start(0)).map_err(io)?;
+        tmp.write_all(&header.encode()).map_err(io)?;
+        make_readable(tmp.as_file()).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(WrittenArchive {
+            path,
+            items: header.item_count,
+            embedded: self.embedded,
+            dims: dims as u32,
+            episodes: episodes.len() as u64,
+            transcripts: self.transcripts.len() as u64,
+            bytes: header.file_len(),
+        })
+    }
+
+    fn take_manifest(&mut self, tail: &RagTail) -> Result<()> {
         let header = &tail.header;
         if let Some(model) = &header.embedding_model {
             if model.len() > MAX_MODEL_LEN {
@@ -238,72 +317,72 @@ impl ArchiveWriter {
             source_json: header.source.as_ref().map(|v| v.to_string()),
             stats_json: tail.stats.as_ref().map(|v| v.to_string()),
         };
-        let dims = self.dims.unwrap_or(0);
-        let rows = self.record.items.len() as u64;
-        let matrix = Section {
-            kind: SectionKind::Matrix,
-            align: MATRIX_ALIGN as u32,
-            offset: HEADER_SIZE as u64,
-            len: rows * dims as u64 * 4,
-            checksum: self.matrix_hash.digest(),
-        };
-        let items_offset = self.pad_to(matrix.end(), META_ALIGN)?;
-        let items_bytes = std::mem::take(&mut self.items);
-        self.write(&items_bytes)?;
-        let items = Section {
-            kind: SectionKind::Items,
-            align: META_ALIGN as u32,
-            offset: items_offset,
-            len: items_bytes.len() as u64,
-            checksum: xxhash_rust::xxh3::xxh3_64(&items_bytes),
-        };
-        drop(items_bytes);
-        let meta_offset = self.pad_to(items.end(), META_ALIGN)?;
-        let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&self.record)
-            .map_err(|e| self.invalid(format!("cannot archive records: {e}")))?;
+        Ok(())
+    }
+
+    /// Archives `value` with rkyv into the open section, 16-aligned from its start.
+    fn write_blob<T>(&mut self, value: &T, what: &str) -> Result<ItemSlot>
+    where
+        T: for<'a> rkyv::Serialize<
+            rkyv::api::high::HighSerializer<
+                rkyv::util::AlignedVec,
+                rkyv::ser::allocator::ArenaHandle<'a>,
+                rancor::Error,
+            >,
+        >,
+    {
+        let bytes = rkyv::to_bytes::<rancor::Error>(value)
+            .map_err(|e| self.invalid(format!("cannot archive {what}: {e}")))?;
+        let section_start = self.open.as_ref().expect("a section is open").offset;
+        let offset = align_up(self.pos - section_start, ITEM_ALIGN);
+        self.write(&vec![0u8; (offset - (self.pos - section_start)) as usize])?;
         self.write(&bytes)?;
-        let meta = Section {
-            kind: SectionKind::Meta,
-            align: META_ALIGN as u32,
-            offset: meta_offset,
+        Ok(ItemSlot {
+            offset,
             len: bytes.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
-        };
-        let header = Header {
-            version: FORMAT_VERSION,
-            rkyv_features: RKYV_FEATURES,
-            schema_hash: schema_hash(),
-            dims: dims as u32,
-            item_count: rows,
-            embedded_count: self.embedded,
-            input_len: self.fingerprint.len,
-            input_mtime_ns: self.fingerprint.mtime_ns,
-            model: self.model.clone().unwrap_or_default(),
-            sections: vec![matrix, items, meta],
-        };
-        let path = self.final_path.clone();
-        let io = |e| Error::io(&path, e);
-        let mut tmp = self.out.into_inner().map_err(|e| io(e.into_error()))?;
-        tmp.seek(SeekFrom::Start(0)).map_err(io)?;
-        tmp.write_all(&header.encode()).map_err(io)?;
-        make_readable(tmp.as_file()).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        Ok(WrittenArchive {
-            path,
-            items: rows,
-            embedded: self.embedded,
-            dims: dims as u32,
-            bytes: header.file_len(),
         })
     }
 
-    /// Writes zeros from `at` (the current end) up to the next multiple of `align`.
-    fn pad_to(&mut self, at: u64, align: u64) -> Result<u64> {
-        let next = align_up(at, align);
-        self.write(&vec![0u8; (next - at) as usize])?;
-        Ok(next)
+    /// Pads to `align` (padding belongs to no section) and starts a section there.
+    fn open_section(&mut self, kind: SectionKind, align: u64) -> Result<()> {
+        debug_assert!(self.open.is_none());
+        let next = align_up(self.pos, align);
+        let padding = vec![0u8; (next - self.pos) as usize];
+        self.out
+            .write_all(&padding)
+            .map_err(|e| Error::io(&self.final_path, e))?;
+        self.pos = next;
+        self.open = Some(OpenSection {
+            kind,
+            offset: next,
+            hash: Xxh3::new(),
+        });
+        Ok(())
+    }
+
+    fn close_section(&mut self) -> Result<()> {
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|s| s.kind == SectionKind::Matrix)
+        {
+            // Items that came before the first embedding, when none ever came, have no rows.
+            self.pending_zero_rows = 0;
+        }
+        let open = self.open.take().expect("a section is open");
+        let align = match open.kind {
+            SectionKind::Matrix => MATRIX_ALIGN,
+            _ => META_ALIGN,
+        };
+        self.sections.push(Section {
+            kind: open.kind,
+            align: align as u32,
+            offset: open.offset,
+            len: self.pos - open.offset,
+            checksum: open.hash.digest(),
+        });
+        Ok(())
     }
 
     fn set_dims(&mut self, dims: usize) -> Result<()> {
@@ -320,24 +399,28 @@ impl ArchiveWriter {
     /// Writes a row: the L2-normalised embedding, or zeros.
     fn write_row(&mut self, row: Option<(&Vec<f32>, f64)>) -> Result<()> {
         let dims = self.dims.expect("dimension known before rows are written");
-        self.row_bytes.clear();
+        let mut bytes = std::mem::take(&mut self.row_bytes);
+        bytes.clear();
         match row {
             Some((v, norm)) if norm > 0.0 => {
                 for &x in v {
                     let unit = (f64::from(x) / norm) as f32;
-                    self.row_bytes.extend_from_slice(&unit.to_le_bytes());
+                    bytes.extend_from_slice(&unit.to_le_bytes());
                 }
             }
-            _ => self.row_bytes.resize(dims * 4, 0),
+            _ => bytes.resize(dims * 4, 0),
         }
-        self.matrix_hash.update(&self.row_bytes);
-        let row = std::mem::take(&mut self.row_bytes);
-        let written = self.write(&row);
-        self.row_bytes = row;
+        let written = self.write(&bytes);
+        self.row_bytes = bytes;
         written
     }
 
+    /// Writes into the open section (or the header placeholder), keeping its checksum.
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(open) = &mut self.open {
+            open.hash.update(bytes);
+        }
+        self.pos += bytes.len() as u64;
         self.out
             .write_all(bytes)
             .map_err(|e| Error::io(&self.final_path, e))
@@ -349,6 +432,20 @@ impl ArchiveWriter {
             reason,
         }
     }
+}
+
+/// Positions of the episodes with metadata: newest date first, then higher number first;
+/// those without a date last.
+fn by_date(episodes: &[EpisodeRecord]) -> Vec<u32> {
+    let date = |e: &EpisodeRecord| e.meta.as_ref().and_then(|m| m.date.clone());
+    let mut order: Vec<u32> = (0..episodes.len() as u32)
+        .filter(|&i| episodes[i as usize].meta.is_some())
+        .collect();
+    order.sort_by(|&a, &b| {
+        let (ea, eb) = (&episodes[a as usize], &episodes[b as usize]);
+        date(eb).cmp(&date(ea)).then(eb.number.cmp(&ea.number))
+    });
+    order
 }
 
 /// Temporary files are created private (0600); an archive is data for the server to read,

@@ -1,6 +1,6 @@
-//! The original on-disk JSON layout, read as a stream.
+//! `db/<podcast>/rag-embeddings.json`, read as a stream.
 //!
-//! `db/<podcast>/rag-embeddings.json` reaches 300 MB of pretty-printed JSON with one float per
+//! The file reaches 300 MB of pretty-printed JSON with one float per
 //! line. [`stream_rag_file`] walks it with serde_json's streaming deserializer and hands each item
 //! to an [`ItemSink`] as soon as it is parsed, so memory stays bounded by one item, whatever the
 //! file's size. The top-level keys that precede `items` (model, dimensions) reach the sink first;
@@ -9,16 +9,13 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-
-/// Name of the RAG file inside `db/<podcast>/`.
-pub const RAG_FILE: &str = "rag-embeddings.json";
 
 /// The top-level fields of a RAG file other than `items` and `stats`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,34 +83,6 @@ pub struct RagTail {
     pub header: RagHeader,
     pub stats: Option<Value>,
     pub item_count: u64,
-}
-
-/// A podcast found under a data root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodcastSource {
-    pub id: String,
-    pub rag_file: PathBuf,
-}
-
-/// Finds podcasts the way the original server does: every `db/*/rag-embeddings.json`.
-/// Sorted by id, so output and conversion order are stable.
-pub fn discover_podcasts(data_root: &Path) -> Result<Vec<PodcastSource>> {
-    let db = data_root.join("db");
-    let entries = std::fs::read_dir(&db).map_err(|e| Error::io(&db, e))?;
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(&db, e))?;
-        let rag_file = entry.path().join(RAG_FILE);
-        if !rag_file.is_file() {
-            continue;
-        }
-        let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
-            continue; // podcast ids are used in URLs: a non-UTF-8 folder name cannot be one
-        };
-        found.push(PodcastSource { id, rag_file });
-    }
-    found.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(found)
 }
 
 /// Streams `path` into `sink`, with `wrap` applied to the raw file reader (for progress).

@@ -1,0 +1,193 @@
+//! Transcript times and excerpts, with the original server's rules.
+//!
+//! An excerpt is the text of a time window `[start, end]` of one episode, as chat sources show
+//! it: entries with `start − 1 ms ≤ t ≤ end + 1 ms` (entries whose time is empty or does not
+//! parse are skipped), optionally only one speaker's (trimmed, ASCII case ignored), each line
+//! `[<time as written>] <speaker, or "unknown" when blank>: <trimmed text>`, lines joined with
+//! `\n`. Once the text reaches `max_chars` bytes it is cut to at most `max_chars` bytes on a
+//! char boundary and `\n…` is appended. When nothing matches, a placeholder names the window.
+//!
+//! The original walks the whole transcript and re-parses every time string on each call;
+//! here the times are parsed at conversion and the window's first entry is found by binary
+//! search (when the times never decrease, as in all real data; otherwise by the same linear
+//! walk, so the result is the same either way).
+
+use std::fmt::Write as _;
+
+use crate::archive::records::{ArchivedTranscriptRecord, NO_SPEAKER};
+
+/// Tolerance of the window bounds, in seconds.
+const EPSILON: f64 = 0.001;
+
+/// Seconds of a transcript time: `H:MM:SS`, `M:SS` or a bare number of seconds, each part an
+/// integer. Empty or anything else is `None` (untimed).
+pub fn parse_time(time: &str) -> Option<f64> {
+    let time = time.trim();
+    if time.is_empty() {
+        return None;
+    }
+    let mut parts = [0i64; 3];
+    let mut count = 0;
+    for part in time.split(':') {
+        if count == 3 {
+            return None;
+        }
+        parts[count] = part.parse().ok()?;
+        count += 1;
+    }
+    let [a, b, c] = parts.map(|p| p as f64);
+    Some(match count {
+        1 => a,
+        2 => a * 60.0 + b,
+        _ => a * 3600.0 + b * 60.0 + c,
+    })
+}
+
+/// `M:SS` below an hour, `H:MM:SS` from an hour; `0:00` for negative or non-finite input.
+pub fn format_hms(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "0:00".to_owned();
+    }
+    let s = seconds.floor() as u64;
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// What an excerpt covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window<'a> {
+    pub start: f64,
+    pub end: f64,
+    /// Only this speaker's lines (compared trimmed, ignoring ASCII case).
+    pub speaker: Option<&'a str>,
+    /// Length limit in bytes.
+    pub max_chars: usize,
+}
+
+/// The placeholder excerpt for a window with no matching entries.
+pub fn placeholder(window: &Window) -> String {
+    let filter = window
+        .speaker
+        .map(|s| format!(" (filtered by speaker: {s})"))
+        .unwrap_or_default();
+    format!(
+        "[no transcript entries found in window {} - {}{filter}]",
+        format_hms(window.start),
+        format_hms(window.end)
+    )
+}
+
+/// The excerpt of `window` from `transcript` (`None`: the episode has no transcript).
+pub fn excerpt(transcript: Option<&ArchivedTranscriptRecord>, window: &Window) -> String {
+    let Some(t) = transcript else {
+        return placeholder(window);
+    };
+    // Which of the episode's few distinct speakers pass the filter, decided once.
+    let passes: Vec<bool> = t
+        .speakers
+        .iter()
+        .map(|s| {
+            window
+                .speaker
+                .is_none_or(|f| s.as_str().trim().eq_ignore_ascii_case(f))
+        })
+        .collect();
+    let unnamed_passes = window.speaker.is_none_or(|f| f.is_empty());
+    let first = if t.sorted {
+        t.starts
+            .partition_point(|s| s.to_native() + EPSILON < window.start)
+    } else {
+        0
+    };
+    let mut out = String::new();
+    for k in first..t.timed.len() {
+        let seconds = t.starts[k].to_native();
+        if seconds + EPSILON < window.start {
+            continue;
+        }
+        if seconds - EPSILON > window.end {
+            break;
+        }
+        let entry = &t.entries[t.timed[k].to_native() as usize];
+        let speaker_id = entry.speaker.to_native();
+        let speaker = (speaker_id != NO_SPEAKER).then(|| t.speakers[speaker_id as usize].as_str());
+        let keep = if speaker_id == NO_SPEAKER {
+            unnamed_passes
+        } else {
+            passes[speaker_id as usize]
+        };
+        if !keep {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let who = speaker
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or("unknown");
+        let _ = write!(
+            out,
+            "[{}] {who}: {}",
+            entry.time.as_str(),
+            entry.text.as_str().trim()
+        );
+        if out.len() >= window.max_chars {
+            let mut cut = window.max_chars;
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push_str("\n…");
+            break;
+        }
+    }
+    if out.trim().is_empty() {
+        placeholder(window)
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_times_like_the_original() {
+        assert_eq!(parse_time("0:00:11"), Some(11.0));
+        assert_eq!(parse_time("1:02:03"), Some(3723.0));
+        assert_eq!(parse_time("12:34"), Some(754.0));
+        assert_eq!(parse_time(" 42 "), Some(42.0));
+        for bad in ["", "  ", "1:2:3:4", "1.5", "a:00", "1::2", "1: 2"] {
+            assert_eq!(parse_time(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_hms() {
+        assert_eq!(format_hms(0.0), "0:00");
+        assert_eq!(format_hms(59.9), "0:59");
+        assert_eq!(format_hms(754.0), "12:34");
+        assert_eq!(format_hms(3723.0), "1:02:03");
+        assert_eq!(format_hms(-1.0), "0:00");
+        assert_eq!(format_hms(f64::NAN), "0:00");
+    }
+
+    #[test]
+    fn placeholder_names_window_and_filter() {
+        let w = Window {
+            start: 60.0,
+            end: 3600.0,
+            speaker: Some("Tim"),
+            max_chars: 10,
+        };
+        assert_eq!(
+            placeholder(&w),
+            "[no transcript entries found in window 1:00 - 1:00:00 (filtered by speaker: Tim)]"
+        );
+    }
+}
