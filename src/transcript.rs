@@ -191,3 +191,79 @@ mod tests {
         );
     }
 }
+
+/// The original data path for transcripts, kept on purpose as the baseline: the whole
+/// `<n>-ts.json` parsed into entries, and a linear walk that parses each time on every call.
+/// Tests hold the archived excerpts against it; benchmarks measure against it.
+pub mod json {
+    use std::path::Path;
+
+    use serde::Deserialize;
+
+    use super::{parse_time, placeholder, Window, EPSILON};
+    use crate::error::{Error, Result};
+
+    #[derive(Debug, Clone, Deserialize)]
+    struct TranscriptFile {
+        transcript: Vec<Entry>,
+    }
+
+    /// A transcript entry as the original server deserializes it.
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct Entry {
+        pub speaker: Option<String>,
+        pub time: String,
+        pub text: String,
+    }
+
+    /// Parses a whole transcript file.
+    pub fn load(path: &Path) -> Result<Vec<Entry>> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let file: TranscriptFile =
+            serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))?;
+        Ok(file.transcript)
+    }
+
+    /// The excerpt by a plain walk over every entry.
+    pub fn excerpt(entries: &[Entry], window: &Window) -> String {
+        let mut out = String::new();
+        for e in entries {
+            let Some(t) = parse_time(&e.time) else {
+                continue;
+            };
+            if t + EPSILON < window.start {
+                continue;
+            }
+            if t - EPSILON > window.end {
+                break;
+            }
+            let speaker = e.speaker.as_deref();
+            if let Some(filter) = window.speaker {
+                if !speaker.unwrap_or("").trim().eq_ignore_ascii_case(filter) {
+                    continue;
+                }
+            }
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let who = speaker
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or("unknown");
+            out.push_str(&format!("[{}] {}: {}", e.time, who, e.text.trim()));
+            if out.len() >= window.max_chars {
+                let mut cut = window.max_chars;
+                while !out.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                out.truncate(cut);
+                out.push_str("\n…");
+                break;
+            }
+        }
+        if out.trim().is_empty() {
+            placeholder(window)
+        } else {
+            out
+        }
+    }
+}
