@@ -56,7 +56,7 @@ fn episodes_dir(podcast: &str) -> PathBuf {
         .join("episodes")
 }
 
-fn opt<'a>(s: Option<&'a rkyv::string::ArchivedString>) -> Option<&'a str> {
+fn opt(s: Option<&rkyv::string::ArchivedString>) -> Option<&str> {
     s.map(|s| s.as_str())
 }
 
