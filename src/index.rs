@@ -20,8 +20,8 @@ use rayon::prelude::*;
 
 use crate::archive::format::{Header, SectionKind, HEADER_SIZE, ITEM_ALIGN};
 use crate::archive::records::{
-    schema_hash, ArchivedEpisodeRecord, ArchivedItemRecord, ArchivedItemSlot,
-    ArchivedPodcastRecord, ArchivedSpeakerRecord, ArchivedSpeakersRecord, ArchivedTranscriptRecord,
+    schema_hash, ArchivedEpisodeRecord, ArchivedItemRecord, ArchivedPodcastRecord, ArchivedSlot,
+    ArchivedSpeakerRecord, ArchivedSpeakersRecord, ArchivedTranscriptRecord,
 };
 use crate::archive::ARCHIVE_FILE;
 use crate::error::{ArchiveFault, Error, Result};
@@ -72,13 +72,7 @@ impl LazyRecords {
     }
 
     /// Record `i`, stored at `slot`, as a `T`.
-    fn get<'a, T>(
-        &self,
-        map: &'a [u8],
-        path: &Path,
-        slot: &ArchivedItemSlot,
-        i: usize,
-    ) -> Result<&'a T>
+    fn get<'a, T>(&self, map: &'a [u8], path: &Path, slot: &ArchivedSlot, i: usize) -> Result<&'a T>
     where
         T: rkyv::Portable
             + for<'v> rkyv::bytecheck::CheckBytes<

@@ -60,7 +60,7 @@ pub enum SectionKind {
     Matrix = 1,
     /// rkyv archive of `PodcastRecord`.
     Meta = 2,
-    /// One rkyv archive of `ItemRecord` per item, 16-aligned, located by `ItemSlot`s.
+    /// One rkyv archive of `ItemRecord` per item, 16-aligned, located by `Slot`s.
     Items = 3,
     /// One rkyv archive of `EpisodeRecord` per episode.
     Episodes = 4,

@@ -3,12 +3,12 @@
 //! ```text
 //! offset 0      header (4096 bytes): magic, version, rkyv features, schema hash, model,
 //!               dimensions, counts, input fingerprint, section table, header checksum
-//! offset 4096   matrix section: item_count × dims f32, little-endian, row-major,
-//!               L2-normalised rows (zero rows for items without an embedding)
-//! 64-aligned    items section: one rkyv archive of [`records::ItemRecord`] per item,
-//!               each 16-aligned, checksummed and validated on first read
-//! 64-aligned    meta section: rkyv archive of [`records::PodcastRecord`] (manifest, item
-//!               slots, episode and norm columns), validated at open
+//! offset 4096   matrix: item_count × dims f32, little-endian, row-major, L2-normalised rows
+//!               (zero rows for items without an embedding)
+//! 64-aligned    items, transcripts, episodes, speakers: slotted rkyv records, each
+//!               16-aligned, checksummed and validated on first read
+//! 64-aligned    meta: rkyv archive of [`records::PodcastRecord`] (manifest, slots, columns),
+//!               validated at open
 //! ```
 //!
 //! The matrix is raw rather than inside rkyv so that it is one contiguous, 4096-aligned block
@@ -20,7 +20,7 @@ pub mod records;
 pub mod writer;
 
 pub use format::{Header, SectionKind, FORMAT_VERSION, MAGIC};
-pub use records::{ItemRecord, ItemSlot, ManifestRecord, PodcastRecord, SubjectRecord};
+pub use records::{ItemRecord, ManifestRecord, PodcastRecord, Slot, SubjectRecord};
 pub use writer::{ArchiveWriter, WrittenArchive};
 
 /// File name of a podcast's archive inside `<INDEX_DIR>/<podcast>/`.

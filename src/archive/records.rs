@@ -5,7 +5,7 @@
 //! JSON objects (`source`, `embeddingInfo`, `stats`) are kept as compact JSON text.
 //!
 //! Items are archived one by one into the items section, each with its own checksum in
-//! [`ItemSlot`], and are validated the first time they are read: opening an archive validates
+//! [`Slot`], and are validated the first time they are read: opening an archive validates
 //! only the small [`PodcastRecord`], and a query touches (and checks) just the items it returns.
 //! Validating every item's text at open cost milliseconds per thousand items (UTF-8 checks of
 //! German text), more than the whole first search.
@@ -21,7 +21,7 @@ pub struct PodcastRecord {
     pub podcast_id: String,
     pub manifest: ManifestRecord,
     /// Where each item's archive lies in the items section.
-    pub items: Vec<ItemSlot>,
+    pub items: Vec<Slot>,
     /// Item `i`'s `episode_number`, as a column for filtered scans.
     pub episode_of: Vec<u32>,
     /// Original L2 norm of each item's embedding; 0 when the item has none.
@@ -29,15 +29,15 @@ pub struct PodcastRecord {
     /// Every episode known from `podcasts/<id>/episodes/` or the RAG items, ascending.
     pub episode_numbers: Vec<u32>,
     /// `episodes[i]` is the archive of episode `episode_numbers[i]` in the episodes section.
-    pub episodes: Vec<ItemSlot>,
+    pub episodes: Vec<Slot>,
     /// Positions (into `episode_numbers`) of the episodes that have metadata, newest date
     /// first (ties: higher number first); episodes without a date come last.
     pub by_date: Vec<u32>,
     /// `transcripts[i]` is the transcript of episode `episode_numbers[i]` in the transcripts
     /// section; `len == 0` when the episode has none.
-    pub transcripts: Vec<ItemSlot>,
+    pub transcripts: Vec<Slot>,
     /// The speakers record in the speakers section (`len == 0`: no `speakers/index.json`).
-    pub speakers: ItemSlot,
+    pub speakers: Slot,
 }
 
 /// `podcasts/<id>/episodes/<n>.json` and what podmap knows about the episode besides.
@@ -125,7 +125,7 @@ pub struct SpeakerRecord {
 /// of 16, rkyv's alignment), with the xxh3-64 of those bytes. Items, episodes, transcripts
 /// and the speakers record are all stored this way and validated on first read.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ItemSlot {
+pub struct Slot {
     pub offset: u64,
     pub len: u64,
     pub checksum: u64,
@@ -174,9 +174,9 @@ pub struct SubjectRecord {
 pub(crate) const SCHEMA: &str = "PodcastRecord{podcast_id:String,manifest:ManifestRecord{\
 schema_version:Option<u64>,created_at:Option<String>,updated_at:Option<String>,\
 embedding_model:Option<String>,embedding_dimensions:Option<u64>,embedding_info_json:Option<String>,\
-source_json:Option<String>,stats_json:Option<String>},items:Vec<ItemSlot{offset:u64,len:u64,\
-checksum:u64}>,episode_of:Vec<u32>,norms:Vec<f32>,episode_numbers:Vec<u32>,episodes:Vec<ItemSlot>,\
-by_date:Vec<u32>,transcripts:Vec<ItemSlot>,speakers:ItemSlot};EpisodeRecord{number:u32,\
+source_json:Option<String>,stats_json:Option<String>},items:Vec<Slot{offset:u64,len:u64,\
+checksum:u64}>,episode_of:Vec<u32>,norms:Vec<f32>,episode_numbers:Vec<u32>,episodes:Vec<Slot>,\
+by_date:Vec<u32>,transcripts:Vec<Slot>,speakers:Slot};EpisodeRecord{number:u32,\
 meta:Option<EpisodeMetaRecord{title:Option<String>,number:Option<u32>,date:Option<String>,\
 url:Option<String>,duration:Option<Vec<u32>>,description:Option<String>,speakers:Option<Vec<String>>,\
 chapters:Option<Vec<String>>}>,has_image:bool,has_transcript:bool,topics:Vec<String>};\
@@ -198,7 +198,7 @@ pub(crate) fn schema_hash() -> u64 {
         std::mem::size_of::<ArchivedManifestRecord>(),
         std::mem::size_of::<ArchivedItemRecord>(),
         std::mem::size_of::<ArchivedSubjectRecord>(),
-        std::mem::size_of::<ArchivedItemSlot>(),
+        std::mem::size_of::<ArchivedSlot>(),
         std::mem::size_of::<ArchivedEpisodeRecord>(),
         std::mem::size_of::<ArchivedEpisodeMetaRecord>(),
         std::mem::size_of::<ArchivedTranscriptRecord>(),

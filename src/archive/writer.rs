@@ -22,8 +22,8 @@ use super::format::{
     MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
 };
 use super::records::{
-    schema_hash, EpisodeRecord, ItemRecord, ItemSlot, ManifestRecord, PodcastRecord,
-    SpeakersRecord, SubjectRecord, TranscriptRecord,
+    schema_hash, EpisodeRecord, ItemRecord, ManifestRecord, PodcastRecord, Slot, SpeakersRecord,
+    SubjectRecord, TranscriptRecord,
 };
 use crate::error::{Error, Result};
 use crate::input::{InputFingerprint, RagHeader, RagTail, RawItem};
@@ -65,7 +65,7 @@ pub struct ArchiveWriter {
     /// The items section, built while the matrix is streamed.
     items: Vec<u8>,
     embedded: u64,
-    transcripts: BTreeMap<u32, ItemSlot>,
+    transcripts: BTreeMap<u32, Slot>,
 }
 
 impl ArchiveWriter {
@@ -100,7 +100,7 @@ impl ArchiveWriter {
                 episodes: Vec::new(),
                 by_date: Vec::new(),
                 transcripts: Vec::new(),
-                speakers: ItemSlot::default(),
+                speakers: Slot::default(),
             },
             items: Vec::new(),
             embedded: 0,
@@ -195,7 +195,7 @@ impl ArchiveWriter {
         let offset = align_up(self.items.len() as u64, ITEM_ALIGN);
         self.items.resize(offset as usize, 0);
         self.items.extend_from_slice(&bytes);
-        self.record.items.push(ItemSlot {
+        self.record.items.push(Slot {
             offset,
             len: bytes.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
@@ -321,7 +321,7 @@ impl ArchiveWriter {
     }
 
     /// Archives `value` with rkyv into the open section, 16-aligned from its start.
-    fn write_blob<T>(&mut self, value: &T, what: &str) -> Result<ItemSlot>
+    fn write_blob<T>(&mut self, value: &T, what: &str) -> Result<Slot>
     where
         T: for<'a> rkyv::Serialize<
             rkyv::api::high::HighSerializer<
@@ -337,7 +337,7 @@ impl ArchiveWriter {
         let offset = align_up(self.pos - section_start, ITEM_ALIGN);
         self.write(&vec![0u8; (offset - (self.pos - section_start)) as usize])?;
         self.write(&bytes)?;
-        Ok(ItemSlot {
+        Ok(Slot {
             offset,
             len: bytes.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
