@@ -16,18 +16,19 @@
 //! At the end a summary prints the ratios. `cargo bench --bench engine`; set
 //! `PODMAP_BENCH_ITEMS`/`PODMAP_BENCH_DIMS` for another generated size.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput};
-use podmap::convert::{convert_all, ConvertOptions};
+use criterion::{Criterion, Throughput};
+
 use podmap::mem::ProcessMemory;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
 use rayon::prelude::*;
+use support::{bench, bench_data, convert, mean, record};
 
 struct Dataset {
     name: String,
@@ -40,44 +41,11 @@ struct Dataset {
     matrix_bytes: u64,
 }
 
-/// Mean time per iteration of every measured benchmark, for the summary.
-static MEANS: Mutex<BTreeMap<String, (u64, Duration)>> = Mutex::new(BTreeMap::new());
-
-fn record(id: &str, iters: u64, elapsed: Duration) {
-    let mut means = MEANS.lock().unwrap();
-    let entry = means.entry(id.to_owned()).or_insert((0, Duration::ZERO));
-    entry.0 += iters;
-    entry.1 += elapsed;
-}
-
-fn mean(id: &str) -> Option<Duration> {
-    let means = MEANS.lock().unwrap();
-    means.get(id).map(|(n, d)| *d / (*n).max(1) as u32)
-}
-
-fn bench_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data")
-}
-
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn convert(data_root: &Path, index_dir: &Path, podcast: &str) {
-    let opts = ConvertOptions {
-        data_root: data_root.to_path_buf(),
-        out_dir: index_dir.to_path_buf(),
-        podcasts: vec![podcast.to_owned()],
-        force: false,
-    };
-    let hidden =
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    for report in convert_all(&opts, &hidden).expect("convert") {
-        report.result.expect("conversion of bench data");
-    }
 }
 
 fn generated() -> Dataset {
@@ -172,32 +140,22 @@ fn open_first_result(c: &mut Criterion, sets: &[Dataset]) {
     group.sample_size(10);
     for set in sets {
         let q = &set.queries[0];
-        let id = format!("open_first_result/json/{}", set.name);
-        group.bench_function(BenchmarkId::new("json", &set.name), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let index = JsonIndex::load_podcast(&set.data_root, &set.podcast).unwrap();
-                    black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
-                }
-                let elapsed = start.elapsed();
-                record(&id, iters, elapsed);
-                elapsed
-            })
-        });
-        let id = format!("open_first_result/mmap/{}", set.name);
-        group.bench_function(BenchmarkId::new("mmap", &set.name), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let index = MmapIndex::open_podcast(&set.index_dir, &set.podcast).unwrap();
-                    black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
-                }
-                let elapsed = start.elapsed();
-                record(&id, iters, elapsed);
-                elapsed
-            })
-        });
+        bench(
+            &mut group,
+            &format!("open_first_result/json/{}", set.name),
+            || {
+                let index = JsonIndex::load_podcast(&set.data_root, &set.podcast).unwrap();
+                index.search_vector(q, 10, &Filter::all()).unwrap()
+            },
+        );
+        bench(
+            &mut group,
+            &format!("open_first_result/mmap/{}", set.name),
+            || {
+                let index = MmapIndex::open_podcast(&set.index_dir, &set.podcast).unwrap();
+                index.search_vector(q, 10, &Filter::all()).unwrap()
+            },
+        );
     }
     group.finish();
 }
@@ -210,19 +168,16 @@ fn steady_query(c: &mut Criterion, sets: &[Dataset]) {
         let mapped = MmapIndex::open_podcast(&set.index_dir, &set.podcast).unwrap();
         let indexes: [(&str, &dyn SearchIndex); 2] = [("json", &json), ("mmap", &mapped)];
         for (path, index) in indexes {
-            let id = format!("query_top10/{path}/{}", set.name);
-            group.bench_function(BenchmarkId::new(path, &set.name), |b| {
-                b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        let q = &set.queries[i as usize % set.queries.len()];
-                        black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
-                    }
-                    let elapsed = start.elapsed();
-                    record(&id, iters, elapsed);
-                    elapsed
-                })
-            });
+            let mut i = 0;
+            bench(
+                &mut group,
+                &format!("query_top10/{path}/{}", set.name),
+                || {
+                    i += 1;
+                    let q = &set.queries[i % set.queries.len()];
+                    index.search_vector(q, 10, &Filter::all()).unwrap()
+                },
+            );
         }
     }
     group.finish();

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::archive::format::{Header, SectionKind, HEADER_SIZE, ITEM_ALIGN};
 use crate::archive::records::{
     schema_hash, ArchivedEpisodeRecord, ArchivedItemRecord, ArchivedPodcastRecord, ArchivedSlot,
-    ArchivedSpeakerRecord, ArchivedSpeakersRecord, ArchivedTranscriptRecord,
+    ArchivedSpeakerRecord, ArchivedSpeakersRecord, ArchivedTranscriptRecord, Consistent,
 };
 use crate::archive::ARCHIVE_FILE;
 use crate::error::{ArchiveFault, Error, Result};
@@ -75,6 +75,7 @@ impl LazyRecords {
     fn get<'a, T>(&self, map: &'a [u8], path: &Path, slot: &ArchivedSlot, i: usize) -> Result<&'a T>
     where
         T: rkyv::Portable
+            + Consistent
             + for<'v> rkyv::bytecheck::CheckBytes<
                 rkyv::api::high::HighValidator<'v, rkyv::rancor::Error>,
             >,
@@ -102,7 +103,9 @@ impl LazyRecords {
             if xxhash_rust::xxh3::xxh3_64(bytes) != slot.checksum.to_native() {
                 return Err(fault("checksum mismatch".into()));
             }
-            rkyv::access::<T, rkyv::rancor::Error>(bytes).map_err(|e| fault(e.to_string()))?;
+            let record =
+                rkyv::access::<T, rkyv::rancor::Error>(bytes).map_err(|e| fault(e.to_string()))?;
+            record.check().map_err(fault)?;
             word.fetch_or(bit, Ordering::Release);
         }
         // SAFETY: these exact bytes passed `rkyv::access` (bytecheck) in this process, either

@@ -212,3 +212,63 @@ pub(crate) fn schema_hash() -> u64 {
     }
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
+
+/// Invariants between fields that bytecheck cannot see (indices into sibling vectors).
+/// Readers check them once, right after bytecheck, so that a well-formed but inconsistent
+/// record (a file crafted with valid checksums) is refused instead of panicking on an index.
+pub trait Consistent {
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl Consistent for ArchivedItemRecord {}
+impl Consistent for ArchivedEpisodeRecord {}
+
+impl Consistent for ArchivedTranscriptRecord {
+    fn check(&self) -> Result<(), String> {
+        if self.timed.len() != self.starts.len() {
+            return Err(format!(
+                "{} timed entries but {} start times",
+                self.timed.len(),
+                self.starts.len()
+            ));
+        }
+        let (entries, speakers) = (self.entries.len(), self.speakers.len());
+        if let Some(bad) = self
+            .timed
+            .iter()
+            .find(|i| i.to_native() as usize >= entries)
+        {
+            return Err(format!("timed entry {bad} of {entries}"));
+        }
+        let speaker_ok = |e: &ArchivedEntryRecord| {
+            let s = e.speaker.to_native();
+            s == NO_SPEAKER || (s as usize) < speakers
+        };
+        if !self.entries.iter().all(speaker_ok) {
+            return Err(format!(
+                "an entry names a speaker beyond the {speakers} of the episode"
+            ));
+        }
+        let sorted = self
+            .starts
+            .windows(2)
+            .all(|w| w[0].to_native() <= w[1].to_native());
+        if self.sorted && !sorted {
+            return Err("start times are marked sorted but are not".into());
+        }
+        Ok(())
+    }
+}
+
+impl Consistent for ArchivedSpeakersRecord {
+    fn check(&self) -> Result<(), String> {
+        let rows = self.rows.len();
+        if self.by_slug.len() != rows || self.by_slug.iter().any(|p| p.to_native() as usize >= rows)
+        {
+            return Err("slug order does not match the rows".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! What the benches share: timings recorded for the closing summary, and bench data set-up.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::BenchmarkGroup;
+use podmap::convert::{convert_all, ConvertOptions};
+
+/// Total iterations and time of every measured benchmark, for the summary.
+static MEANS: Mutex<BTreeMap<String, (u64, Duration)>> = Mutex::new(BTreeMap::new());
+
+pub fn record(id: &str, iters: u64, elapsed: Duration) {
+    let mut means = MEANS.lock().unwrap();
+    let entry = means.entry(id.to_owned()).or_insert((0, Duration::ZERO));
+    entry.0 += iters;
+    entry.1 += elapsed;
+}
+
+/// Mean time per iteration of benchmark `id`, over every sample criterion took.
+pub fn mean(id: &str) -> Option<Duration> {
+    let means = MEANS.lock().unwrap();
+    means
+        .get(id)
+        .map(|(n, d)| Duration::from_secs_f64(d.as_secs_f64() / (*n).max(1) as f64))
+}
+
+/// Benchmarks `routine` as `id` (`group/name`), recording its mean for the summary.
+pub fn bench<R>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    mut routine: impl FnMut() -> R,
+) {
+    let name = id.split_once('/').map_or(id, |(_, rest)| rest);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                black_box(routine());
+            }
+            let elapsed = start.elapsed();
+            record(id, iters, elapsed);
+            elapsed
+        })
+    });
+}
+
+/// Where generated bench data and converted indexes live (kept between runs).
+pub fn bench_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-data")
+}
+
+/// The real corpus beside the checkout, if it is there.
+pub fn corpus() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    dir.join("queries.json").is_file().then_some(dir)
+}
+
+/// Converts `podcast` (skipped when its archive is current).
+pub fn convert(data_root: &Path, index_dir: &Path, podcast: &str) {
+    let opts = ConvertOptions {
+        data_root: data_root.to_path_buf(),
+        out_dir: index_dir.to_path_buf(),
+        podcasts: vec![podcast.to_owned()],
+        force: false,
+    };
+    let hidden =
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    for report in convert_all(&opts, &hidden).expect("convert") {
+        report.result.expect("conversion of bench data");
+    }
+}
