@@ -48,6 +48,12 @@ enum Command {
     Transcript(TranscriptArgs),
     /// List a podcast's speakers (from speakers/index.json), with profile and image.
     Speakers(SpeakersArgs),
+    /// Serve the original server's HTTP API from the archives, reloading replaced ones.
+    ///
+    /// Nothing is parsed at start-up: archives are mapped, so the server answers within
+    /// milliseconds whatever their size. With --source json it serves the same API from the
+    /// original JSON files, loaded the original way (the baseline).
+    Serve(ServeArgs),
     /// Print an archive's header.
     Inspect(InspectArgs),
     /// Check every archive in an index directory fully (checksums and structure).
@@ -85,7 +91,7 @@ enum Source {
 #[derive(Debug, Args)]
 struct SearchArgs {
     /// Index directory written by `podmap convert` (with --source mmap).
-    #[arg(long, value_name = "INDEX_DIR", required_if_eq("source", "mmap"))]
+    #[arg(long, value_name = "INDEX_DIR")]
     index: Option<PathBuf>,
     /// Podcast id.
     #[arg(long, value_name = "ID")]
@@ -117,7 +123,7 @@ struct SearchArgs {
     #[arg(long, value_enum, default_value_t = Source::Mmap)]
     source: Source,
     /// Data root in the original layout (with --source json).
-    #[arg(long, value_name = "ROOT", required_if_eq("source", "json"))]
+    #[arg(long, value_name = "ROOT")]
     data: Option<PathBuf>,
     /// Print this process's memory use to stderr as JSON when done (for benchmarks).
     #[arg(long, hide = true)]
@@ -192,6 +198,21 @@ struct SpeakersArgs {
 }
 
 #[derive(Debug, Args)]
+struct ServeArgs {
+    /// Index directory written by `podmap convert`.
+    #[arg(long, value_name = "INDEX_DIR")]
+    index: Option<PathBuf>,
+    /// Where to read the podcasts from.
+    #[arg(long, value_enum, default_value_t = Source::Mmap)]
+    source: Source,
+    /// Data root in the original layout (with --source json).
+    #[arg(long, value_name = "ROOT")]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    settings: podmap::server::SettingsArgs,
+}
+
+#[derive(Debug, Args)]
 struct InspectArgs {
     /// An archive: <INDEX_DIR>/<podcast> or the rag.podmap file itself.
     path: PathBuf,
@@ -205,6 +226,9 @@ struct VerifyArgs {
     /// Index directory written by `podmap convert`.
     index: PathBuf,
 }
+
+const INDEX_REQUIRED: &str = "--index INDEX_DIR is required (or --source json --data ROOT)";
+const DATA_REQUIRED: &str = "--source json needs --data ROOT, the original data root";
 
 fn parse_range(s: &str) -> Result<(u32, u32), String> {
     let (from, to) = s
@@ -231,6 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Episodes(args) => run_episodes(args),
         Command::Transcript(args) => run_transcript(args),
         Command::Speakers(args) => run_speakers(args),
+        Command::Serve(args) => run_serve(args),
         Command::Inspect(args) => run_inspect(args),
         Command::Verify(args) => run_verify(args),
     }
@@ -308,11 +333,11 @@ fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
 fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let index: Box<dyn SearchIndex> = match args.source {
         Source::Mmap => {
-            let dir = args.index.as_deref().expect("required by clap");
+            let dir = args.index.as_deref().context(INDEX_REQUIRED)?;
             Box::new(MmapIndex::open_podcast(dir, &args.podcast)?)
         }
         Source::Json => {
-            let root = args.data.as_deref().expect("required by clap");
+            let root = args.data.as_deref().context(DATA_REQUIRED)?;
             Box::new(JsonIndex::load_podcast(root, &args.podcast)?)
         }
     };
@@ -575,6 +600,27 @@ fn run_speakers(args: SpeakersArgs) -> anyhow::Result<ExitCode> {
             if r.profile.is_some() { "yes" } else { "-" }
         )?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = podmap::server::Settings::load(args.settings)?;
+    let source = match args.source {
+        Source::Mmap => podmap::server::Source::Mmap(args.index.context(INDEX_REQUIRED)?),
+        Source::Json => podmap::server::Source::Json(args.data.context(DATA_REQUIRED)?),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(podmap::server::serve(source, settings))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,6 +8,8 @@
 //! 4. [`index`] — an archive memory-mapped and validated, read in place.
 //! 5. [`search`] — exact top-k cosine over the mapped matrix, filters, lexical fallback.
 //!
+//! 6. [`server`] — the original HTTP API over the mapped indexes (`podmap serve`).
+//!
 //! [`json_index`] keeps the original in-memory JSON path as a baseline behind the same
 //! [`search::SearchIndex`] trait, so the two are compared with the same code.
 //!
@@ -50,6 +52,7 @@ pub mod input;
 pub mod json_index;
 pub mod mem;
 pub mod search;
+pub mod server;
 pub mod transcript;
 
 pub use error::{ArchiveFault, Error, Result};

@@ -1,0 +1,252 @@
+//! The OpenAI-compatible chat client and the three prompt modes of the original server.
+//!
+//! `POST {base}/chat/completions` with `{"model", "messages": [system, user], "temperature":
+//! 0.2}`; the answer is `choices[0].message.content`, trimmed. With streaming the same request
+//! carries `"stream": true` and the answer arrives as server-sent `data:` lines whose
+//! `choices[0].delta.content` pieces are forwarded as they come. Chat has its own, longer
+//! timeout than embeddings: answers take tens of seconds.
+
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use serde_json::{json, Value};
+
+/// Why an answer could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChatError {
+    #[error("LLM API error: {status} - {body}")]
+    Status { status: u16, body: String },
+    #[error("LLM API unreachable: {0}")]
+    Transport(String),
+    #[error("LLM API answer has no content: {0}")]
+    Decode(String),
+}
+
+/// Who answers: the prompt mode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Voice {
+    /// A neutral assistant.
+    Neutral,
+    /// Role-play one speaker, from their profile.
+    Persona { name: String, profile: String },
+    /// A dialogue between two speakers, from both profiles.
+    Discussion {
+        first: (String, String),
+        second: (String, String),
+    },
+}
+
+/// The system and user messages for `question` over `context` (the SOURCES blocks).
+pub fn messages(voice: &Voice, question: &str, context: &str) -> (String, String) {
+    const RULES: &str =
+        "Use only the SOURCES below. Cite inline in the form (Episode 281, 12:38-17:19). \
+Answer in German unless the question asks for another language.";
+    match voice {
+        Voice::Neutral => (
+            format!(
+                "You are a helpful assistant for a podcast archive. You answer questions from transcript \
+excerpts and summaries only; if they are not enough, say so. {RULES} Be concise."
+            ),
+            format!(
+                "QUESTION:\n{question}\n\nSOURCES:\n{context}\n\nINSTRUCTIONS:\n\
+- Answer only from the sources.\n- Quote short phrases where they help.\n\
+- Cite the episode and time window of each claim."
+            ),
+        ),
+        Voice::Persona { name, profile } => (
+            format!(
+                "You are {name}. Stay in character: answer as this person would, with their vocabulary, \
+humour and attitude, as described in this profile:\n\n{profile}\n\nIf the sources do not cover \
+something, admit it in character. {RULES}"
+            ),
+            format!(
+                "QUESTION:\n{question}\n\nSOURCES:\n{context}\n\nAnswer as {name}, grounded in the sources."
+            ),
+        ),
+        Voice::Discussion { first, second } => (
+            format!(
+                "Write a natural back-and-forth conversation between {a} and {b} about the question, \
+each speaking as described in their profile, with lines labelled `Name: …` and their own \
+perspectives, grounded only in the sources.\n\nProfile of {a}:\n{pa}\n\nProfile of {b}:\n{pb}\n\n{RULES}",
+                a = first.0,
+                pa = first.1,
+                b = second.0,
+                pb = second.1
+            ),
+            format!(
+                "QUESTION:\n{question}\n\nSOURCES:\n{context}\n\nWrite the debate between {} and {}.",
+                first.0, second.0
+            ),
+        ),
+    }
+}
+
+/// The chat client.
+#[derive(Clone)]
+pub struct ChatClient {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+    model: String,
+}
+
+/// Long enough for a long answer, short enough that a hung upstream frees its request.
+pub const CHAT_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl ChatClient {
+    pub fn new(base_url: &str, api_key: Option<String>, model: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(CHAT_TIMEOUT)
+            .pool_max_idle_per_host(8)
+            .build()
+            .expect("a TLS backend is compiled in");
+        ChatClient {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            model: model.to_owned(),
+        }
+    }
+
+    fn request(&self, system: &str, user: &str, stream: bool) -> reqwest::RequestBuilder {
+        let mut body = json!({
+            "model": self.model,
+            "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ],
+            "temperature": 0.2,
+        });
+        if stream {
+            body["stream"] = json!(true);
+        }
+        let mut request = self
+            .client
+            .post(format!("{}/chat/completions", self.base_url))
+            .json(&body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        request
+    }
+
+    async fn send(
+        &self,
+        system: &str,
+        user: &str,
+        stream: bool,
+    ) -> Result<reqwest::Response, ChatError> {
+        let response = self
+            .request(system, user, stream)
+            .send()
+            .await
+            .map_err(|e| ChatError::Transport(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(ChatError::Status {
+                status: status.as_u16(),
+                body: body.chars().take(300).collect(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// The whole answer.
+    pub async fn answer(&self, system: &str, user: &str) -> Result<String, ChatError> {
+        let response = self.send(system, user, false).await?;
+        let value: Value = response
+            .json()
+            .await
+            .map_err(|e| ChatError::Decode(e.to_string()))?;
+        value
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .map(|s| s.trim().to_owned())
+            .ok_or_else(|| ChatError::Decode(value.to_string().chars().take(200).collect()))
+    }
+
+    /// The answer as it is written, piece by piece.
+    pub async fn answer_stream(
+        &self,
+        system: &str,
+        user: &str,
+    ) -> Result<impl Stream<Item = Result<String, ChatError>> + Send + 'static, ChatError> {
+        let response = self.send(system, user, true).await?;
+        let mut bytes = response.bytes_stream();
+        Ok(async_stream(move |tx| async move {
+            let mut buffer = String::new();
+            while let Some(chunk) = bytes.next().await {
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(ChatError::Transport(e.to_string()))).await;
+                        return;
+                    }
+                };
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find('\n') {
+                    let line = buffer[..end].trim().to_owned();
+                    buffer.drain(..=end);
+                    let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                        continue;
+                    };
+                    if data == "[DONE]" {
+                        return;
+                    }
+                    let piece = serde_json::from_str::<Value>(data).ok().and_then(|v| {
+                        v.pointer("/choices/0/delta/content")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    });
+                    if let Some(piece) = piece.filter(|p| !p.is_empty()) {
+                        if tx.send(Ok(piece)).await.is_err() {
+                            return; // the client went away
+                        }
+                    }
+                }
+            }
+        }))
+    }
+}
+
+/// A stream fed by a task through a small channel.
+fn async_stream<T, F, Fut>(body: F) -> impl Stream<Item = T> + Send + 'static
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_voice_names_its_people_and_keeps_the_sources() {
+        let (system, user) = messages(&Voice::Neutral, "Was ist X?", "SOURCE: Episode 1");
+        assert!(system.contains("(Episode 281, 12:38-17:19)"));
+        assert!(user.starts_with("QUESTION:\nWas ist X?\n\nSOURCES:\nSOURCE: Episode 1"));
+        let persona = Voice::Persona {
+            name: "Tim".into(),
+            profile: "# Profil".into(),
+        };
+        let (system, user) = messages(&persona, "q", "c");
+        assert!(
+            system.contains("You are Tim")
+                && system.contains("# Profil")
+                && user.contains("as Tim")
+        );
+        let talk = Voice::Discussion {
+            first: ("A".into(), "pa".into()),
+            second: ("B".into(), "pb".into()),
+        };
+        let (system, user) = messages(&talk, "q", "c");
+        assert!(system.contains("pa") && system.contains("pb") && user.contains("between A and B"));
+    }
+}

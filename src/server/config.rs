@@ -1,0 +1,272 @@
+//! Server settings: command-line flags, then the original's environment variables, then an
+//! optional JSON config file (the original's `settings.json` layout), then defaults.
+//!
+//! | setting | flag | environment | config file | default |
+//! |---|---|---|---|---|
+//! | bind address | `--listen` | `RAG_BIND_ADDR` | `rag.bindAddr` | `127.0.0.1:7878` |
+//! | chat API base URL | `--llm-base-url` | `LLM_BASE_URL` | `llm.baseURL` | none: chat answers 503 |
+//! | chat API key | `--llm-api-key` | `LLM_API_KEY` | `llm.apiKey` | none |
+//! | chat model | `--llm-model` | `LLM_MODEL` | `llm.model` | `gpt-4o-mini` |
+//! | embeddings base URL | `--embedding-base-url` | `EMBEDDING_BASE_URL` | `embedding.baseURL` | the chat base URL |
+//! | embeddings key | `--embedding-api-key` | `EMBEDDING_API_KEY` | `embedding.apiKey` | the chat key |
+//! | embedding model | `--embedding-model` | `EMBEDDING_MODEL` | `topicClustering.embeddingModel` | each archive's own model |
+//! | chat top-k | `--top-k` | `RAG_TOP_K` | `rag.topK` | 6 |
+//! | chat context limit | `--max-context-chars` | `RAG_MAX_CONTEXT_CHARS` | `rag.maxContextChars` | 24000 |
+//! | chat token | `--auth-token` | `RAG_AUTH_TOKEN` | `rag.authToken` | none (open) |
+//! | stats token | `--stats-auth-token` | `RAG_STATS_AUTH_TOKEN` | `rag.statsAuthToken` | none (open) |
+//! | CORS origins | `--cors-origin` | `PODMAP_CORS_ORIGINS` (comma-separated) | `rag.corsOrigins` | any origin |
+//!
+//! Tokens and keys are trimmed; empty values and the original's placeholders
+//! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+
+/// `podmap serve` flags; each falls back to its environment variable (via clap).
+#[derive(Debug, Clone, Default, Args)]
+pub struct SettingsArgs {
+    /// Address to listen on [default: 127.0.0.1:7878].
+    #[arg(long, env = "RAG_BIND_ADDR", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// JSON config file in the original settings.json layout (lowest precedence).
+    #[arg(long, env = "PODMAP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// OpenAI-compatible API base URL for chat (e.g. https://api.openai.com/v1).
+    #[arg(long, env = "LLM_BASE_URL", value_name = "URL")]
+    pub llm_base_url: Option<String>,
+    /// API key for chat.
+    #[arg(long, env = "LLM_API_KEY", value_name = "KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+    /// Chat model [default: gpt-4o-mini].
+    #[arg(long, env = "LLM_MODEL", value_name = "MODEL")]
+    pub llm_model: Option<String>,
+    /// OpenAI-compatible API base URL for embeddings [default: the chat base URL].
+    #[arg(long, env = "EMBEDDING_BASE_URL", value_name = "URL")]
+    pub embedding_base_url: Option<String>,
+    /// API key for embeddings [default: the chat key].
+    #[arg(
+        long,
+        env = "EMBEDDING_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub embedding_api_key: Option<String>,
+    /// Embedding model; podcasts whose archive names another model get lexical search only
+    /// [default: each archive's own model].
+    #[arg(long, env = "EMBEDDING_MODEL", value_name = "MODEL")]
+    pub embedding_model: Option<String>,
+    /// Sources per chat answer [default: 6].
+    #[arg(long, env = "RAG_TOP_K", value_name = "K")]
+    pub top_k: Option<usize>,
+    /// Limit of the chat context in bytes [default: 24000].
+    #[arg(long, env = "RAG_MAX_CONTEXT_CHARS", value_name = "N")]
+    pub max_context_chars: Option<usize>,
+    /// Token required by /api/chat (x-auth-token or Authorization: Bearer).
+    #[arg(
+        long,
+        env = "RAG_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Token required by the analytics stats routes.
+    #[arg(
+        long,
+        env = "RAG_STATS_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub stats_auth_token: Option<String>,
+    /// Allowed CORS origin (repeatable) [default: any origin].
+    #[arg(
+        long = "cors-origin",
+        env = "PODMAP_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub llm_base_url: Option<String>,
+    pub llm_api_key: Option<String>,
+    pub llm_model: String,
+    pub embedding_base_url: Option<String>,
+    pub embedding_api_key: Option<String>,
+    pub embedding_model: Option<String>,
+    pub top_k: usize,
+    pub max_context_chars: usize,
+    pub auth_token: Option<String>,
+    pub stats_auth_token: Option<String>,
+    /// Empty: any origin.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::resolve(SettingsArgs::default(), &Value::Null)
+    }
+}
+
+impl Settings {
+    /// Flags (with their environment variables), then the config file, then defaults.
+    pub fn load(args: SettingsArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("config file {} is not valid JSON", path.display()))?
+            }
+            None => Value::Null,
+        };
+        Ok(Settings::resolve(args, &file))
+    }
+
+    fn resolve(args: SettingsArgs, file: &Value) -> Settings {
+        let text = |path: &[&str]| {
+            path.iter()
+                .try_fold(file, |v, key| v.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let number = |path: &[&str]| {
+            path.iter()
+                .try_fold(file, |v, key| v.get(key))
+                .and_then(Value::as_u64)
+                .map(|n| n as usize)
+        };
+        let llm_base_url = clean(args.llm_base_url.or_else(|| text(&["llm", "baseURL"])))
+            .map(|u| u.trim_end_matches('/').to_owned());
+        let llm_api_key = clean(args.llm_api_key.or_else(|| text(&["llm", "apiKey"])));
+        let embedding_base_url = clean(
+            args.embedding_base_url
+                .or_else(|| text(&["embedding", "baseURL"])),
+        )
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .or_else(|| llm_base_url.clone());
+        let embedding_api_key = clean(
+            args.embedding_api_key
+                .or_else(|| text(&["embedding", "apiKey"])),
+        )
+        .or_else(|| llm_api_key.clone());
+        let cors_origins = if args.cors_origins.is_empty() {
+            file.pointer("/rag/corsOrigins")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            args.cors_origins
+        };
+        Settings {
+            listen: args
+                .listen
+                .or_else(|| text(&["rag", "bindAddr"]).and_then(|a| a.parse().ok()))
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+            llm_base_url,
+            llm_api_key,
+            llm_model: clean(args.llm_model.or_else(|| text(&["llm", "model"])))
+                .unwrap_or_else(|| "gpt-4o-mini".to_owned()),
+            embedding_base_url,
+            embedding_api_key,
+            embedding_model: clean(
+                args.embedding_model
+                    .or_else(|| text(&["embedding", "model"]))
+                    .or_else(|| text(&["topicClustering", "embeddingModel"])),
+            ),
+            top_k: args
+                .top_k
+                .or_else(|| number(&["rag", "topK"]))
+                .unwrap_or(6)
+                .clamp(1, 20),
+            max_context_chars: args
+                .max_context_chars
+                .or_else(|| number(&["rag", "maxContextChars"]))
+                .unwrap_or(24_000),
+            auth_token: clean(args.auth_token.or_else(|| text(&["rag", "authToken"]))),
+            stats_auth_token: clean(
+                args.stats_auth_token
+                    .or_else(|| text(&["rag", "statsAuthToken"])),
+            ),
+            cors_origins,
+        }
+    }
+}
+
+/// Trimmed; `None` when empty or one of the original's placeholders.
+fn clean(value: Option<String>) -> Option<String> {
+    let value = value?.trim().to_owned();
+    match value.as_str() {
+        "" | "YOUR_API_KEY_HERE" | "CHANGE_ME" => None,
+        _ => Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file = json!({
+            "rag": {"bindAddr": "0.0.0.0:9000", "authToken": " secret ", "statsAuthToken": "CHANGE_ME"},
+            "llm": {"baseURL": "https://llm.example/v1/", "apiKey": "k", "model": "m"},
+            "topicClustering": {"embeddingModel": "e"}
+        });
+        let from_file = Settings::resolve(SettingsArgs::default(), &file);
+        assert_eq!(from_file.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(
+            from_file.llm_base_url.as_deref(),
+            Some("https://llm.example/v1")
+        );
+        assert_eq!(from_file.embedding_base_url, from_file.llm_base_url);
+        assert_eq!(from_file.embedding_api_key.as_deref(), Some("k"));
+        assert_eq!(from_file.embedding_model.as_deref(), Some("e"));
+        assert_eq!(from_file.auth_token.as_deref(), Some("secret"));
+        assert_eq!(
+            from_file.stats_auth_token, None,
+            "placeholder counts as unset"
+        );
+        let args = SettingsArgs {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            embedding_base_url: Some("http://127.0.0.1:8000/v1".into()),
+            top_k: Some(99),
+            ..SettingsArgs::default()
+        };
+        let flagged = Settings::resolve(args, &file);
+        assert_eq!(flagged.listen.to_string(), "127.0.0.1:1");
+        assert_eq!(
+            flagged.embedding_base_url.as_deref(),
+            Some("http://127.0.0.1:8000/v1")
+        );
+        assert_eq!(
+            flagged.llm_base_url.as_deref(),
+            Some("https://llm.example/v1")
+        );
+        assert_eq!(flagged.top_k, 20, "clamped as the original clamps topK");
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::default();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7878");
+        assert_eq!(s.llm_model, "gpt-4o-mini");
+        assert_eq!((s.top_k, s.max_context_chars), (6, 24_000));
+        assert!(
+            s.llm_base_url.is_none() && s.embedding_base_url.is_none() && s.cors_origins.is_empty()
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The OpenAI-compatible embeddings client, with retries and a cache of query embeddings.
+//!
+//! `POST {base}/embeddings` with `{"model", "input": [query]}`. Connect and request timeouts
+//! are separate; 429, 5xx, timeouts and dropped connections are retried with exponential
+//! backoff and jitter, bounded in attempts and in total time. Embeddings are cached by
+//! (model, normalised query) in a byte-bounded moka cache, and concurrent requests for the same
+//! query share one call, so paging through results or asking again costs no API call.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use serde::Deserialize;
+
+/// Why an embedding could not be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmbedError {
+    #[error("embedding API error: {status} - {body}")]
+    Status { status: u16, body: String },
+    #[error("embedding API unreachable: {0}")]
+    Transport(String),
+    #[error("embedding API answered something else than embeddings: {0}")]
+    Decode(String),
+    #[error("embedding API gave up after {attempts} attempts in {elapsed_ms} ms: {last}")]
+    Exhausted {
+        attempts: u32,
+        elapsed_ms: u128,
+        last: Box<EmbedError>,
+    },
+}
+
+impl EmbedError {
+    fn retryable(&self) -> bool {
+        match self {
+            EmbedError::Status { status, .. } => *status == 429 || *status >= 500,
+            EmbedError::Transport(_) => true,
+            EmbedError::Decode(_) | EmbedError::Exhausted { .. } => false,
+        }
+    }
+}
+
+/// Retry bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// No new attempt starts after this much time since the first.
+    pub total_budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(2),
+            total_budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Timeouts and pool limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientLimits {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            max_idle_per_host: 16,
+        }
+    }
+}
+
+/// Bytes the query-embedding cache may hold: at 3,072 dimensions about 5,000 queries.
+pub const CACHE_BYTES: u64 = 64 << 20;
+
+type Key = (String, String);
+
+/// The embeddings client.
+#[derive(Clone)]
+pub struct Embedder {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+    retry: RetryPolicy,
+    cache: Cache<Key, Arc<Vec<f32>>>,
+    calls: Arc<AtomicU64>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingResponse {
+    data: Vec<EmbeddingData>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingData {
+    embedding: Vec<f32>,
+}
+
+impl Embedder {
+    pub fn new(
+        base_url: &str,
+        api_key: Option<String>,
+        limits: ClientLimits,
+        retry: RetryPolicy,
+    ) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(limits.connect_timeout)
+            .timeout(limits.request_timeout)
+            .pool_max_idle_per_host(limits.max_idle_per_host)
+            .build()
+            .expect("a TLS backend is compiled in");
+        let cache = Cache::builder()
+            .max_capacity(CACHE_BYTES)
+            .weigher(|key: &Key, value: &Arc<Vec<f32>>| {
+                (key.0.len() + key.1.len() + value.len() * 4 + 64).min(u32::MAX as usize) as u32
+            })
+            .time_to_idle(Duration::from_secs(3600))
+            .build();
+        Embedder {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            retry,
+            cache,
+            calls: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// API calls made so far (cache misses, retries included).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The query's embedding, from the cache or the API.
+    pub async fn embed_query(&self, model: &str, query: &str) -> Result<Arc<Vec<f32>>, EmbedError> {
+        let key = (model.to_owned(), normalize_query(query));
+        self.cache
+            .try_get_with(key.clone(), async move {
+                self.fetch(&key.0, &key.1).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    async fn fetch(&self, model: &str, query: &str) -> Result<Vec<f32>, EmbedError> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match self.call(model, query).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let delay = backoff(&self.retry, attempt);
+            let out_of_time = started.elapsed() + delay >= self.retry.total_budget;
+            if !error.retryable() || attempt >= self.retry.max_attempts || out_of_time {
+                if attempt == 1 || !error.retryable() {
+                    return Err(error);
+                }
+                return Err(EmbedError::Exhausted {
+                    attempts: attempt,
+                    elapsed_ms: started.elapsed().as_millis(),
+                    last: Box::new(error),
+                });
+            }
+            tracing::warn!(attempt, ?delay, "embedding call failed, retrying: {error}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn call(&self, model: &str, query: &str) -> Result<Vec<f32>, EmbedError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .client
+            .post(format!("{}/embeddings", self.base_url))
+            .json(&serde_json::json!({ "model": model, "input": [query] }));
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| EmbedError::Transport(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(EmbedError::Status {
+                status: status.as_u16(),
+                body: body.chars().take(300).collect(),
+            });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| EmbedError::Transport(e.to_string()))?;
+        let parsed: EmbeddingResponse =
+            serde_json::from_slice(&bytes).map_err(|e| EmbedError::Decode(e.to_string()))?;
+        parsed
+            .data
+            .into_iter()
+            .next()
+            .map(|d| d.embedding)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| EmbedError::Decode("no embedding in data[0]".into()))
+    }
+}
+
+/// Exponential backoff with ±50% jitter: `base · 2^(attempt−1)`, capped.
+fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = policy
+        .base_delay
+        .saturating_mul(1u32 << (attempt - 1).min(16))
+        .min(policy.max_delay);
+    exp.mul_f64(0.5 + jitter())
+}
+
+/// A number in [0, 1) that differs between calls (no need for a cryptographic source).
+fn jitter() -> f64 {
+    static STATE: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut x = STATE.fetch_add(nanos | 1, Ordering::Relaxed) ^ nanos;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Cache key of a query: trimmed, inner whitespace collapsed (case is kept: it can matter
+/// to a model).
+pub fn normalize_query(query: &str) -> String {
+    query.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        for attempt in 1..10 {
+            let d = backoff(&p, attempt);
+            let nominal = (p.base_delay * (1 << (attempt - 1))).min(p.max_delay);
+            assert!(d >= nominal / 2 && d <= nominal * 3 / 2, "{attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn queries_normalise_whitespace_only() {
+        assert_eq!(normalize_query("  Wie   geht's?\n"), "Wie geht's?");
+        assert_ne!(normalize_query("Mars"), normalize_query("mars"));
+    }
+
+    #[test]
+    fn only_transient_errors_are_retried() {
+        let status = |s| EmbedError::Status {
+            status: s,
+            body: String::new(),
+        };
+        assert!(status(429).retryable() && status(503).retryable());
+        assert!(!status(400).retryable() && !status(401).retryable());
+        assert!(EmbedError::Transport("reset".into()).retryable());
+        assert!(!EmbedError::Decode("x".into()).retryable());
+    }
+}
