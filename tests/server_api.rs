@@ -1,0 +1,520 @@
+//! Every route of `podmap serve` through the router itself (no socket): status codes, error
+//! bodies and response shapes field by field, CORS, tokens and hostile ids.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use podmap::server::catalog::load_mmap;
+use podmap::server::{router, AppState, Settings};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// The fixtures converted once for this file.
+fn index_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap();
+        let opts = podmap::convert::ConvertOptions {
+            data_root: Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data"),
+            out_dir: out.path().to_path_buf(),
+            podcasts: Vec::new(),
+            force: false,
+        };
+        let hidden =
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+        for r in podmap::convert::convert_all(&opts, &hidden).unwrap() {
+            r.result.unwrap();
+        }
+        out
+    })
+    .path()
+}
+
+fn app(settings: Settings) -> axum::Router {
+    let catalog = load_mmap(index_dir()).unwrap();
+    router(Arc::new(AppState::new(catalog, settings)))
+}
+
+async fn call(
+    app: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 << 20).await.unwrap();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (parts.status, parts.headers, value)
+}
+
+fn post(uri: &str, body: Value) -> Request<Body> {
+    Request::post(uri)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode) {
+    assert_eq!(status, want, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "no JSON error: {body}"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+}
+
+#[tokio::test]
+async fn health_and_podcasts() {
+    let app = app(Settings::default());
+    let response = app.clone().oneshot(get("/api/health")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 100)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"ok");
+
+    let (status, _, body) = call(&app, get("/api/podcasts")).await;
+    assert_eq!(status, StatusCode::OK);
+    let podcasts = body["podcasts"].as_array().unwrap();
+    let ids: Vec<&str> = podcasts.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["demo-forschung", "demo-raumfahrt", "demo-text"]);
+    let first = &podcasts[0];
+    assert_eq!(
+        keys(first),
+        [
+            "dimensions",
+            "embeddedItems",
+            "embeddingModel",
+            "id",
+            "items",
+            "semantic"
+        ]
+    );
+    assert_eq!(
+        (first["items"].as_u64(), first["dimensions"].as_u64()),
+        (Some(16), Some(384))
+    );
+    assert_eq!(
+        first["semantic"], false,
+        "no embeddings endpoint configured"
+    );
+    assert_eq!(podcasts[2]["embeddingModel"], Value::Null);
+}
+
+#[tokio::test]
+async fn latest_has_the_original_shape_and_paging() {
+    let app = app(Settings::default());
+    let (status, _, body) = call(
+        &app,
+        post(
+            "/api/episodes/latest",
+            json!({"podcastId": "demo-raumfahrt", "limit": 4}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(keys(&body), ["episodes", "hasMore", "total"]);
+    assert_eq!(
+        (body["total"].as_u64(), body["hasMore"].as_bool()),
+        (Some(6), Some(true))
+    );
+    let episodes = body["episodes"].as_array().unwrap();
+    let numbers: Vec<u64> = episodes
+        .iter()
+        .map(|e| e["episodeNumber"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [6, 5, 4, 3], "highest number first");
+    let e = &episodes[0];
+    assert_eq!(
+        keys(e),
+        [
+            "date",
+            "description",
+            "durationSec",
+            "episodeNumber",
+            "hasImage",
+            "hasTranscript",
+            "podcastId",
+            "score",
+            "speakers",
+            "title",
+            "topics"
+        ]
+    );
+    assert_eq!(e["score"], 1.0);
+    assert_eq!(e["podcastId"], "demo-raumfahrt");
+    assert!(e["title"].as_str().unwrap().starts_with("DEM006"));
+    assert_eq!(e["hasTranscript"], true);
+    assert!(!e["topics"].as_array().unwrap().is_empty());
+
+    let (_, _, last) = call(
+        &app,
+        post(
+            "/api/episodes/latest",
+            json!({"podcastId": "demo-raumfahrt", "limit": 4, "offset": 4}),
+        ),
+    )
+    .await;
+    assert_eq!(last["episodes"].as_array().unwrap().len(), 2);
+    assert_eq!(last["hasMore"], false);
+    // limit is clamped to 1..=50 as in the original.
+    let (_, _, clamped) = call(
+        &app,
+        post(
+            "/api/episodes/latest",
+            json!({"podcastId": "demo-raumfahrt", "limit": 0}),
+        ),
+    )
+    .await;
+    assert_eq!(clamped["episodes"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn search_without_embeddings_is_lexical_and_says_so() {
+    let app = app(Settings::default());
+    let request = post(
+        "/api/episodes/search",
+        json!({"query": "Raumfahrt Forschung", "podcastId": "demo-text", "limit": 3}),
+    );
+    let (status, headers, body) = call(&app, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-podmap-search-mode"], "lexical");
+    assert_eq!(body["searchMode"], "lexical");
+    assert_eq!(keys(&body), ["episodes", "hasMore", "searchMode", "total"]);
+    let episodes = body["episodes"].as_array().unwrap();
+    assert!(!episodes.is_empty() && episodes.len() <= 3);
+    let e = &episodes[0];
+    assert_eq!(
+        keys(e),
+        [
+            "date",
+            "description",
+            "durationSec",
+            "episodeNumber",
+            "hasImage",
+            "hasTranscript",
+            "podcastId",
+            "positionScores",
+            "positionsSec",
+            "score",
+            "speakers",
+            "title",
+            "topics"
+        ]
+    );
+    let scores: Vec<f64> = episodes
+        .iter()
+        .map(|e| e["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // total counts every matching episode, and paging walks through them without overlap.
+    let total = body["total"].as_u64().unwrap() as usize;
+    let mut seen = Vec::new();
+    for offset in (0..total).step_by(3) {
+        let page = post(
+            "/api/episodes/search",
+            json!({"query": "Raumfahrt Forschung", "podcastId": "demo-text", "limit": 3, "offset": offset}),
+        );
+        let (_, _, body) = call(&app, page).await;
+        assert_eq!(body["total"].as_u64().unwrap() as usize, total);
+        assert_eq!(body["hasMore"].as_bool().unwrap(), offset + 3 < total);
+        seen.extend(
+            body["episodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["episodeNumber"].as_u64().unwrap()),
+        );
+    }
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (total, total));
+}
+
+#[tokio::test]
+async fn cross_podcast_search_covers_every_podcast() {
+    let app = app(Settings::default());
+    let request = post(
+        "/api/episodes/search",
+        json!({"query": "Raumfahrt", "crossPodcast": true, "limit": 50}),
+    );
+    let (status, _, body) = call(&app, request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let podcasts: std::collections::BTreeSet<&str> = body["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["podcastId"].as_str().unwrap())
+        .collect();
+    assert!(podcasts.len() >= 2, "{podcasts:?}");
+}
+
+#[tokio::test]
+async fn speakers_have_the_original_shape() {
+    let app = app(Settings::default());
+    let (status, _, body) = call(&app, get("/api/speakers?podcast_id=demo-raumfahrt")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows = body["speakers"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(
+        keys(&rows[0]),
+        [
+            "episodesCount",
+            "hasProfile",
+            "image",
+            "slug",
+            "speaker",
+            "totalWords",
+            "utterancesCount"
+        ]
+    );
+    assert_eq!(rows[0]["slug"], "tim-pritlove");
+    // image is omitted, not null, when a speaker has none.
+    assert!(rows.iter().any(|r| r.get("image").is_none()));
+    let words: Vec<u64> = rows
+        .iter()
+        .map(|r| r["totalWords"].as_u64().unwrap())
+        .collect();
+    assert!(words.windows(2).all(|w| w[0] >= w[1]), "index.json order");
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_original_status_with_a_json_error() {
+    let app = app(Settings::default());
+    let cases = [
+        (
+            post(
+                "/api/episodes/search",
+                json!({"query": "  ", "podcastId": "demo-text"}),
+            ),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            post("/api/episodes/search", json!({"podcastId": "demo-text"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            post("/api/episodes/search", json!({"query": 5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            Request::post("/api/episodes/search")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Request::post("/api/episodes/search")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            post("/api/episodes/search", json!({"query": "x"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            post("/api/episodes/latest", json!({"podcastId": "nope"})),
+            StatusCode::NOT_FOUND,
+        ),
+        (get("/api/speakers?podcast_id=nope"), StatusCode::NOT_FOUND),
+        (
+            post("/api/chat", json!({"query": "x", "podcastId": "demo-text"})),
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (
+            post("/api/chat", json!({"query": " ", "podcastId": "demo-text"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            post("/api/analytics/track", json!({"path": "/"})),
+            StatusCode::NOT_IMPLEMENTED,
+        ),
+        (
+            post(
+                "/api/analytics/track-episode-play",
+                json!({"podcast": "a", "episode": "1"}),
+            ),
+            StatusCode::NOT_IMPLEMENTED,
+        ),
+        (
+            get("/api/analytics/stats?days=7"),
+            StatusCode::NOT_IMPLEMENTED,
+        ),
+        (get("/api/analytics/test-data"), StatusCode::NOT_IMPLEMENTED),
+        (get("/api/nothing-here"), StatusCode::NOT_FOUND),
+    ];
+    for (request, want) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (status, _, body) = call(&app, request).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+    }
+    let wrong_method = call(&app, get("/api/episodes/search")).await;
+    assert_eq!(wrong_method.0, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn hostile_podcast_ids_and_slugs_touch_no_file() {
+    let app = app(Settings {
+        llm_base_url: Some("http://127.0.0.1:9/v1".into()),
+        ..Settings::default()
+    });
+    let long = "a".repeat(4096);
+    let ids = [
+        "../../etc/passwd",
+        "..%2f..%2fetc%2fpasswd",
+        "/etc/passwd",
+        "demo-text\u{0}",
+        "demo-text/../demo-raumfahrt",
+        long.as_str(),
+    ];
+    for id in ids {
+        for request in [
+            post(
+                "/api/episodes/search",
+                json!({"query": "x", "podcastId": id}),
+            ),
+            post("/api/episodes/latest", json!({"podcastId": id})),
+            post("/api/chat", json!({"query": "x", "podcastId": id})),
+        ] {
+            let (status, _, body) = call(&app, request).await;
+            assert!(
+                status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+                "{id:?}: {status} {body}"
+            );
+            assert!(body["error"].is_string());
+        }
+        let encoded: String = id.bytes().map(|b| format!("%{b:02X}")).collect();
+        let (status, _, body) =
+            call(&app, get(&format!("/api/speakers?podcast_id={encoded}"))).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{id:?}: {status} {body}"
+        );
+    }
+    for slug in [
+        "../../../README",
+        "/etc/passwd",
+        "a\u{0}b",
+        long.as_str(),
+        "..%2fREADME",
+    ] {
+        let request = post(
+            "/api/chat",
+            json!({"query": "x", "podcastId": "demo-raumfahrt", "speakerSlug": slug}),
+        );
+        let (status, _, body) = call(&app, request).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{slug:?}: {status} {body}"
+        );
+        assert!(body["error"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn chat_token_is_required_when_set() {
+    let app = app(Settings {
+        auth_token: Some("s3cret".into()),
+        ..Settings::default()
+    });
+    let (status, _, body) = call(
+        &app,
+        post("/api/chat", json!({"query": "x", "podcastId": "demo-text"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::FORBIDDEN, json!({"error": "permission denied"}))
+    );
+    let wrong = Request::post("/api/chat")
+        .header("content-type", "application/json")
+        .header("x-auth-token", "s3cret!")
+        .body(Body::from(
+            json!({"query": "x", "podcastId": "demo-text"}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(call(&app, wrong).await.0, StatusCode::FORBIDDEN);
+    let right = Request::post("/api/chat")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer s3cret")
+        .body(Body::from(
+            json!({"query": "x", "podcastId": "demo-text"}).to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = call(&app, right).await;
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE); // past the token, no LLM configured
+}
+
+#[tokio::test]
+async fn cors_allows_the_front_end_from_another_origin() {
+    let app = app(Settings::default());
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/chat")
+        .header("origin", "https://explorer.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-auth-token",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(preflight).await.unwrap();
+    assert!(response.status().is_success());
+    let h = response.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("GET") && methods.contains("OPTIONS"),
+        "{methods}"
+    );
+    let allowed = h["access-control-allow-headers"].to_str().unwrap();
+    for header in ["content-type", "authorization", "x-auth-token"] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+
+    let restricted = app_with_origins(&["https://explorer.example"]);
+    let from = |origin: &'static str| {
+        Request::get("/api/health")
+            .header("origin", origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = restricted
+        .clone()
+        .oneshot(from("https://explorer.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://explorer.example"
+    );
+    let other = restricted
+        .oneshot(from("https://elsewhere.example"))
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+fn app_with_origins(origins: &[&str]) -> axum::Router {
+    app(Settings {
+        cors_origins: origins.iter().map(|o| o.to_string()).collect(),
+        ..Settings::default()
+    })
+}

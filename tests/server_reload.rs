@@ -1,0 +1,204 @@
+//! Hot reload over real loopback HTTP: archives replaced under load are served within two
+//! seconds, no request fails, every answer comes from the old or the new archive; a corrupt
+//! replacement is refused while the old one keeps serving; podcasts appear and disappear.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use podmap::convert::convert_podcast;
+use podmap::input::PodcastSource;
+use podmap::server::catalog::{load_mmap, watch};
+use podmap::server::{router, AppState, Settings};
+use serde_json::{json, Value};
+
+struct Server {
+    base: String,
+    _dir: tempfile::TempDir,
+    index: PathBuf,
+    roots: [PathBuf; 2],
+}
+
+/// Two versions of podcast `p` (12 and 20 items, 4 and 7 episodes), the first one served.
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = [dir.path().join("a"), dir.path().join("b")];
+    common::small_root(&roots[0], "p", 12, 8);
+    common::small_root(&roots[1], "p", 20, 8);
+    let index = dir.path().join("index");
+    convert_podcast(
+        &PodcastSource::at(&roots[0], "p"),
+        &index.join("p/rag.podmap"),
+    )
+    .unwrap();
+    let state = Arc::new(AppState::new(
+        load_mmap(&index).unwrap(),
+        Settings::default(),
+    ));
+    tokio::spawn(watch(index.clone(), state.catalog.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    Server {
+        base,
+        _dir: dir,
+        index,
+        roots,
+    }
+}
+
+async fn items(client: &reqwest::Client, base: &str, podcast: &str) -> Option<u64> {
+    let body: Value = client
+        .get(format!("{base}/api/podcasts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["podcasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == podcast)
+        .map(|p| p["items"].as_u64().unwrap())
+}
+
+/// Waits until `/api/podcasts` reports `want` items for `podcast` (None: not served).
+async fn until(client: &reqwest::Client, base: &str, podcast: &str, want: Option<u64>) -> Duration {
+    let started = Instant::now();
+    loop {
+        if items(client, base, podcast).await == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{podcast} not reloaded to {want:?} within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn replace(server: &Server, version: usize) {
+    let target = server.index.join("p/rag.podmap");
+    convert_podcast(&PodcastSource::at(&server.roots[version], "p"), &target).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_archives_are_served_without_failing_a_request() {
+    let server = Arc::new(start().await);
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..3 {
+        let (server, client, stop, done, failed) = (
+            server.clone(),
+            client.clone(),
+            stop.clone(),
+            done.clone(),
+            failed.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            // Bounded: it ends when told to, or after 60 s whatever happens.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let response = client
+                    .post(format!("{}/api/episodes/search", server.base))
+                    .json(&json!({"query": "Thema", "podcastId": "p", "limit": 50}))
+                    .send()
+                    .await;
+                let ok = match response {
+                    Ok(r) if r.status().is_success() => {
+                        let body: Value = r.json().await.unwrap();
+                        // 4 episodes in the old archive, 7 in the new: never anything else.
+                        let total = body["total"].as_u64().unwrap();
+                        let listed = body["episodes"].as_array().unwrap().len() as u64;
+                        (total == 4 || total == 7) && listed == total
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut slowest = Duration::ZERO;
+    for round in 0..20 {
+        let version = (round + 1) % 2;
+        replace(&server, version);
+        let took = until(&client, &server.base, "p", Some([12, 20][version])).await;
+        slowest = slowest.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let (done, failed) = (done.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{done} searches during 20 replacements, slowest reload {slowest:?}");
+    assert!(done > 100, "the load loop barely ran: {done}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {done} searches failed or mixed archives"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_replacement_is_refused_and_the_old_archive_keeps_serving() {
+    let server = start().await;
+    let client = reqwest::Client::new();
+    assert_eq!(items(&client, &server.base, "p").await, Some(12));
+    // A partial file renamed into place, as a crashed copy would leave it.
+    let good = std::fs::read(server.index.join("p/rag.podmap")).unwrap();
+    let tmp = server.index.join("p/partial.tmp");
+    std::fs::write(&tmp, &good[..good.len() / 2]).unwrap();
+    std::fs::rename(&tmp, server.index.join("p/rag.podmap")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        items(&client, &server.base, "p").await,
+        Some(12),
+        "the old archive must keep serving"
+    );
+    let search = client
+        .post(format!("{}/api/episodes/search", server.base))
+        .json(&json!({"query": "Thema", "podcastId": "p"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(search.status().is_success());
+    // A good file afterwards is picked up.
+    replace(&server, 1);
+    until(&client, &server.base, "p", Some(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_podcasts_appear_and_removed_ones_disappear() {
+    let server = start().await;
+    let client = reqwest::Client::new();
+    common::small_root(&server.roots[0], "q", 5, 8);
+    convert_podcast(
+        &PodcastSource::at(&server.roots[0], "q"),
+        &server.index.join("q/rag.podmap"),
+    )
+    .unwrap();
+    until(&client, &server.base, "q", Some(5)).await;
+    remove(&server.index.join("q"));
+    until(&client, &server.base, "q", None).await;
+    let gone = client
+        .post(format!("{}/api/episodes/latest", server.base))
+        .json(&json!({"podcastId": "q"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    assert_eq!(items(&client, &server.base, "p").await, Some(12));
+}
+
+fn remove(dir: &Path) {
+    std::fs::remove_dir_all(dir).unwrap();
+}
