@@ -176,7 +176,9 @@ impl ChatClient {
         let response = self.send(system, user, true).await?;
         let mut bytes = response.bytes_stream();
         Ok(async_stream(move |tx| async move {
-            let mut buffer = String::new();
+            // Bytes, not text: a UTF-8 character may be split between two reads, and only a
+            // complete line is decoded.
+            let mut buffer: Vec<u8> = Vec::new();
             while let Some(chunk) = bytes.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
@@ -185,11 +187,13 @@ impl ChatClient {
                         return;
                     }
                 };
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find('\n') {
-                    let line = buffer[..end].trim().to_owned();
-                    buffer.drain(..=end);
-                    let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                buffer.extend_from_slice(&chunk);
+                while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buffer.drain(..=end).collect();
+                    let Ok(line) = std::str::from_utf8(&line) else {
+                        continue;
+                    };
+                    let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
                         continue;
                     };
                     if data == "[DONE]" {

@@ -151,6 +151,14 @@ impl Embedder {
             .map_err(|e| (*e).clone())
     }
 
+    /// Drops a cached embedding (one the caller found unusable, e.g. of the wrong dimension),
+    /// so the next request asks the API again.
+    pub async fn forget(&self, model: &str, query: &str) {
+        self.cache
+            .invalidate(&(model.to_owned(), normalize_query(query)))
+            .await;
+    }
+
     async fn fetch(&self, model: &str, query: &str) -> Result<Vec<f32>, EmbedError> {
         let started = Instant::now();
         let mut attempt = 0;

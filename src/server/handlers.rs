@@ -259,6 +259,7 @@ async fn score_all(
                 .await
                 .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
             if v.len() != podcast.index().dims() {
+                embedder.forget(&model, query).await;
                 return Err(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     format!(
