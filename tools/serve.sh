@@ -20,7 +20,7 @@ cat <<MSG
 podmap serve on http://$listen, embeddings from $embeddings. Try:
   curl -s http://$listen/api/podcasts
   curl -s -X POST http://$listen/api/episodes/search -H 'content-type: application/json' \\
-       -d '{"query": "Was erforschen Raumsonden auf dem Mars?", "podcastId": "demo-raumfahrt", "limit": 3}'
+       -d '{"query": "Wie lebt man auf einer Raumstation?", "podcastId": "demo-raumfahrt", "limit": 3}'
   curl -s -X POST http://$listen/api/episodes/latest -H 'content-type: application/json' -d '{"podcastId": "demo-forschung"}'
   curl -s 'http://$listen/api/speakers?podcast_id=demo-raumfahrt'
 Re-running podmap convert while this runs replaces archives; the server picks them up.
