@@ -530,7 +530,38 @@ impl SearchIndex for MmapIndex {
         self.item_record(index).map(view)
     }
 
+    fn episode_of(&self, index: usize) -> u32 {
+        self.record().episode_of[index].to_native()
+    }
+
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        let top = self.scan(query, filter, || TopK::new(k), TopK::push, TopK::merge)?;
+        Ok(top.into_sorted())
+    }
+
+    fn score_all(&self, query: &[f32], filter: &Filter) -> Result<Vec<Hit>> {
+        // Every row is kept, so a heap would only add work: collect, then sort once.
+        let push = |hits: &mut Vec<Hit>, index, score| hits.push(Hit { index, score });
+        let mut hits = self.scan(query, filter, Vec::new, push, |mut a, b| {
+            a.extend(b);
+            a
+        })?;
+        hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        Ok(hits)
+    }
+}
+
+impl MmapIndex {
+    /// Scores every row with an embedding that passes `filter`, in parallel: each task folds
+    /// its rows into an accumulator (`init`, `push`), and the tasks' accumulators are merged.
+    fn scan<A: Send>(
+        &self,
+        query: &[f32],
+        filter: &Filter,
+        init: impl Fn() -> A + Sync + Send,
+        push: impl Fn(&mut A, u32, f32) + Sync + Send,
+        merge: impl Fn(A, A) -> A + Sync + Send,
+    ) -> Result<A> {
         let d = self.dims();
         let norm = query_norm(query, d)?;
         if self.embedded_count() == 0 {
@@ -540,12 +571,12 @@ impl SearchIndex for MmapIndex {
         let unit: Vec<f32> = query.iter().map(|&x| x / norm).collect();
         let record = self.record();
         let (norms, episodes) = (&record.norms[..], &record.episode_of[..]);
-        let top = self
+        Ok(self
             .matrix()
             .par_chunks(d * ROWS_PER_TASK)
             .enumerate()
             .map(|(task, rows)| {
-                let mut top = TopK::new(k);
+                let mut acc = init();
                 let first = task * ROWS_PER_TASK;
                 for (offset, row) in rows.chunks_exact(d).enumerate() {
                     let i = first + offset;
@@ -554,12 +585,11 @@ impl SearchIndex for MmapIndex {
                     }
                     let score = kernel::dot(&unit, row);
                     if score.is_finite() {
-                        top.push(i as u32, score);
+                        push(&mut acc, i as u32, score);
                     }
                 }
-                top
+                acc
             })
-            .reduce(|| TopK::new(k), TopK::merge);
-        Ok(top.into_sorted())
+            .reduce(&init, &merge))
     }
 }

@@ -150,6 +150,10 @@ impl SearchIndex for JsonIndex {
         })
     }
 
+    fn episode_of(&self, index: usize) -> u32 {
+        self.items[index].episode_number
+    }
+
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
         query_norm(query, self.dims)?;
         let q_norm = kernel::dot_sequential(query, query).sqrt();

@@ -105,9 +105,18 @@ pub trait SearchIndex: Sync {
     /// stored bytes turn out to be corrupt.
     fn item(&self, index: usize) -> Result<ItemView<'_>>;
 
+    /// The episode number of the item in row `index`, without reading the item (a column).
+    fn episode_of(&self, index: usize) -> u32;
+
     /// Exact top-`k` by cosine similarity, best first; ties go to the lower row.
     /// Items without an embedding are never returned.
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>>;
+
+    /// Every item with an embedding that passes `filter`, scored, best first (ties to the
+    /// lower row): what grouping by episode needs.
+    fn score_all(&self, query: &[f32], filter: &Filter) -> Result<Vec<Hit>> {
+        self.search_vector(query, self.len(), filter)
+    }
 
     /// The original server's lexical scoring (see [`lexical`]), best first.
     fn search_text(&self, query: &str, k: usize, filter: &Filter) -> Result<Vec<Hit>> {

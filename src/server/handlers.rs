@@ -238,81 +238,173 @@ fn semantic_model(state: &AppState, podcast: &dyn Podcast) -> Option<String> {
     }
 }
 
-/// How one podcast's hits were scored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Semantic,
-    Lexical,
-}
-
-/// Every scored item of `podcast` for `query`, best first.
-async fn score_all(
+/// The query's embedding for `podcast`, when its search is semantic (see [`semantic_model`]).
+async fn embedding_for(
     state: &AppState,
     podcast: &Arc<dyn Podcast>,
     query: &str,
-) -> Result<(Vec<Hit>, Mode), ApiError> {
-    let embedding = match semantic_model(state, podcast.as_ref()) {
-        Some(model) => {
-            let embedder = state.embedder.as_ref().expect("checked by semantic_model");
-            let v = embedder
-                .embed_query(&model, query)
-                .await
-                .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
-            if v.len() != podcast.index().dims() {
-                embedder.forget(&model, query).await;
-                return Err(ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
-                        "the embedding model {model} returns {} dimensions, the index of {} has {}",
-                        v.len(),
-                        podcast.id(),
-                        podcast.index().dims()
-                    ),
-                ));
-            }
-            Some(v)
-        }
-        None => None,
+) -> Result<Option<Arc<Vec<f32>>>, ApiError> {
+    let Some(model) = semantic_model(state, podcast.as_ref()) else {
+        return Ok(None);
     };
+    let embedder = state.embedder.as_ref().expect("checked by semantic_model");
+    let v = embedder
+        .embed_query(&model, query)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let dims = podcast.index().dims();
+    if v.len() != dims {
+        embedder.forget(&model, query).await;
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the embedding model {model} returns {} dimensions, the index of {} has {dims}",
+                v.len(),
+                podcast.id()
+            ),
+        ));
+    }
+    Ok(Some(v))
+}
+
+/// Every scored item of a podcast, best first: by cosine with `embedding`, or lexically.
+fn score(podcast: &dyn Podcast, embedding: Option<&[f32]>, query: &str) -> crate::Result<Vec<Hit>> {
+    let index = podcast.index();
+    match embedding {
+        Some(v) => index.score_all(v, &Filter::all()),
+        None => index.search_text(query, index.len(), &Filter::all()),
+    }
+}
+
+/// The top `k` hits for the chat: semantic when possible, else lexical.
+async fn retrieve(
+    state: &AppState,
+    podcast: &Arc<dyn Podcast>,
+    query: &str,
+    k: usize,
+) -> Result<Vec<Hit>, ApiError> {
+    let embedding = embedding_for(state, podcast, query).await?;
     let (podcast, query) = (podcast.clone(), query.to_owned());
     tokio::task::spawn_blocking(move || {
         let index = podcast.index();
         match embedding {
-            Some(v) => Ok((
-                index.search_vector(&v, index.len(), &Filter::all())?,
-                Mode::Semantic,
-            )),
-            None => Ok((
-                index.search_text(&query, index.len(), &Filter::all())?,
-                Mode::Lexical,
-            )),
+            Some(v) => index.search_vector(&v, k, &Filter::all()),
+            None => index.search_text(&query, k, &Filter::all()),
         }
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e: crate::Error| ApiError::internal(e))
+    .map_err(ApiError::from)
 }
 
-/// An episode's hits: the best score, and up to three positions (start times more than a
-/// second apart), best first.
+/// A podcast to search, with the query's embedding when its search is semantic.
+type Plan = (Arc<dyn Podcast>, Option<Arc<Vec<f32>>>);
+
+/// An episode of a search: its best score and, for the episodes on the page, its hits in
+/// score order (for the positions).
 struct Group {
     podcast: usize,
     episode: u32,
     score: f32,
-    positions: Vec<(f64, f32)>,
+    hits: Vec<Hit>,
+}
+
+/// Hashes a (podcast, episode) key, already a well-spread integer, by one multiplication.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Scores every podcast, groups the hits by episode (an episode's score is its best hit's),
+/// and builds the requested page: with up to three positions per episode (start times more
+/// than a second apart, best first) and the episode's metadata. `total` counts every
+/// episode with a hit, so paging walks through all of them.
+fn rank_episodes(
+    plans: &[Plan],
+    query: &str,
+    offset: usize,
+    page_size: usize,
+) -> Result<(Vec<EpisodeOut>, usize), ApiError> {
+    let mut scored: Vec<(usize, Hit)> = Vec::new();
+    for (p, (podcast, embedding)) in plans.iter().enumerate() {
+        let hits = score(
+            podcast.as_ref(),
+            embedding.as_deref().map(Vec::as_slice),
+            query,
+        )?;
+        scored.extend(hits.into_iter().map(|h| (p, h)));
+    }
+    if plans.len() > 1 {
+        // Best first across podcasts; stable, so ties keep podcast and row order.
+        scored.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    }
+    let page = offset..offset.saturating_add(page_size);
+    let mut groups: Vec<Group> = Vec::new();
+    let mut by_key: HashMap<u64, usize, std::hash::BuildHasherDefault<KeyHasher>> =
+        HashMap::default();
+    for (p, hit) in &scored {
+        let episode = plans[*p].0.index().episode_of(hit.index as usize);
+        let key = (*p as u64) << 32 | u64::from(episode);
+        let g = *by_key.entry(key).or_insert_with(|| {
+            groups.push(Group {
+                podcast: *p,
+                episode,
+                score: hit.score,
+                hits: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        if page.contains(&g) {
+            groups[g].hits.push(*hit);
+        }
+    }
+    let total = groups.len();
+    let mut episodes = Vec::new();
+    for group in groups.into_iter().skip(offset).take(page_size) {
+        let podcast = &plans[group.podcast].0;
+        let index = podcast.index();
+        let mut positions: Vec<(f64, f32)> = Vec::new();
+        for hit in &group.hits {
+            let start = index.item(hit.index as usize)?.start_sec;
+            if !positions.iter().any(|(t, _)| (t - start).abs() < 1.0) {
+                positions.push((start, hit.score));
+                if positions.len() == 3 {
+                    break;
+                }
+            }
+        }
+        let info = podcast.episode(group.episode)?;
+        let mut out = episode_out(podcast.id(), info, group.episode, group.score);
+        (out.positions_sec, out.position_scores) = positions.into_iter().unzip();
+        episodes.push(out);
+    }
+    Ok((episodes, total))
 }
 
 pub async fn search(
     State(state): Shared,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Response, ApiError> {
-    let query = req.query.trim();
+    let query = req.query.trim().to_owned();
     if query.is_empty() {
         return Err(ApiError::bad_request("query must not be empty"));
     }
     let page_size = req.limit.or(req.top_k).unwrap_or(10).clamp(1, 50);
     let offset = req.offset.unwrap_or(0);
-    let podcasts: Vec<Arc<dyn Podcast>> = if req.cross_podcast.unwrap_or(false) {
+    let cross = req.cross_podcast.unwrap_or(false);
+    let podcasts: Vec<Arc<dyn Podcast>> = if cross {
         state.catalog.load().podcasts.values().cloned().collect()
     } else {
         vec![podcast(&state, req.podcast_id.as_deref())?]
@@ -320,66 +412,30 @@ pub async fn search(
     if podcasts.is_empty() {
         return Err(ApiError::bad_request("no podcasts are loaded"));
     }
-    let mut scored: Vec<(usize, Hit)> = Vec::new();
-    let mut modes = Vec::new();
-    for (p, podcast) in podcasts.iter().enumerate() {
-        let (hits, mode) = match score_all(&state, podcast, query).await {
-            Ok(found) => found,
-            Err(e) if podcasts.len() > 1 => {
+    let mut plans = Vec::with_capacity(podcasts.len());
+    for podcast in podcasts {
+        match embedding_for(&state, &podcast, &query).await {
+            Ok(embedding) => plans.push((podcast, embedding)),
+            Err(e) if cross => {
                 tracing::warn!(
                     podcast = podcast.id(),
                     "left out of a cross-podcast search: {}",
                     e.message
                 );
-                continue;
             }
             Err(e) => return Err(e),
-        };
-        modes.push(mode);
-        scored.extend(hits.into_iter().map(|h| (p, h)));
-    }
-    // Best first across podcasts; stable, so ties keep podcast and row order.
-    scored.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
-    let mut groups: Vec<Group> = Vec::new();
-    let mut by_key: HashMap<(usize, u32), usize> = HashMap::new();
-    for (p, hit) in &scored {
-        let item = podcasts[*p].index().item(hit.index as usize)?;
-        let key = (*p, item.episode_number);
-        let g = *by_key.entry(key).or_insert_with(|| {
-            groups.push(Group {
-                podcast: *p,
-                episode: item.episode_number,
-                score: hit.score,
-                positions: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        let group = &mut groups[g];
-        let near = group
-            .positions
-            .iter()
-            .any(|(t, _)| (t - item.start_sec).abs() < 1.0);
-        if group.positions.len() < 3 && !near {
-            group.positions.push((item.start_sec, hit.score));
         }
     }
-    let total = groups.len();
-    let mut episodes = Vec::new();
-    for group in groups.into_iter().skip(offset).take(page_size) {
-        let podcast = &podcasts[group.podcast];
-        let info = podcast.episode(group.episode)?;
-        let mut out = episode_out(podcast.id(), info, group.episode, group.score);
-        (out.positions_sec, out.position_scores) = group.positions.into_iter().unzip();
-        episodes.push(out);
-    }
-    let mode = match (
-        modes.contains(&Mode::Semantic),
-        modes.contains(&Mode::Lexical),
-    ) {
-        (true, false) => "semantic",
-        (false, true) => "lexical",
+    let semantic = plans.iter().filter(|(_, e)| e.is_some()).count();
+    let mode = match (semantic, plans.len() - semantic) {
+        (_, 0) => "semantic",
+        (0, _) => "lexical",
         _ => "mixed",
     };
+    let (episodes, total) =
+        tokio::task::spawn_blocking(move || rank_episodes(&plans, &query, offset, page_size))
+            .await
+            .map_err(ApiError::internal)??;
     let body = EpisodesOut {
         episodes,
         has_more: offset + page_size < total,
@@ -481,8 +537,7 @@ pub async fn chat(
     };
     let top_k = req.top_k.unwrap_or(state.settings.top_k).clamp(1, 20);
     let search_k = if people.is_empty() { top_k } else { top_k * 3 };
-    let (mut hits, _) = score_all(&state, &podcast, &question).await?;
-    hits.truncate(search_k);
+    let hits = retrieve(&state, &podcast, &question, search_k).await?;
 
     let max_context = state.settings.max_context_chars;
     let voice_for_sources = voice.clone();
