@@ -133,6 +133,7 @@ pub async fn serve(source: Source, settings: Settings) -> anyhow::Result<()> {
     }
     let listen = settings.listen;
     let state = Arc::new(AppState::new(catalog, settings));
+    warn_about_models(&state);
     if let Source::Mmap(dir) = source {
         tokio::spawn(catalog::watch(dir, state.catalog.clone()));
     }
@@ -149,6 +150,24 @@ pub async fn serve(source: Source, settings: Settings) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())
+}
+
+/// Says at start-up which podcasts cannot be searched semantically with the configured
+/// embedding model (they are searched lexically instead).
+fn warn_about_models(state: &AppState) {
+    let (Some(_), Some(configured)) = (&state.embedder, &state.settings.embedding_model) else {
+        return;
+    };
+    for podcast in state.catalog.load().podcasts.values() {
+        let index = podcast.index();
+        match index.model() {
+            Some(built) if built != configured && index.embedded_count() > 0 => tracing::warn!(
+                podcast = podcast.id(),
+                "archive was embedded with {built}, not EMBEDDING_MODEL={configured}: lexical search only"
+            ),
+            _ => {}
+        }
+    }
 }
 
 async fn shutdown() {
