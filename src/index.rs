@@ -552,6 +552,61 @@ impl SearchIndex for MmapIndex {
 }
 
 impl MmapIndex {
+    /// [`SearchIndex::score_all`] for several queries in one pass over the matrix: each row
+    /// is read from memory once and scored against every query while it is in cache. The scan
+    /// is bound by memory bandwidth, so concurrent searches that share a pass cost little more
+    /// than one. Results are in query order, each as `score_all` gives it.
+    pub fn score_all_batch(&self, queries: &[&[f32]], filter: &Filter) -> Result<Vec<Vec<Hit>>> {
+        let d = self.dims();
+        let units = queries
+            .iter()
+            .map(|q| {
+                let norm = query_norm(q, d)?;
+                Ok(q.iter().map(|&x| x / norm).collect::<Vec<f32>>())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if self.embedded_count() == 0 {
+            return Err(Error::NoEmbeddings);
+        }
+        let record = self.record();
+        let (norms, episodes) = (&record.norms[..], &record.episode_of[..]);
+        let per_task: Vec<Vec<Vec<Hit>>> = self
+            .matrix()
+            .par_chunks(d * ROWS_PER_TASK)
+            .enumerate()
+            .map(|(task, rows)| {
+                let mut acc = vec![Vec::new(); units.len()];
+                let first = task * ROWS_PER_TASK;
+                for (offset, row) in rows.chunks_exact(d).enumerate() {
+                    let i = first + offset;
+                    if norms[i].to_native() <= 0.0 || !filter.accepts(episodes[i].to_native()) {
+                        continue;
+                    }
+                    for (hits, unit) in acc.iter_mut().zip(&units) {
+                        let score = kernel::dot(unit, row);
+                        if score.is_finite() {
+                            hits.push(Hit {
+                                index: i as u32,
+                                score,
+                            });
+                        }
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut results: Vec<Vec<Hit>> = vec![Vec::new(); units.len()];
+        for task in per_task {
+            for (all, hits) in results.iter_mut().zip(task) {
+                all.extend(hits);
+            }
+        }
+        for hits in &mut results {
+            hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        }
+        Ok(results)
+    }
+
     /// Scores every row with an embedding that passes `filter`, in parallel: each task folds
     /// its rows into an accumulator (`init`, `push`), and the tasks' accumulators are merged.
     fn scan<A: Send>(

@@ -419,3 +419,44 @@ fn query_of_wrong_dimension_is_refused() {
         .search_vector(&[0.0; 384], 10, &Filter::all())
         .is_err());
 }
+
+#[test]
+fn batched_and_concurrent_scans_equal_single_scans() {
+    let Some(index_dir) = converted() else { return };
+    let queries: Vec<Vec<f32>> = queries()
+        .into_iter()
+        .filter(|q| q.podcast == "raumzeit")
+        .map(|q| q.embedding)
+        .collect();
+    let index = MmapIndex::open_podcast(index_dir, "raumzeit").unwrap();
+    let single: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|q| index.score_all(q, &Filter::all()).unwrap())
+        .collect();
+    assert_eq!(single[0].len(), index.len(), "every row is scored");
+    let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        index.score_all_batch(&refs, &Filter::all()).unwrap(),
+        single
+    );
+    // Through the server's batcher, from many threads at once.
+    let podcast = podmap::server::catalog::MmapPodcast::open(&podmap::index::archive_path(
+        index_dir, "raumzeit",
+    ))
+    .unwrap();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..queries.len() * 3)
+            .map(|i| {
+                let (podcast, q) = (&podcast, &queries[i % queries.len()]);
+                scope.spawn(move || podmap::server::Podcast::score_all(podcast, q).unwrap())
+            })
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            assert_eq!(
+                handle.join().unwrap(),
+                single[i % queries.len()],
+                "thread {i}"
+            );
+        }
+    });
+}

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::index::{list_archives, EpisodeOrder, MmapIndex};
 use crate::input::library::{self, LibraryScan};
 use crate::json_index::JsonIndex;
-use crate::search::SearchIndex;
+use crate::search::{Filter, Hit, SearchIndex};
 use crate::transcript::{self, Window};
 
 /// Episode metadata as the API returns it.
@@ -60,6 +60,10 @@ pub trait Podcast: Send + Sync {
     /// Episodes with metadata, highest number first: a page and the total.
     fn latest(&self, offset: usize, limit: usize) -> Result<(Vec<EpisodeInfo>, usize)>;
     fn excerpt(&self, number: u32, window: &Window) -> Result<String>;
+    /// Every item with an embedding, scored against `embedding`, best first.
+    fn score_all(&self, embedding: &[f32]) -> Result<Vec<Hit>> {
+        self.index().score_all(embedding, &Filter::all())
+    }
     /// `speakers/index.json` rows; empty without an index.
     fn speakers(&self) -> Result<Vec<SpeakerInfo>>;
     /// The row with this exact slug.
@@ -71,12 +75,14 @@ pub trait Podcast: Send + Sync {
 /// A podcast answered from its memory-mapped archive.
 pub struct MmapPodcast {
     index: MmapIndex,
+    scans: ScanBatcher,
 }
 
 impl MmapPodcast {
     pub fn open(path: &Path) -> Result<Self> {
         Ok(MmapPodcast {
             index: MmapIndex::open(path)?,
+            scans: ScanBatcher::default(),
         })
     }
 
@@ -134,6 +140,10 @@ impl Podcast for MmapPodcast {
         self.index.excerpt(number, window)
     }
 
+    fn score_all(&self, embedding: &[f32]) -> Result<Vec<Hit>> {
+        self.scans.score_all(&self.index, embedding)
+    }
+
     fn speakers(&self) -> Result<Vec<SpeakerInfo>> {
         let Some(speakers) = self.index.speakers()? else {
             return Ok(Vec::new());
@@ -156,6 +166,91 @@ fn mmap_speaker(r: &crate::archive::records::ArchivedSpeakerRecord) -> SpeakerIn
         has_profile: r.profile.is_some(),
         image: r.image.as_ref().map(|s| s.as_str().to_owned()),
         profile: r.profile.as_ref().map(|s| s.as_str().to_owned()),
+    }
+}
+
+/// Lets concurrent full scans of one archive share a pass over its matrix.
+///
+/// A search that finds no scan running starts one for itself and every search that queued
+/// meanwhile; a search that finds one running waits for it to end and then joins (or starts)
+/// the next. Under load each pass serves several searches, so memory is read once for all of
+/// them; alone, a search scans at once, as without batching. Callers block: they run on the
+/// blocking pool.
+#[derive(Default)]
+pub struct ScanBatcher {
+    state: Mutex<BatchState>,
+    scanned: Condvar,
+}
+
+#[derive(Default)]
+struct BatchState {
+    waiting: Vec<Arc<Ticket>>,
+    scanning: bool,
+}
+
+struct Ticket {
+    query: Vec<f32>,
+    result: Mutex<Option<Result<Vec<Hit>>>>,
+}
+
+impl ScanBatcher {
+    /// `index.score_all(query)`, computed in a shared pass.
+    pub fn score_all(&self, index: &MmapIndex, query: &[f32]) -> Result<Vec<Hit>> {
+        let ticket = Arc::new(Ticket {
+            query: query.to_vec(),
+            result: Mutex::new(None),
+        });
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.waiting.push(ticket.clone());
+        loop {
+            if let Some(result) = ticket
+                .result
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                return result;
+            }
+            if state.scanning {
+                state = self.scanned.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.scanning = true;
+            let batch = std::mem::take(&mut state.waiting);
+            drop(state);
+            // Ends the pass even if scoring panics, so waiting searches are not stranded.
+            let end = EndOfPass(self);
+            let queries: Vec<&[f32]> = batch.iter().map(|t| t.query.as_slice()).collect();
+            match index.score_all_batch(&queries, &Filter::all()) {
+                Ok(results) => {
+                    for (t, hits) in batch.iter().zip(results) {
+                        *t.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(hits));
+                    }
+                }
+                // A query the batch refused (none should reach here: they are checked
+                // before) is answered alone, so one bad query fails only itself.
+                Err(_) => {
+                    for t in &batch {
+                        let alone = index.score_all(&t.query, &Filter::all());
+                        *t.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(alone);
+                    }
+                }
+            }
+            drop(end);
+            state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Marks the end of a pass and wakes the searches waiting for it.
+struct EndOfPass<'a>(&'a ScanBatcher);
+
+impl Drop for EndOfPass<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.scanning = false;
+        drop(state);
+        self.0.scanned.notify_all();
     }
 }
 

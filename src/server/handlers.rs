@@ -271,7 +271,7 @@ async fn embedding_for(
 fn score(podcast: &dyn Podcast, embedding: Option<&[f32]>, query: &str) -> crate::Result<Vec<Hit>> {
     let index = podcast.index();
     match embedding {
-        Some(v) => index.score_all(v, &Filter::all()),
+        Some(v) => podcast.score_all(v),
         None => index.search_text(query, index.len(), &Filter::all()),
     }
 }
