@@ -28,7 +28,7 @@ use criterion::{Criterion, Throughput};
 use podmap::mem::ProcessMemory;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
 use rayon::prelude::*;
-use support::{bench, bench_data, convert, mean, record};
+use support::{bench, bench_data, convert, env_usize, generated_podcast, mean, record};
 
 struct Dataset {
     name: String,
@@ -41,40 +41,14 @@ struct Dataset {
     matrix_bytes: u64,
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn generated() -> Dataset {
     let (items, dims) = (
         env_usize("PODMAP_BENCH_ITEMS", 4400),
         env_usize("PODMAP_BENCH_DIMS", 3072),
     );
     let name = format!("gen-{items}x{dims}");
-    let root = bench_data().join(&name);
-    let rag = root.join("db/big/rag-embeddings.json");
-    if !rag.is_file() {
-        eprintln!("generating {name} into {} …", root.display());
-        let status = Command::new(env!("CARGO_BIN_EXE_podmap-gen"))
-            .args(["--out", root.to_str().unwrap(), "--podcast-id", "big"])
-            .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
-            .args([
-                "--episodes",
-                &(items / 6).max(1).to_string(),
-                "--transcripts-every",
-                "0",
-                "--queries",
-                "16",
-            ])
-            .status()
-            .expect("run podmap-gen");
-        assert!(status.success());
-    }
+    let root = generated_podcast(items, dims);
     let index_dir = root.join("index");
-    convert(&root, &index_dir, "big");
     let query_file = root.join("queries/big.json");
     let queries = serde_json::from_str(&std::fs::read_to_string(&query_file).unwrap()).unwrap();
     finish(name, root, index_dir, "big", queries, query_file)

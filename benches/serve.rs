@@ -42,7 +42,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
-use support::{bench_data, convert};
+use support::{bench_data, env_usize, generated_podcast};
 
 const PODCAST: &str = "big";
 const QUERIES: usize = 16;
@@ -53,37 +53,9 @@ const POLL_EVERY: Duration = Duration::from_millis(5);
 /// Linux reports CPU times in /proc/<pid>/stat in USER_HZ ticks, 100 per second.
 const USER_HZ: f64 = 100.0;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The generated podcast's data root (generated and converted if missing).
 fn dataset() -> PathBuf {
-    let (items, dims) = (4400usize, 3072usize);
-    let root = bench_data().join(format!("gen-{items}x{dims}"));
-    let rag = root.join("db").join(PODCAST).join("rag-embeddings.json");
-    if !rag.is_file() {
-        eprintln!("generating the bench podcast into {} …", root.display());
-        let status = Command::new(env!("CARGO_BIN_EXE_podmap-gen"))
-            .args(["--out", root.to_str().unwrap(), "--podcast-id", PODCAST])
-            .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
-            .args([
-                "--episodes",
-                &(items / 6).max(1).to_string(),
-                "--transcripts-every",
-                "0",
-                "--queries",
-                &QUERIES.to_string(),
-            ])
-            .status()
-            .expect("run podmap-gen");
-        assert!(status.success(), "podmap-gen failed");
-    }
-    convert(&root, &root.join("index"), PODCAST);
-    root
+    generated_podcast(4400, 3072)
 }
 
 /// Reads every file under `path` once, so both servers start with a warm page cache (as after

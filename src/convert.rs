@@ -100,13 +100,7 @@ fn convert_one(source: &PodcastSource, opts: &ConvertOptions, progress: &MultiPr
     let mut warnings = Vec::new();
     let mut input_bytes = 0;
     let result = (|| {
-        let scan = match &source.podcast_dir {
-            Some(dir) => library::read_episode_dir(dir)?,
-            None => LibraryScan::default(),
-        };
-        let mut files = scan.files();
-        files.extend(source.rag_file.clone());
-        let fingerprint = InputFingerprint::of_files(&files)?;
+        let (scan, fingerprint) = inputs(source)?;
         input_bytes = fingerprint.len;
         let out = archive_path(&opts.out_dir, &source.id);
         if !opts.force && is_current(&out, fingerprint) {
@@ -141,6 +135,15 @@ pub fn convert_podcast(
     source: &PodcastSource,
     out: &Path,
 ) -> Result<(WrittenArchive, Vec<String>)> {
+    let (scan, fingerprint) = inputs(source)?;
+    let mut warnings = Vec::new();
+    let bar = ProgressBar::hidden();
+    let written = convert_podcast_with(source, &scan, out, fingerprint, &bar, &mut warnings)?;
+    Ok((written, warnings))
+}
+
+/// Lists a podcast's input files and fingerprints them (their names, sizes and mtimes).
+fn inputs(source: &PodcastSource) -> Result<(LibraryScan, InputFingerprint)> {
     let scan = match &source.podcast_dir {
         Some(dir) => library::read_episode_dir(dir)?,
         None => LibraryScan::default(),
@@ -148,10 +151,7 @@ pub fn convert_podcast(
     let mut files = scan.files();
     files.extend(source.rag_file.clone());
     let fingerprint = InputFingerprint::of_files(&files)?;
-    let mut warnings = Vec::new();
-    let bar = ProgressBar::hidden();
-    let written = convert_podcast_with(source, &scan, out, fingerprint, &bar, &mut warnings)?;
-    Ok((written, warnings))
+    Ok((scan, fingerprint))
 }
 
 fn convert_podcast_with(

@@ -103,7 +103,7 @@ pub fn excerpt(transcript: Option<&ArchivedTranscriptRecord>, window: &Window) -
     } else {
         0
     };
-    let mut out = String::new();
+    let mut lines = Lines::new(window);
     for k in first..t.timed.len() {
         let seconds = t.starts[k].to_native();
         if seconds + EPSILON < window.start {
@@ -120,35 +120,56 @@ pub fn excerpt(transcript: Option<&ArchivedTranscriptRecord>, window: &Window) -
         } else {
             passes[speaker_id as usize]
         };
-        if !keep {
-            continue;
+        if keep && lines.push(entry.time.as_str(), speaker, entry.text.as_str()) {
+            break;
         }
-        if !out.is_empty() {
-            out.push('\n');
+    }
+    lines.finish()
+}
+
+/// An excerpt being written: lines in the original's format under its length rule.
+struct Lines<'w> {
+    out: String,
+    window: &'w Window<'w>,
+}
+
+impl<'w> Lines<'w> {
+    fn new(window: &'w Window<'w>) -> Self {
+        Lines {
+            out: String::new(),
+            window,
+        }
+    }
+
+    /// Appends `[<time>] <speaker or "unknown">: <trimmed text>`. Returns true when the
+    /// excerpt has reached its length limit (it is then cut and closed with `\n…`).
+    fn push(&mut self, time: &str, speaker: Option<&str>, text: &str) -> bool {
+        if !self.out.is_empty() {
+            self.out.push('\n');
         }
         let who = speaker
             .filter(|s| !s.trim().is_empty())
             .unwrap_or("unknown");
-        let _ = write!(
-            out,
-            "[{}] {who}: {}",
-            entry.time.as_str(),
-            entry.text.as_str().trim()
-        );
-        if out.len() >= window.max_chars {
-            let mut cut = window.max_chars;
-            while !out.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.truncate(cut);
-            out.push_str("\n…");
-            break;
+        let _ = write!(self.out, "[{time}] {who}: {}", text.trim());
+        if self.out.len() < self.window.max_chars {
+            return false;
         }
+        let mut cut = self.window.max_chars;
+        while !self.out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.out.truncate(cut);
+        self.out.push_str("\n…");
+        true
     }
-    if out.trim().is_empty() {
-        placeholder(window)
-    } else {
-        out
+
+    /// The excerpt, or the placeholder when nothing was written.
+    fn finish(self) -> String {
+        if self.out.trim().is_empty() {
+            placeholder(self.window)
+        } else {
+            self.out
+        }
     }
 }
 
@@ -200,7 +221,7 @@ pub mod json {
 
     use serde::Deserialize;
 
-    use super::{parse_time, placeholder, Window, EPSILON};
+    use super::{parse_time, Lines, Window, EPSILON};
     use crate::error::{Error, Result};
 
     #[derive(Debug, Clone, Deserialize)]
@@ -226,7 +247,7 @@ pub mod json {
 
     /// The excerpt by a plain walk over every entry.
     pub fn excerpt(entries: &[Entry], window: &Window) -> String {
-        let mut out = String::new();
+        let mut lines = Lines::new(window);
         for e in entries {
             let Some(t) = parse_time(&e.time) else {
                 continue;
@@ -243,27 +264,10 @@ pub mod json {
                     continue;
                 }
             }
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            let who = speaker
-                .filter(|s| !s.trim().is_empty())
-                .unwrap_or("unknown");
-            out.push_str(&format!("[{}] {}: {}", e.time, who, e.text.trim()));
-            if out.len() >= window.max_chars {
-                let mut cut = window.max_chars;
-                while !out.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                out.truncate(cut);
-                out.push_str("\n…");
+            if lines.push(&e.time, speaker, &e.text) {
                 break;
             }
         }
-        if out.trim().is_empty() {
-            placeholder(window)
-        } else {
-            out
-        }
+        lines.finish()
     }
 }

@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use indicatif::MultiProgress;
-use podmap::convert::{convert_all, ConvertOptions, Outcome};
 use podmap::{Filter, Hit, JsonIndex, MmapIndex, SearchIndex};
 use serde_json::Value;
 
@@ -20,26 +18,8 @@ fn converted() -> Option<&'static Path> {
     DIR.get_or_init(|| {
         let corpus = common::corpus()?;
         let out = tempfile::tempdir().unwrap();
-        let opts = ConvertOptions {
-            data_root: corpus,
-            out_dir: out.path().to_path_buf(),
-            podcasts: Vec::new(),
-            force: false,
-        };
-        let reports = convert_all(
-            &opts,
-            &MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden()),
-        )
-        .unwrap();
+        let reports = common::convert_quietly(&corpus, out.path());
         assert_eq!(reports.len(), 2);
-        for r in reports {
-            assert!(
-                matches!(r.result, Ok(Outcome::Converted(_))),
-                "{}: {:?}",
-                r.podcast,
-                r.result
-            );
-        }
         Some(out)
     })
     .as_ref()

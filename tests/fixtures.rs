@@ -3,6 +3,8 @@
 //! multilingual-e5-small on loopback), so regenerating them needs that server; searching them
 //! does not.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -105,17 +107,8 @@ fn fixtures_are_reproduced_byte_for_byte_by_the_generator() {
 #[test]
 fn fixture_queries_rank_the_items_on_their_subject_first() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = podmap::convert::ConvertOptions {
-        data_root: fixtures(),
-        out_dir: tmp.path().to_path_buf(),
-        podcasts: Vec::new(),
-        force: false,
-    };
-    let hidden =
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    let reports = podmap::convert::convert_all(&opts, &hidden).unwrap();
+    let reports = common::convert_quietly(&fixtures(), tmp.path());
     assert_eq!(reports.len(), 3);
-    assert!(reports.iter().all(|r| r.result.is_ok()));
 
     for podcast in ["demo-raumfahrt", "demo-forschung"] {
         let index = MmapIndex::open_podcast(tmp.path(), podcast).unwrap();

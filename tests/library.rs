@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use podmap::convert::{convert_all, convert_podcast, ConvertOptions, Outcome};
+use podmap::convert::convert_podcast;
 use podmap::index::EpisodeOrder;
 use podmap::input::PodcastSource;
 use podmap::transcript::{json, parse_time, Window};
@@ -21,21 +21,7 @@ fn converted() -> Option<&'static Path> {
     DIR.get_or_init(|| {
         let corpus = common::corpus()?;
         let out = tempfile::tempdir().unwrap();
-        let opts = ConvertOptions {
-            data_root: corpus,
-            out_dir: out.path().to_path_buf(),
-            podcasts: Vec::new(),
-            force: false,
-        };
-        let hidden =
-            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-        for r in convert_all(&opts, &hidden).unwrap() {
-            assert!(
-                matches!(r.result, Ok(Outcome::Converted(_))),
-                "{}: {:?}",
-                r.podcast,
-                r.result
-            );
+        for r in common::convert_quietly(&corpus, out.path()) {
             assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         }
         Some(out)

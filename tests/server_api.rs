@@ -1,6 +1,8 @@
 //! Every route of `podmap serve` through the router itself (no socket): status codes, error
 //! bodies and response shapes field by field, CORS, tokens and hostile ids.
 
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -16,17 +18,10 @@ fn index_dir() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let out = tempfile::tempdir().unwrap();
-        let opts = podmap::convert::ConvertOptions {
-            data_root: Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data"),
-            out_dir: out.path().to_path_buf(),
-            podcasts: Vec::new(),
-            force: false,
-        };
-        let hidden =
-            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-        for r in podmap::convert::convert_all(&opts, &hidden).unwrap() {
-            r.result.unwrap();
-        }
+        common::convert_quietly(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data"),
+            out.path(),
+        );
         out
     })
     .path()

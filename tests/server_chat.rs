@@ -16,8 +16,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use futures_util::StreamExt;
-use indicatif::MultiProgress;
-use podmap::convert::{convert_all, ConvertOptions, Outcome};
+
 use podmap::server::{catalog, AppState, Settings};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -47,25 +46,7 @@ const SOURCE_FIELDS: [&str; 11] = [
 
 fn convert(data_root: &Path) -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
-    let opts = ConvertOptions {
-        data_root: data_root.to_path_buf(),
-        out_dir: out.path().to_path_buf(),
-        podcasts: Vec::new(),
-        force: false,
-    };
-    let reports = convert_all(
-        &opts,
-        &MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden()),
-    )
-    .unwrap();
-    for r in reports {
-        assert!(
-            matches!(r.result, Ok(Outcome::Converted(_))),
-            "{}: {:?}",
-            r.podcast,
-            r.result
-        );
-    }
+    common::convert_quietly(data_root, out.path());
     out
 }
 

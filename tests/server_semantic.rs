@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -39,20 +38,6 @@ async fn embeddings_url() -> Option<String> {
     None
 }
 
-fn convert(corpus: &Path, out: &Path) {
-    let opts = podmap::convert::ConvertOptions {
-        data_root: corpus.to_path_buf(),
-        out_dir: out.to_path_buf(),
-        podcasts: Vec::new(),
-        force: false,
-    };
-    let hidden =
-        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
-    for r in podmap::convert::convert_all(&opts, &hidden).unwrap() {
-        r.result.unwrap();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_texts_find_the_ground_truth_episodes_in_order() {
     let Some(corpus) = common::corpus() else {
@@ -62,7 +47,7 @@ async fn query_texts_find_the_ground_truth_episodes_in_order() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    convert(&corpus, dir.path());
+    common::convert_quietly(&corpus, dir.path());
     let settings = Settings {
         embedding_base_url: Some(url),
         ..Settings::default()

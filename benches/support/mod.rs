@@ -75,3 +75,31 @@ pub fn convert(data_root: &Path, index_dir: &Path, podcast: &str) {
         report.result.expect("conversion of bench data");
     }
 }
+
+/// An environment variable as a number, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The generated production-scale podcast `big` (`items` × `dims`, 16 query vectors), made
+/// with podmap-gen into `target/bench-data/gen-<items>x<dims>/` once and converted into its
+/// `index/`. Returns the data root.
+pub fn generated_podcast(items: usize, dims: usize) -> PathBuf {
+    let root = bench_data().join(format!("gen-{items}x{dims}"));
+    if !root.join("db/big/rag-embeddings.json").is_file() {
+        eprintln!("generating the bench podcast into {} …", root.display());
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_podmap-gen"))
+            .args(["--out", root.to_str().unwrap(), "--podcast-id", "big"])
+            .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
+            .args(["--episodes", &(items / 6).max(1).to_string()])
+            .args(["--transcripts-every", "0", "--queries", "16"])
+            .status()
+            .expect("run podmap-gen");
+        assert!(status.success(), "podmap-gen failed");
+    }
+    convert(&root, &root.join("index"), "big");
+    root
+}

@@ -99,3 +99,26 @@ pub fn small_root(root: &Path, podcast: &str, n: u32, dims: usize) -> PathBuf {
         .collect();
     write_rag(root, podcast, dims, items)
 }
+
+/// Converts every podcast under `data_root` into `out` with no progress output, asserting
+/// that each one converted; returns the reports (for their warnings).
+pub fn convert_quietly(data_root: &Path, out: &Path) -> Vec<podmap::convert::Report> {
+    let opts = podmap::convert::ConvertOptions {
+        data_root: data_root.to_path_buf(),
+        out_dir: out.to_path_buf(),
+        podcasts: Vec::new(),
+        force: false,
+    };
+    let hidden =
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden());
+    let reports = podmap::convert::convert_all(&opts, &hidden).unwrap();
+    for r in &reports {
+        assert!(
+            matches!(r.result, Ok(podmap::convert::Outcome::Converted(_))),
+            "{}: {:?}",
+            r.podcast,
+            r.result
+        );
+    }
+    reports
+}
