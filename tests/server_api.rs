@@ -513,3 +513,42 @@ fn app_with_origins(origins: &[&str]) -> axum::Router {
         ..Settings::default()
     })
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_answered_503_at_once_instead_of_queueing() {
+    // An embeddings endpoint that accepts connections and never answers keeps one search
+    // in flight (until the client's 10 s timeout) while the next request arrives.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", hung.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            open.push(socket); // held open, never answered
+        }
+    });
+    let app = app(Settings {
+        embedding_base_url: Some(url),
+        max_in_flight: 1,
+        ..Settings::default()
+    });
+    let busy = app.clone();
+    let in_flight = tokio::spawn(async move {
+        let request = post(
+            "/api/episodes/search",
+            json!({"query": "Mond", "podcastId": "demo-raumfahrt"}),
+        );
+        busy.oneshot(request).await.unwrap().status()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let (status, _, body) = call(&app, get("/api/podcasts")).await;
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "shed at once, not queued"
+    );
+    in_flight.abort();
+    // Once the slot is free again, requests are served.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(call(&app, get("/api/podcasts")).await.0, StatusCode::OK);
+}

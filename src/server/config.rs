@@ -15,6 +15,7 @@
 //! | chat token | `--auth-token` | `RAG_AUTH_TOKEN` | `rag.authToken` | none (open) |
 //! | stats token | `--stats-auth-token` | `RAG_STATS_AUTH_TOKEN` | `rag.statsAuthToken` | none (open) |
 //! | CORS origins | `--cors-origin` | `PODMAP_CORS_ORIGINS` (comma-separated) | `rag.corsOrigins` | any origin |
+//! | requests in flight | `--max-in-flight` | `PODMAP_MAX_IN_FLIGHT` | `rag.maxInFlight` | 256 |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -89,6 +90,10 @@ pub struct SettingsArgs {
         value_name = "ORIGIN"
     )]
     pub cors_origins: Vec<String>,
+    /// Requests handled at once; further requests get 503 at once instead of queueing
+    /// [default: 256].
+    #[arg(long, env = "PODMAP_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
 }
 
 /// The settings in force.
@@ -107,6 +112,7 @@ pub struct Settings {
     pub stats_auth_token: Option<String>,
     /// Empty: any origin.
     pub cors_origins: Vec<String>,
+    pub max_in_flight: usize,
 }
 
 impl Default for Settings {
@@ -201,6 +207,11 @@ impl Settings {
                     .or_else(|| text(&["rag", "statsAuthToken"])),
             ),
             cors_origins,
+            max_in_flight: args
+                .max_in_flight
+                .or_else(|| number(&["rag", "maxInFlight"]))
+                .unwrap_or(256)
+                .max(1),
         }
     }
 }

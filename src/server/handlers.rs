@@ -102,6 +102,14 @@ pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such route")
 }
 
+/// The answer when every request slot is taken.
+pub async fn overloaded(_: tower::BoxError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is busy; try again shortly",
+    )
+}
+
 pub async fn analytics() -> ApiError {
     ApiError::new(
         StatusCode::NOT_IMPLEMENTED,

@@ -1,7 +1,8 @@
 //! `podmap serve`: the original server's HTTP API over memory-mapped archives.
 //!
-//! Layers, outermost first: tracing (every request, with its matched route), CORS (the front
-//! end calls from another origin), then the routes. Handlers take one snapshot of the catalog
+//! Layers, outermost first: tracing (every request), CORS (the front end calls from another
+//! origin, and preflights must pass even under load), load shedding over a concurrency limit
+//! (overload answers 503 at once instead of queueing), then the routes. Handlers take one snapshot of the catalog
 //! and run CPU work (scans, excerpts) on the blocking pool, never on the async workers.
 
 pub mod api;
@@ -16,9 +17,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use axum::error_handling::HandleErrorLayer;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -91,6 +94,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             HeaderName::from_static("x-auth-token"),
         ])
         .expose_headers([HeaderName::from_static(handlers::SEARCH_MODE_HEADER)]);
+    // Overload answers 503 at once rather than queueing without bound (load shedding in
+    // front of one concurrency limit shared by all routes).
+    let limit = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(handlers::overloaded))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(
+            state.settings.max_in_flight,
+        ));
     Router::new()
         .route("/api/health", get(handlers::health))
         .route("/api/podcasts", get(handlers::podcasts))
@@ -107,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/analytics/test-data", get(handlers::analytics))
         .fallback(handlers::not_found)
         .with_state(state)
+        .layer(limit)
         .layer(cors)
         .layer(TraceLayer::new_for_http())
 }
