@@ -53,7 +53,7 @@ enum Command {
     /// Nothing is parsed at start-up: archives are mapped, so the server answers within
     /// milliseconds whatever their size. With --source json it serves the same API from the
     /// original JSON files, loaded the original way (the baseline).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print an archive's header.
     Inspect(InspectArgs),
     /// Check every archive in an index directory fully (checksums and structure).
@@ -255,7 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Episodes(args) => run_episodes(args),
         Command::Transcript(args) => run_transcript(args),
         Command::Speakers(args) => run_speakers(args),
-        Command::Serve(args) => run_serve(args),
+        Command::Serve(args) => run_serve(*args),
         Command::Inspect(args) => run_inspect(args),
         Command::Verify(args) => run_verify(args),
     }
