@@ -38,12 +38,10 @@ pub enum ArchiveFault {
 /// Everything that can go wrong in podmap's library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is part of the message and deliberately not also a `source()`: error
+    // chains (`{:#}`) would print it twice.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
 
     #[error("{path}:{line}:{column}: malformed JSON: {message}")]
     Json {
@@ -65,11 +63,7 @@ pub enum Error {
     InvalidInput { path: PathBuf, reason: String },
 
     #[error("{path}: {fault}")]
-    Archive {
-        path: PathBuf,
-        #[source]
-        fault: ArchiveFault,
-    },
+    Archive { path: PathBuf, fault: ArchiveFault },
 
     #[error("query vector has {found} dimensions, the index has {expected}")]
     QueryDimension { expected: usize, found: usize },
@@ -82,10 +76,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
     }
 
