@@ -13,7 +13,7 @@ use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
 use podmap::archive::format::SectionKind;
-use podmap::archive::records::{ArchivedSpeakerRecord, NO_SPEAKER};
+use podmap::archive::records::{duration_seconds, ArchivedSpeakerRecord, NO_SPEAKER};
 use podmap::convert::{self, ConvertOptions, Outcome};
 use podmap::index::{archive_path, list_archives, EpisodeOrder};
 use podmap::mem::ProcessMemory;
@@ -472,9 +472,9 @@ fn run_episodes(args: EpisodesArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|e| {
                 let meta = e.meta.as_ref();
-                let duration = meta.and_then(|m| m.duration.as_ref()).map(|d| {
-                    d.iter().zip([3600, 60, 1]).map(|(v, f)| u64::from(v.to_native()) * f).sum::<u64>()
-                });
+                let duration = meta
+                    .and_then(|m| m.duration.as_ref())
+                    .map(|d| duration_seconds(d.iter().map(|v| v.to_native())));
                 json!({
                     "episodeNumber": e.number.to_native(),
                     "title": meta.and_then(|m| m.title.as_ref()).map(|t| t.as_str()),

@@ -67,6 +67,14 @@ pub struct EpisodeMetaRecord {
     pub chapters: Option<Vec<String>>,
 }
 
+/// Seconds of an episode's `duration` `[h, m, s]`, as the original computes them.
+pub fn duration_seconds(hms: impl IntoIterator<Item = u32>) -> u64 {
+    hms.into_iter()
+        .zip([3600, 60, 1])
+        .map(|(v, f)| u64::from(v) * f)
+        .sum()
+}
+
 /// `podcasts/<id>/episodes/<n>-ts.json`, with speakers interned and times parsed.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct TranscriptRecord {

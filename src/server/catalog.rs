@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::archive::records::duration_seconds;
 use crate::error::Result;
 use crate::index::{list_archives, EpisodeOrder, MmapIndex};
 use crate::input::library::{self, LibraryScan};
@@ -98,12 +99,9 @@ fn mmap_episode(e: &crate::archive::records::ArchivedEpisodeRecord) -> EpisodeIn
         number: e.number.to_native(),
         title: meta.and_then(|m| text(m.title.as_ref())),
         date: meta.and_then(|m| text(m.date.as_ref())),
-        duration_sec: meta.and_then(|m| m.duration.as_ref()).map(|d| {
-            d.iter()
-                .zip([3600, 60, 1])
-                .map(|(v, f)| u64::from(v.to_native()) * f)
-                .sum()
-        }),
+        duration_sec: meta
+            .and_then(|m| m.duration.as_ref())
+            .map(|d| duration_seconds(d.iter().map(|v| v.to_native()))),
         description: meta.and_then(|m| text(m.description.as_ref())),
         speakers: meta
             .and_then(|m| m.speakers.as_ref())
@@ -282,12 +280,7 @@ impl JsonPodcast {
                     number,
                     title: m.title,
                     date: m.date,
-                    duration_sec: m.duration.map(|d| {
-                        d.iter()
-                            .zip([3600, 60, 1])
-                            .map(|(v, f)| u64::from(*v) * f)
-                            .sum()
-                    }),
+                    duration_sec: m.duration.map(duration_seconds),
                     description: m.description,
                     speakers: m.speakers.unwrap_or_default(),
                     has_metadata: true,
