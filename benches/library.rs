@@ -115,11 +115,7 @@ fn excerpt_case() -> Option<ExcerptCase> {
         "the window of {} is empty",
         path.display()
     );
-    let position = index
-        .episode_numbers()
-        .position(|number| number == episode)
-        .expect("episode in the archive");
-    let transcript_record_bytes = index.record().transcripts[position].len.to_native();
+    let transcript_record_bytes = index.transcript_bytes(episode);
     Some(ExcerptCase {
         transcript_record_bytes,
         index_dir,

@@ -13,7 +13,6 @@ use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
 use podmap::archive::format::SectionKind;
-use podmap::archive::records::{duration_seconds, ArchivedSpeakerRecord, NO_SPEAKER};
 use podmap::convert::{self, ConvertOptions, Outcome};
 use podmap::index::{archive_path, list_archives, EpisodeOrder};
 use podmap::mem::ProcessMemory;
@@ -471,20 +470,16 @@ fn run_episodes(args: EpisodesArgs) -> anyhow::Result<ExitCode> {
         let episodes: Vec<_> = page
             .iter()
             .map(|e| {
-                let meta = e.meta.as_ref();
-                let duration = meta
-                    .and_then(|m| m.duration.as_ref())
-                    .map(|d| duration_seconds(d.iter().map(|v| v.to_native())));
                 json!({
-                    "episodeNumber": e.number.to_native(),
-                    "title": meta.and_then(|m| m.title.as_ref()).map(|t| t.as_str()),
-                    "date": meta.and_then(|m| m.date.as_ref()).map(|t| t.as_str()),
-                    "durationSec": duration,
-                    "description": meta.and_then(|m| m.description.as_ref()).map(|t| t.as_str()),
-                    "speakers": meta.and_then(|m| m.speakers.as_ref()).map(|v| v.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
-                    "topics": e.topics.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
-                    "hasImage": e.has_image,
-                    "hasTranscript": e.has_transcript,
+                    "episodeNumber": e.number(),
+                    "title": e.title(),
+                    "date": e.date(),
+                    "durationSec": e.duration_sec(),
+                    "description": e.description(),
+                    "speakers": e.speakers().map(|v| v.collect::<Vec<_>>()),
+                    "topics": e.topics().collect::<Vec<_>>(),
+                    "hasImage": e.has_image(),
+                    "hasTranscript": e.has_transcript(),
                 })
             })
             .collect();
@@ -498,17 +493,14 @@ fn run_episodes(args: EpisodesArgs) -> anyhow::Result<ExitCode> {
         "number", "date", "ts", "topics"
     )?;
     for e in page {
-        let meta = e.meta.as_ref();
         writeln!(
             out,
             "{:>6}  {:<10}  {:>4}  {:>6}  {}",
-            e.number.to_native(),
-            meta.and_then(|m| m.date.as_ref())
-                .map_or("", |d| d.as_str()),
-            if e.has_transcript { "yes" } else { "-" },
-            e.topics.len(),
-            meta.and_then(|m| m.title.as_ref())
-                .map_or("", |t| t.as_str()),
+            e.number(),
+            e.date().unwrap_or(""),
+            if e.has_transcript() { "yes" } else { "-" },
+            e.topics().len(),
+            e.title().unwrap_or(""),
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -534,19 +526,22 @@ fn run_transcript(args: TranscriptArgs) -> anyhow::Result<ExitCode> {
             args.podcast.podcast
         );
     };
-    for entry in transcript.entries.iter() {
-        let id = entry.speaker.to_native();
-        let speaker = (id != NO_SPEAKER).then(|| transcript.speakers[id as usize].as_str());
-        if let Some(filter) = &args.speaker {
-            if !speaker.unwrap_or("").trim().eq_ignore_ascii_case(filter) {
-                continue;
-            }
+    let filter = Window {
+        start: f64::NEG_INFINITY,
+        end: f64::INFINITY,
+        speaker: args.speaker.as_deref(),
+        max_chars: usize::MAX,
+    };
+    for entry in transcript.entries() {
+        if !filter.accepts_speaker(entry.speaker) {
+            continue;
         }
-        let who = speaker
+        let who = entry
+            .speaker
             .filter(|s| !s.trim().is_empty())
             .unwrap_or("unknown");
-        let text = entry.text.as_str().trim();
-        match entry.time.as_str() {
+        let text = entry.text.trim();
+        match entry.time {
             "" => writeln!(out, "{who}: {text}")?,
             time => writeln!(out, "[{time}] {who}: {text}")?,
         }
@@ -556,9 +551,9 @@ fn run_transcript(args: TranscriptArgs) -> anyhow::Result<ExitCode> {
 
 fn run_speakers(args: SpeakersArgs) -> anyhow::Result<ExitCode> {
     let index = open(&args.podcast)?;
-    let rows: &[ArchivedSpeakerRecord] = match index.speakers()? {
-        Some(s) => &s.rows,
-        None => &[],
+    let rows: Vec<_> = match index.speakers()? {
+        Some(s) => s.iter().collect(),
+        None => Vec::new(),
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -566,15 +561,15 @@ fn run_speakers(args: SpeakersArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|r| {
                 let mut v = json!({
-                    "speaker": r.speaker.as_str(),
-                    "slug": r.slug.as_str(),
-                    "episodesCount": r.episodes_count.to_native(),
-                    "utterancesCount": r.utterances_count.to_native(),
-                    "totalWords": r.total_words.to_native(),
-                    "hasProfile": r.profile.is_some(),
+                    "speaker": r.name(),
+                    "slug": r.slug(),
+                    "episodesCount": r.episodes_count(),
+                    "utterancesCount": r.utterances_count(),
+                    "totalWords": r.total_words(),
+                    "hasProfile": r.profile().is_some(),
                 });
-                if let Some(image) = r.image.as_ref() {
-                    v["image"] = json!(image.as_str());
+                if let Some(image) = r.image() {
+                    v["image"] = json!(image);
                 }
                 v
             })
@@ -592,12 +587,12 @@ fn run_speakers(args: SpeakersArgs) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "{:<28} {:<28} {:>8} {:>10} {:>10}  {}",
-            r.speaker.as_str(),
-            r.slug.as_str(),
-            r.episodes_count.to_native(),
-            r.utterances_count.to_native(),
-            r.total_words.to_native(),
-            if r.profile.is_some() { "yes" } else { "-" }
+            r.name(),
+            r.slug(),
+            r.episodes_count(),
+            r.utterances_count(),
+            r.total_words(),
+            if r.profile().is_some() { "yes" } else { "-" }
         )?;
     }
     Ok(ExitCode::SUCCESS)
@@ -632,8 +627,7 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     };
     let index = MmapIndex::open(&path)?;
     let h = index.header();
-    let record = index.record();
-    let manifest = &record.manifest;
+    let manifest = index.manifest();
     let sections: Vec<_> = h
         .sections
         .iter()
@@ -651,8 +645,8 @@ fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
         "embeddedItems": h.embedded_count,
         "inputBytes": h.input_len,
         "inputFingerprint": format!("{:016x}", h.input_fingerprint),
-        "createdAt": manifest.created_at.as_ref().map(|s| s.as_str()),
-        "updatedAt": manifest.updated_at.as_ref().map(|s| s.as_str()),
+        "createdAt": manifest.created_at(),
+        "updatedAt": manifest.updated_at(),
         "fileBytes": h.file_len(),
         "sections": sections,
     });

@@ -7,17 +7,16 @@
 //! `\n`. Once the text reaches `max_chars` bytes it is cut to at most `max_chars` bytes on a
 //! char boundary and `\n…` is appended. When nothing matches, a placeholder names the window.
 //!
-//! The original walks the whole transcript and re-parses every time string on each call;
-//! here the times are parsed at conversion and the window's first entry is found by binary
-//! search (when the times never decrease, as in all real data; otherwise by the same linear
-//! walk, so the result is the same either way).
+//! The original walks the whole transcript and re-parses every time string on each call; an
+//! archived transcript ([`crate::index::Transcript::excerpt`]) has its times parsed at
+//! conversion and finds the window's first entry by binary search (when the times never
+//! decrease, as in all real data; otherwise by the same linear walk, so the result is the same
+//! either way). Both paths build their lines with the rules kept here.
 
 use std::fmt::Write as _;
 
-use crate::archive::records::{ArchivedTranscriptRecord, NO_SPEAKER};
-
 /// Tolerance of the window bounds, in seconds.
-const EPSILON: f64 = 0.001;
+pub(crate) const EPSILON: f64 = 0.001;
 
 /// Seconds of a transcript time: `H:MM:SS`, `M:SS` or a bare number of seconds, each part an
 /// integer. Empty or anything else is `None` (untimed).
@@ -68,6 +67,17 @@ pub struct Window<'a> {
     pub max_chars: usize,
 }
 
+impl Window<'_> {
+    /// Whether a line of `speaker` (`None`: the entry names none) belongs in the excerpt:
+    /// always without a speaker filter; else when the trimmed name equals the filter, ignoring
+    /// ASCII case (an unnamed entry counts as the empty name). The one speaker rule of both
+    /// the archive and the JSON path.
+    pub fn accepts_speaker(&self, speaker: Option<&str>) -> bool {
+        self.speaker
+            .is_none_or(|filter| speaker.unwrap_or("").trim().eq_ignore_ascii_case(filter))
+    }
+}
+
 /// The placeholder excerpt for a window with no matching entries.
 pub fn placeholder(window: &Window) -> String {
     let filter = window
@@ -81,60 +91,14 @@ pub fn placeholder(window: &Window) -> String {
     )
 }
 
-/// The excerpt of `window` from `transcript` (`None`: the episode has no transcript).
-pub fn excerpt(transcript: Option<&ArchivedTranscriptRecord>, window: &Window) -> String {
-    let Some(t) = transcript else {
-        return placeholder(window);
-    };
-    // Which of the episode's few distinct speakers pass the filter, decided once.
-    let passes: Vec<bool> = t
-        .speakers
-        .iter()
-        .map(|s| {
-            window
-                .speaker
-                .is_none_or(|f| s.as_str().trim().eq_ignore_ascii_case(f))
-        })
-        .collect();
-    let unnamed_passes = window.speaker.is_none_or(|f| f.is_empty());
-    let first = if t.sorted {
-        t.starts
-            .partition_point(|s| s.to_native() + EPSILON < window.start)
-    } else {
-        0
-    };
-    let mut lines = Lines::new(window);
-    for k in first..t.timed.len() {
-        let seconds = t.starts[k].to_native();
-        if seconds + EPSILON < window.start {
-            continue;
-        }
-        if seconds - EPSILON > window.end {
-            break;
-        }
-        let entry = &t.entries[t.timed[k].to_native() as usize];
-        let speaker_id = entry.speaker.to_native();
-        let speaker = (speaker_id != NO_SPEAKER).then(|| t.speakers[speaker_id as usize].as_str());
-        let keep = if speaker_id == NO_SPEAKER {
-            unnamed_passes
-        } else {
-            passes[speaker_id as usize]
-        };
-        if keep && lines.push(entry.time.as_str(), speaker, entry.text.as_str()) {
-            break;
-        }
-    }
-    lines.finish()
-}
-
 /// An excerpt being written: lines in the original's format under its length rule.
-struct Lines<'w> {
+pub(crate) struct Lines<'w> {
     out: String,
     window: &'w Window<'w>,
 }
 
 impl<'w> Lines<'w> {
-    fn new(window: &'w Window<'w>) -> Self {
+    pub(crate) fn new(window: &'w Window<'w>) -> Self {
         Lines {
             out: String::new(),
             window,
@@ -143,7 +107,7 @@ impl<'w> Lines<'w> {
 
     /// Appends `[<time>] <speaker or "unknown">: <trimmed text>`. Returns true when the
     /// excerpt has reached its length limit (it is then cut and closed with `\n…`).
-    fn push(&mut self, time: &str, speaker: Option<&str>, text: &str) -> bool {
+    pub(crate) fn push(&mut self, time: &str, speaker: Option<&str>, text: &str) -> bool {
         if !self.out.is_empty() {
             self.out.push('\n');
         }
@@ -164,7 +128,7 @@ impl<'w> Lines<'w> {
     }
 
     /// The excerpt, or the placeholder when nothing was written.
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         if self.out.trim().is_empty() {
             placeholder(self.window)
         } else {
@@ -259,10 +223,8 @@ pub mod json {
                 break;
             }
             let speaker = e.speaker.as_deref();
-            if let Some(filter) = window.speaker {
-                if !speaker.unwrap_or("").trim().eq_ignore_ascii_case(filter) {
-                    continue;
-                }
+            if !window.accepts_speaker(speaker) {
+                continue;
             }
             if lines.push(&e.time, speaker, &e.text) {
                 break;

@@ -39,48 +39,39 @@ fn opt_str(v: &Value) -> Option<&str> {
     v.as_str()
 }
 
-fn archived_str(s: &rkyv::option::ArchivedOption<rkyv::string::ArchivedString>) -> Option<&str> {
-    s.as_ref().map(|s| s.as_str())
-}
-
 #[test]
 fn every_item_round_trips() {
     let Some(index_dir) = converted() else { return };
     for podcast in PODCASTS {
         let json = rag_json(podcast);
         let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
-        let record = index.record();
         let items = json["items"].as_array().unwrap();
         assert_eq!(index.len(), items.len(), "{podcast}");
-        assert_eq!(record.items.len(), items.len(), "{podcast}");
         assert_eq!(
             index.dims(),
             json["embeddingDimensions"].as_u64().unwrap() as usize
         );
         assert_eq!(index.model(), json["embeddingModel"].as_str());
-        let m = &record.manifest;
+        let m = index.manifest();
+        assert_eq!(m.schema_version(), json["schemaVersion"].as_u64());
+        assert_eq!(m.created_at(), opt_str(&json["createdAt"]));
+        assert_eq!(m.updated_at(), opt_str(&json["updatedAt"]));
+        assert_eq!(m.embedding_model(), json["embeddingModel"].as_str());
         assert_eq!(
-            m.schema_version.as_ref().map(|v| v.to_native()),
-            json["schemaVersion"].as_u64()
+            m.embedding_dimensions(),
+            json["embeddingDimensions"].as_u64()
         );
-        assert_eq!(archived_str(&m.created_at), opt_str(&json["createdAt"]));
-        assert_eq!(archived_str(&m.updated_at), opt_str(&json["updatedAt"]));
         let reparse = |s: Option<&str>| s.map(|s| serde_json::from_str::<Value>(s).unwrap());
         assert_eq!(
-            reparse(archived_str(&m.embedding_info_json)).as_ref(),
+            reparse(m.embedding_info_json()).as_ref(),
             Some(&json["embeddingInfo"])
         );
-        assert_eq!(
-            reparse(archived_str(&m.source_json)).as_ref(),
-            Some(&json["source"])
-        );
-        assert_eq!(
-            reparse(archived_str(&m.stats_json)).as_ref(),
-            Some(&json["stats"])
-        );
+        assert_eq!(reparse(m.source_json()).as_ref(), Some(&json["source"]));
+        assert_eq!(reparse(m.stats_json()).as_ref(), Some(&json["stats"]));
 
         for (i, item) in items.iter().enumerate() {
-            let rec = index.item_record(i).unwrap();
+            let full = index.item_full(i).unwrap();
+            let rec = full.view();
             let ctx = format!("{podcast} item {i}");
             let obj = item.as_object().unwrap();
             for key in obj.keys() {
@@ -106,77 +97,39 @@ fn every_item_round_trips() {
                     "{ctx}: field {key} is not archived"
                 );
             }
+            assert_eq!(u64::from(rec.id), item["id"].as_u64().unwrap(), "{ctx}");
+            assert_eq!(full.id(), rec.id, "{ctx}");
+            assert_eq!(full.key(), opt_str(&item["key"]), "{ctx}");
             assert_eq!(
-                u64::from(rec.id.to_native()),
-                item["id"].as_u64().unwrap(),
-                "{ctx}"
-            );
-            assert_eq!(archived_str(&rec.key), opt_str(&item["key"]), "{ctx}");
-            assert_eq!(
-                u64::from(rec.episode_number.to_native()),
+                u64::from(rec.episode_number),
                 item["episodeNumber"].as_u64().unwrap(),
                 "{ctx}"
             );
-            assert_eq!(
-                record.episode_of[i].to_native(),
-                rec.episode_number.to_native()
-            );
-            assert_eq!(
-                archived_str(&rec.episode_title),
-                opt_str(&item["episodeTitle"]),
-                "{ctx}"
-            );
-            assert_eq!(archived_str(&rec.topic), opt_str(&item["topic"]), "{ctx}");
-            let subject = rec.subject.as_ref();
-            assert_eq!(subject.is_some(), item["subject"].is_object(), "{ctx}");
-            if let Some(s) = subject {
+            assert_eq!(full.episode_number(), rec.episode_number, "{ctx}");
+            assert_eq!(index.episode_of(i), rec.episode_number);
+            assert_eq!(rec.episode_title, opt_str(&item["episodeTitle"]), "{ctx}");
+            assert_eq!(rec.topic, opt_str(&item["topic"]), "{ctx}");
+            assert_eq!(full.has_subject(), item["subject"].is_object(), "{ctx}");
+            if full.has_subject() {
                 assert_eq!(
-                    archived_str(&s.coarse),
+                    rec.subject_coarse,
                     opt_str(&item["subject"]["coarse"]),
                     "{ctx}"
                 );
-                assert_eq!(
-                    archived_str(&s.fine),
-                    opt_str(&item["subject"]["fine"]),
-                    "{ctx}"
-                );
+                assert_eq!(rec.subject_fine, opt_str(&item["subject"]["fine"]), "{ctx}");
             }
+            assert_eq!(rec.start_sec, item["startSec"].as_f64().unwrap(), "{ctx}");
+            assert_eq!(rec.end_sec, item["endSec"].as_f64().unwrap(), "{ctx}");
+            assert_eq!(rec.start_hms, opt_str(&item["startHms"]), "{ctx}");
+            assert_eq!(rec.end_hms, opt_str(&item["endHms"]), "{ctx}");
+            assert_eq!(full.duration_sec(), item["durationSec"].as_f64(), "{ctx}");
+            assert_eq!(rec.summary, opt_str(&item["summary"]), "{ctx}");
             assert_eq!(
-                rec.start_sec.to_native(),
-                item["startSec"].as_f64().unwrap(),
-                "{ctx}"
-            );
-            assert_eq!(
-                rec.end_sec.to_native(),
-                item["endSec"].as_f64().unwrap(),
-                "{ctx}"
-            );
-            assert_eq!(
-                archived_str(&rec.start_hms),
-                opt_str(&item["startHms"]),
-                "{ctx}"
-            );
-            assert_eq!(
-                archived_str(&rec.end_hms),
-                opt_str(&item["endHms"]),
-                "{ctx}"
-            );
-            assert_eq!(
-                rec.duration_sec.as_ref().map(|d| d.to_native()),
-                item["durationSec"].as_f64(),
-                "{ctx}"
-            );
-            assert_eq!(
-                archived_str(&rec.summary),
-                opt_str(&item["summary"]),
-                "{ctx}"
-            );
-            assert_eq!(
-                reparse(archived_str(&rec.source_json)).as_ref(),
+                reparse(full.source_json()).as_ref(),
                 Some(&item["source"]),
                 "{ctx}"
             );
-            assert_eq!(archived_str(&rec.text), opt_str(&item["text"]), "{ctx}");
+            assert_eq!(rec.text, opt_str(&item["text"]), "{ctx}");
 
             // The row is the embedding scaled to unit length; the norm is kept beside it.
             let embedding: Vec<f32> = serde_json::from_value(item["embedding"].clone()).unwrap();
@@ -185,10 +138,7 @@ fn every_item_round_trips() {
                 .map(|&x| f64::from(x).powi(2))
                 .sum::<f64>()
                 .sqrt();
-            assert!(
-                (f64::from(record.norms[i].to_native()) - norm).abs() < 1e-6,
-                "{ctx}"
-            );
+            assert!((f64::from(index.norm(i)) - norm).abs() < 1e-6, "{ctx}");
             for (stored, original) in index.row(i).iter().zip(&embedding) {
                 assert!(
                     (f64::from(*stored) * norm - f64::from(*original)).abs() < 1e-6,
@@ -416,7 +366,7 @@ fn batched_and_concurrent_scans_equal_single_scans() {
     assert_eq!(single[0].len(), index.len(), "every row is scored");
     let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
     assert_eq!(
-        index.score_all_batch(&refs, &Filter::all()).unwrap(),
+        podmap::search::scan::score_all_batch(&index, &refs, &Filter::all()).unwrap(),
         single
     );
     // Through the server's batcher, from many threads at once.

@@ -21,7 +21,7 @@ pub mod writer;
 
 pub use format::{Header, SectionKind, FORMAT_VERSION, MAGIC};
 pub use records::{ItemRecord, ManifestRecord, PodcastRecord, Slot, SubjectRecord};
-pub use writer::{ArchiveWriter, WrittenArchive};
+pub use writer::{ArchiveWriter, Provenance, WrittenArchive};
 
 /// File name of a podcast's archive inside `<INDEX_DIR>/<podcast>/`.
 pub const ARCHIVE_FILE: &str = "rag.podmap";

@@ -23,10 +23,9 @@ use super::format::{
 };
 use super::records::{
     schema_hash, EpisodeRecord, ItemRecord, ManifestRecord, PodcastRecord, Slot, SpeakersRecord,
-    SubjectRecord, TranscriptRecord,
+    TranscriptRecord,
 };
 use crate::error::{Error, Result};
-use crate::input::{InputFingerprint, RagHeader, RagTail, RawItem};
 
 /// What a finished archive holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +37,14 @@ pub struct WrittenArchive {
     pub episodes: u64,
     pub transcripts: u64,
     pub bytes: u64,
+}
+
+/// What the archive was made from: the inputs' total size and a fingerprint of their names,
+/// sizes and mtimes, recorded in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Provenance {
+    pub len: u64,
+    pub fingerprint: u64,
 }
 
 /// A section being written: where it started and the running checksum of its bytes.
@@ -111,10 +118,10 @@ impl ArchiveWriter {
         Ok(writer)
     }
 
-    /// Takes the RAG file's top-level fields that precede `items`: the dimension, when given,
-    /// lets rows be written from the first item on.
-    pub fn begin(&mut self, header: &RagHeader) -> Result<()> {
-        match header.embedding_dimensions {
+    /// Takes the dimension the RAG file declares before its items (`embeddingDimensions`),
+    /// so rows can be written from the first item on. 0 or `None`: not declared.
+    pub fn begin(&mut self, declared_dims: Option<u64>) -> Result<()> {
+        match declared_dims {
             Some(d) if d > 0 => {
                 let d = usize::try_from(d)
                     .ok()
@@ -127,9 +134,9 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Appends one RAG item: its embedding to the matrix, the rest to the items.
-    pub fn push(&mut self, item: RawItem) -> Result<()> {
-        let norm = match &item.embedding {
+    /// Appends one RAG item: its embedding (if any) to the matrix, its record to the items.
+    pub fn push(&mut self, record: ItemRecord, embedding: Option<&[f32]>) -> Result<()> {
+        let norm = match embedding {
             Some(v) => {
                 let dims = match self.dims {
                     Some(d) => d,
@@ -141,7 +148,7 @@ impl ArchiveWriter {
                 if v.len() != dims {
                     return Err(Error::EmbeddingDimension {
                         path: self.input.clone(),
-                        id: item.id,
+                        id: record.id,
                         found: v.len(),
                         expected: dims,
                     });
@@ -152,7 +159,9 @@ impl ArchiveWriter {
                     .sum::<f64>()
                     .sqrt();
                 if !norm.is_finite() {
-                    return Err(self.invalid(format!("item {}: embedding is not finite", item.id)));
+                    return Err(
+                        self.invalid(format!("item {}: embedding is not finite", record.id))
+                    );
                 }
                 self.write_row(Some((v, norm)))?;
                 if norm > 0.0 {
@@ -169,27 +178,8 @@ impl ArchiveWriter {
                 0.0
             }
         };
-        self.record.episode_of.push(item.episode_number);
+        self.record.episode_of.push(record.episode_number);
         self.record.norms.push(norm);
-        let record = ItemRecord {
-            id: item.id,
-            key: item.key,
-            episode_number: item.episode_number,
-            episode_title: item.episode_title,
-            topic: item.topic,
-            subject: item.subject.map(|s| SubjectRecord {
-                coarse: s.coarse,
-                fine: s.fine,
-            }),
-            start_sec: item.start_sec,
-            end_sec: item.end_sec,
-            start_hms: item.start_hms,
-            end_hms: item.end_hms,
-            duration_sec: item.duration_sec,
-            summary: item.summary,
-            source_json: item.source.map(|v| v.to_string()),
-            text: item.text,
-        };
         let bytes = rkyv::to_bytes::<rancor::Error>(&record)
             .map_err(|e| self.invalid(format!("item {}: cannot archive: {e}", record.id)))?;
         let offset = align_up(self.items.len() as u64, ITEM_ALIGN);
@@ -203,11 +193,11 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Ends the RAG part: closes the matrix, writes the items, keeps the top-level fields of
-    /// `tail` (including those that follow `items`). `None` for a podcast without a RAG file.
-    pub fn end_rag(&mut self, tail: Option<&RagTail>) -> Result<()> {
-        if let Some(tail) = tail {
-            self.take_manifest(tail)?;
+    /// Ends the RAG part: closes the matrix, writes the items, keeps the RAG file's
+    /// top-level fields. `None` for a podcast without a RAG file.
+    pub fn end_rag(&mut self, manifest: Option<ManifestRecord>) -> Result<()> {
+        if let Some(manifest) = manifest {
+            self.take_manifest(manifest)?;
         }
         self.close_section()?;
         self.open_section(SectionKind::Items, META_ALIGN)?;
@@ -224,13 +214,14 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Writes the episodes, the speakers and the meta record, then the header; fsyncs and
+    /// Writes the episodes, the speakers and the meta record, then the header (with the
+    /// inputs' total size and fingerprint, to recognise unchanged inputs later); fsyncs and
     /// renames into place. `episodes` must be sorted by number, without duplicates.
     pub fn finish(
         mut self,
         episodes: Vec<EpisodeRecord>,
         speakers: Option<SpeakersRecord>,
-        fingerprint: InputFingerprint,
+        input: Provenance,
     ) -> Result<WrittenArchive> {
         debug_assert!(episodes.windows(2).all(|w| w[0].number < w[1].number));
         self.close_section()?;
@@ -264,8 +255,8 @@ impl ArchiveWriter {
             dims: dims as u32,
             item_count: self.record.items.len() as u64,
             embedded_count: self.embedded,
-            input_len: fingerprint.len,
-            input_fingerprint: fingerprint.hash,
+            input_len: input.len,
+            input_fingerprint: input.fingerprint,
             model: self.model.clone().unwrap_or_default(),
             sections: self.sections.clone(),
         };
@@ -289,9 +280,8 @@ impl ArchiveWriter {
         })
     }
 
-    fn take_manifest(&mut self, tail: &RagTail) -> Result<()> {
-        let header = &tail.header;
-        if let Some(model) = &header.embedding_model {
+    fn take_manifest(&mut self, manifest: ManifestRecord) -> Result<()> {
+        if let Some(model) = &manifest.embedding_model {
             if model.len() > MAX_MODEL_LEN {
                 return Err(self.invalid(format!(
                     "embeddingModel is {} bytes long, at most {MAX_MODEL_LEN} are supported",
@@ -299,24 +289,15 @@ impl ArchiveWriter {
                 )));
             }
         }
-        if let (Some(declared @ 1..), Some(actual)) = (header.embedding_dimensions, self.dims) {
+        if let (Some(declared @ 1..), Some(actual)) = (manifest.embedding_dimensions, self.dims) {
             if declared != actual as u64 {
                 return Err(self.invalid(format!(
                     "embeddingDimensions is {declared}, but the embeddings have {actual}"
                 )));
             }
         }
-        self.model = header.embedding_model.clone();
-        self.record.manifest = ManifestRecord {
-            schema_version: header.schema_version,
-            created_at: header.created_at.clone(),
-            updated_at: header.updated_at.clone(),
-            embedding_model: header.embedding_model.clone(),
-            embedding_dimensions: header.embedding_dimensions,
-            embedding_info_json: header.embedding_info.as_ref().map(|v| v.to_string()),
-            source_json: header.source.as_ref().map(|v| v.to_string()),
-            stats_json: tail.stats.as_ref().map(|v| v.to_string()),
-        };
+        self.model = manifest.embedding_model.clone();
+        self.record.manifest = manifest;
         Ok(())
     }
 
@@ -397,7 +378,7 @@ impl ArchiveWriter {
     }
 
     /// Writes a row: the L2-normalised embedding, or zeros.
-    fn write_row(&mut self, row: Option<(&Vec<f32>, f64)>) -> Result<()> {
+    fn write_row(&mut self, row: Option<(&[f32], f64)>) -> Result<()> {
         let dims = self.dims.expect("dimension known before rows are written");
         let mut bytes = std::mem::take(&mut self.row_bytes);
         bytes.clear();

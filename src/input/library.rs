@@ -3,18 +3,15 @@
 //! These files are small (a transcript is at most ~0.5 MB), so each is read whole and parsed on
 //! its own; the converter archives one transcript at a time, so memory still does not grow with
 //! the podcast. Missing optional files are fine; a file that exists but is malformed is an error
-//! that names it.
+//! that names it. What comes out are plain values in the original's shape; turning them into
+//! archive records (interning speakers, parsing times) is the converter's job.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::archive::records::{
-    EntryRecord, EpisodeMetaRecord, SpeakerRecord, SpeakersRecord, TranscriptRecord, NO_SPEAKER,
-};
 use crate::error::{Error, Result};
-use crate::transcript::parse_time;
 
 /// Cover image extensions the original server checks, in its order.
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
@@ -134,99 +131,49 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))
 }
 
-#[derive(Deserialize)]
-struct EpisodeJson {
-    title: Option<String>,
-    number: Option<u32>,
-    date: Option<String>,
-    url: Option<String>,
-    duration: Option<Vec<u32>>,
-    description: Option<String>,
-    speakers: Option<Vec<String>>,
-    chapters: Option<Vec<String>>,
+/// `episodes/<n>.json`: the 8 fields the original writes.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct EpisodeMeta {
+    pub title: Option<String>,
+    pub number: Option<u32>,
+    pub date: Option<String>,
+    pub url: Option<String>,
+    /// `[h, m, s]`.
+    pub duration: Option<Vec<u32>>,
+    pub description: Option<String>,
+    pub speakers: Option<Vec<String>>,
+    pub chapters: Option<Vec<String>>,
 }
 
 /// Reads `<n>.json`.
-pub fn read_episode_meta(path: &Path) -> Result<EpisodeMetaRecord> {
-    let e: EpisodeJson = read_json(path)?;
-    Ok(EpisodeMetaRecord {
-        title: e.title,
-        number: e.number,
-        date: e.date,
-        url: e.url,
-        duration: e.duration,
-        description: e.description,
-        speakers: e.speakers,
-        chapters: e.chapters,
-    })
+pub fn read_episode_meta(path: &Path) -> Result<EpisodeMeta> {
+    read_json(path)
 }
 
-#[derive(Deserialize)]
-struct TranscriptJson {
-    transcript: Vec<EntryJson>,
+/// `episodes/<n>-ts.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TranscriptFile {
+    #[serde(rename = "transcript")]
+    pub entries: Vec<TranscriptEntry>,
+    /// Top-level `duration` in seconds, when present.
     #[serde(default)]
-    duration: Option<f64>,
+    pub duration: Option<f64>,
 }
 
 /// A transcript entry as the original server reads it: `time` and `text` are required.
-#[derive(Deserialize)]
-struct EntryJson {
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TranscriptEntry {
     #[serde(default)]
-    speaker: Option<String>,
-    time: String,
-    text: String,
+    pub speaker: Option<String>,
+    pub time: String,
+    pub text: String,
     #[serde(default)]
-    duration: Option<f64>,
+    pub duration: Option<f64>,
 }
 
-/// Reads `<n>-ts.json`. A non-empty time that does not parse leaves its entry untimed (as the
-/// original skips it) and adds a warning naming the file and the entry.
-pub fn read_transcript(path: &Path, warnings: &mut Vec<String>) -> Result<TranscriptRecord> {
-    let file: TranscriptJson = read_json(path)?;
-    let mut speakers: Vec<String> = Vec::new();
-    let mut entries = Vec::with_capacity(file.transcript.len());
-    let (mut timed, mut starts) = (Vec::new(), Vec::new());
-    for (i, e) in file.transcript.into_iter().enumerate() {
-        let speaker = match e.speaker {
-            None => NO_SPEAKER,
-            Some(name) => match speakers.iter().position(|s| *s == name) {
-                Some(id) => id as u32,
-                None => {
-                    speakers.push(name);
-                    (speakers.len() - 1) as u32
-                }
-            },
-        };
-        let seconds = parse_time(&e.time);
-        match seconds {
-            Some(t) => {
-                timed.push(i as u32);
-                starts.push(t);
-            }
-            None if !e.time.trim().is_empty() => warnings.push(format!(
-                "{}: entry {i}: time {:?} is not H:MM:SS, M:SS or seconds; the entry is untimed",
-                path.display(),
-                e.time
-            )),
-            None => {}
-        }
-        entries.push(EntryRecord {
-            speaker,
-            time: e.time,
-            seconds,
-            duration: e.duration,
-            text: e.text,
-        });
-    }
-    let sorted = starts.windows(2).all(|w| w[0] <= w[1]);
-    Ok(TranscriptRecord {
-        duration: file.duration,
-        speakers,
-        entries,
-        timed,
-        starts,
-        sorted,
-    })
+/// Reads `<n>-ts.json`.
+pub fn read_transcript(path: &Path) -> Result<TranscriptFile> {
+    read_json(path)
 }
 
 #[derive(Deserialize)]
@@ -250,9 +197,36 @@ struct SpeakerMetaJson {
     image: Option<String>,
 }
 
+/// A row of `speakers/index.json` with its `<slug>.md` profile and the `image` of
+/// `<slug>-meta.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakerRow {
+    pub speaker: String,
+    pub slug: String,
+    pub episodes_count: u64,
+    pub utterances_count: u64,
+    pub total_words: u64,
+    pub episodes: Vec<u32>,
+    pub profile: Option<String>,
+    pub image: Option<String>,
+}
+
+/// Whether `slug` can name a speaker: it becomes a file name (`<slug>.md`) at conversion and
+/// a lookup key in requests, so it must not leave its folder, hide, or exceed 200 bytes. The
+/// one slug rule of the converter and the server.
+pub fn valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= MAX_SLUG_LEN
+        && !slug.starts_with('.')
+        && !slug.contains(['/', '\\', '\0'])
+}
+
+/// Longest slug accepted (as the longest podcast id the server looks up).
+pub const MAX_SLUG_LEN: usize = 200;
+
 /// Reads `speakers/index.json` with each row's `<slug>.md` and the `image` of
 /// `<slug>-meta.json`. `None` without an index (the original then serves no speakers).
-pub fn read_speakers(scan: &LibraryScan) -> Result<Option<SpeakersRecord>> {
+pub fn read_speakers(scan: &LibraryScan) -> Result<Option<Vec<SpeakerRow>>> {
     let Some(dir) = &scan.speakers_dir else {
         return Ok(None);
     };
@@ -261,11 +235,10 @@ pub fn read_speakers(scan: &LibraryScan) -> Result<Option<SpeakersRecord>> {
         return Ok(None);
     }
     let rows: Vec<SpeakerJson> = read_json(&index)?;
-    let mut records = Vec::with_capacity(rows.len());
+    let mut speakers = Vec::with_capacity(rows.len());
     for row in rows {
         // Slugs become file names here: one that could leave the folder is refused.
-        if row.slug.is_empty() || row.slug.contains(['/', '\\', '\0']) || row.slug.starts_with('.')
-        {
+        if !valid_slug(&row.slug) {
             return Err(Error::InvalidInput {
                 path: index.clone(),
                 reason: format!(
@@ -286,7 +259,7 @@ pub fn read_speakers(scan: &LibraryScan) -> Result<Option<SpeakersRecord>> {
         } else {
             None
         };
-        records.push(SpeakerRecord {
+        speakers.push(SpeakerRow {
             speaker: row.speaker,
             slug: row.slug,
             episodes_count: row.episodes_count,
@@ -297,12 +270,7 @@ pub fn read_speakers(scan: &LibraryScan) -> Result<Option<SpeakersRecord>> {
             image,
         });
     }
-    let mut by_slug: Vec<u32> = (0..records.len() as u32).collect();
-    by_slug.sort_by(|&a, &b| records[a as usize].slug.cmp(&records[b as usize].slug));
-    Ok(Some(SpeakersRecord {
-        rows: records,
-        by_slug,
-    }))
+    Ok(Some(speakers))
 }
 
 #[cfg(test)]
@@ -320,36 +288,18 @@ mod tests {
     }
 
     #[test]
-    fn transcript_interns_speakers_and_warns_on_bad_times() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("5-ts.json");
-        std::fs::write(
-            &path,
-            r#"{"duration": 99, "transcript": [
-                {"speaker": "A", "time": "0:01", "text": " eins "},
-                {"speaker": "B", "time": "1:2:3:4", "text": "zwei"},
-                {"speaker": "A", "time": "", "text": "drei", "duration": 1.5},
-                {"time": "0:00:05", "text": "vier"}
-            ]}"#,
-        )
-        .unwrap();
-        let mut warnings = Vec::new();
-        let t = read_transcript(&path, &mut warnings).unwrap();
-        assert_eq!(t.speakers, vec!["A", "B"]);
-        assert_eq!(
-            t.entries.iter().map(|e| e.speaker).collect::<Vec<_>>(),
-            vec![0, 1, 0, NO_SPEAKER]
-        );
-        assert_eq!(t.timed, vec![0, 3]);
-        assert_eq!(t.starts, vec![1.0, 5.0]);
-        assert!(t.sorted);
-        assert_eq!(t.duration, Some(99.0));
-        assert_eq!(t.entries[2].duration, Some(1.5));
-        assert_eq!(warnings.len(), 1);
-        assert!(
-            warnings[0].contains("5-ts.json: entry 1: time \"1:2:3:4\""),
-            "{}",
-            warnings[0]
-        );
+    fn slugs_that_could_be_paths_are_invalid() {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a\0b",
+            &"x".repeat(201),
+        ] {
+            assert!(!valid_slug(bad), "{bad:?}");
+        }
+        assert!(valid_slug("stefan-kröpelin"));
     }
 }

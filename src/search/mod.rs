@@ -1,13 +1,25 @@
-//! Search over an index: exact top-k by cosine, and the original's lexical fallback.
+//! Search: exact top-k by cosine, the original's lexical fallback, shared scan passes, and
+//! hits grouped into ranked episodes.
 //!
 //! Both the memory-mapped archive ([`crate::index::MmapIndex`]) and the original JSON path
 //! ([`crate::json_index::JsonIndex`]) implement [`SearchIndex`], so tests and benchmarks
 //! compare them through the same calls. Filters are part of the call, so each implementation
 //! can test them inside its scan instead of over-fetching and filtering afterwards.
+//!
+//! - [`scan`] scores a [`scan::Matrix`] (the archive's mapped rows) on every core;
+//! - [`batch`] lets concurrent searches of one matrix share a pass;
+//! - [`episodes`] groups scored items into the episodes the HTTP search returns;
+//! - [`kernel`] (SIMD dot products), [`topk`] and [`lexical`] are their parts.
 
+pub mod batch;
+pub mod episodes;
 pub mod kernel;
 pub mod lexical;
+pub mod scan;
 pub mod topk;
+
+pub use batch::ScanBatcher;
+pub use episodes::{rank_episodes, EpisodePage, RankedEpisode, Scored};
 
 use crate::error::{Error, Result};
 

@@ -11,17 +11,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
 use crate::archive::records::duration_seconds;
 use crate::error::Result;
-use crate::index::{list_archives, EpisodeOrder, MmapIndex};
+use crate::index::{list_archives, Episode, EpisodeOrder, MmapIndex, Speaker};
 use crate::input::library::{self, LibraryScan};
 use crate::json_index::JsonIndex;
-use crate::search::{Filter, Hit, SearchIndex};
+use crate::search::{Filter, Hit, ScanBatcher, SearchIndex};
 use crate::transcript::{self, Window};
 
 /// Episode metadata as the API returns it.
@@ -92,25 +92,22 @@ impl MmapPodcast {
     }
 }
 
-fn mmap_episode(e: &crate::archive::records::ArchivedEpisodeRecord) -> EpisodeInfo {
-    let meta = e.meta.as_ref();
-    let text = |f: Option<&rkyv::string::ArchivedString>| f.map(|s| s.as_str().to_owned());
+fn mmap_episode(e: Episode<'_>) -> EpisodeInfo {
+    let owned = |s: Option<&str>| s.map(str::to_owned);
     EpisodeInfo {
-        number: e.number.to_native(),
-        title: meta.and_then(|m| text(m.title.as_ref())),
-        date: meta.and_then(|m| text(m.date.as_ref())),
-        duration_sec: meta
-            .and_then(|m| m.duration.as_ref())
-            .map(|d| duration_seconds(d.iter().map(|v| v.to_native()))),
-        description: meta.and_then(|m| text(m.description.as_ref())),
-        speakers: meta
-            .and_then(|m| m.speakers.as_ref())
-            .map(|v| v.iter().map(|s| s.as_str().to_owned()).collect())
+        number: e.number(),
+        title: owned(e.title()),
+        date: owned(e.date()),
+        duration_sec: e.duration_sec(),
+        description: owned(e.description()),
+        speakers: e
+            .speakers()
+            .map(|v| v.map(str::to_owned).collect())
             .unwrap_or_default(),
-        topics: e.topics.iter().map(|t| t.as_str().to_owned()).collect(),
-        has_image: e.has_image,
-        has_transcript: e.has_transcript,
-        has_metadata: meta.is_some(),
+        topics: e.topics().map(str::to_owned).collect(),
+        has_image: e.has_image(),
+        has_transcript: e.has_transcript(),
+        has_metadata: e.has_metadata(),
     }
 }
 
@@ -146,7 +143,7 @@ impl Podcast for MmapPodcast {
         let Some(speakers) = self.index.speakers()? else {
             return Ok(Vec::new());
         };
-        Ok(speakers.rows.iter().map(mmap_speaker).collect())
+        Ok(speakers.iter().map(mmap_speaker).collect())
     }
 
     fn speaker(&self, slug: &str) -> Result<Option<SpeakerInfo>> {
@@ -154,101 +151,16 @@ impl Podcast for MmapPodcast {
     }
 }
 
-fn mmap_speaker(r: &crate::archive::records::ArchivedSpeakerRecord) -> SpeakerInfo {
+fn mmap_speaker(r: Speaker<'_>) -> SpeakerInfo {
     SpeakerInfo {
-        speaker: r.speaker.as_str().to_owned(),
-        slug: r.slug.as_str().to_owned(),
-        episodes_count: r.episodes_count.to_native(),
-        utterances_count: r.utterances_count.to_native(),
-        total_words: r.total_words.to_native(),
-        has_profile: r.profile.is_some(),
-        image: r.image.as_ref().map(|s| s.as_str().to_owned()),
-        profile: r.profile.as_ref().map(|s| s.as_str().to_owned()),
-    }
-}
-
-/// Lets concurrent full scans of one archive share a pass over its matrix.
-///
-/// A search that finds no scan running starts one for itself and every search that queued
-/// meanwhile; a search that finds one running waits for it to end and then joins (or starts)
-/// the next. Under load each pass serves several searches, so memory is read once for all of
-/// them; alone, a search scans at once, as without batching. Callers block: they run on the
-/// blocking pool.
-#[derive(Default)]
-pub struct ScanBatcher {
-    state: Mutex<BatchState>,
-    scanned: Condvar,
-}
-
-#[derive(Default)]
-struct BatchState {
-    waiting: Vec<Arc<Ticket>>,
-    scanning: bool,
-}
-
-struct Ticket {
-    query: Vec<f32>,
-    result: Mutex<Option<Result<Vec<Hit>>>>,
-}
-
-impl ScanBatcher {
-    /// `index.score_all(query)`, computed in a shared pass.
-    pub fn score_all(&self, index: &MmapIndex, query: &[f32]) -> Result<Vec<Hit>> {
-        let ticket = Arc::new(Ticket {
-            query: query.to_vec(),
-            result: Mutex::new(None),
-        });
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.waiting.push(ticket.clone());
-        loop {
-            if let Some(result) = ticket
-                .result
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                return result;
-            }
-            if state.scanning {
-                state = self.scanned.wait(state).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            state.scanning = true;
-            let batch = std::mem::take(&mut state.waiting);
-            drop(state);
-            // Ends the pass even if scoring panics, so waiting searches are not stranded.
-            let end = EndOfPass(self);
-            let queries: Vec<&[f32]> = batch.iter().map(|t| t.query.as_slice()).collect();
-            match index.score_all_batch(&queries, &Filter::all()) {
-                Ok(results) => {
-                    for (t, hits) in batch.iter().zip(results) {
-                        *t.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(hits));
-                    }
-                }
-                // A query the batch refused (none should reach here: they are checked
-                // before) is answered alone, so one bad query fails only itself.
-                Err(_) => {
-                    for t in &batch {
-                        let alone = index.score_all(&t.query, &Filter::all());
-                        *t.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(alone);
-                    }
-                }
-            }
-            drop(end);
-            state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-/// Marks the end of a pass and wakes the searches waiting for it.
-struct EndOfPass<'a>(&'a ScanBatcher);
-
-impl Drop for EndOfPass<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.scanning = false;
-        drop(state);
-        self.0.scanned.notify_all();
+        speaker: r.name().to_owned(),
+        slug: r.slug().to_owned(),
+        episodes_count: r.episodes_count(),
+        utterances_count: r.utterances_count(),
+        total_words: r.total_words(),
+        has_profile: r.profile().is_some(),
+        image: r.image().map(str::to_owned),
+        profile: r.profile().map(str::to_owned),
     }
 }
 
@@ -307,9 +219,8 @@ impl JsonPodcast {
             episode.has_transcript = scan.transcripts.contains_key(number);
         }
         let speakers = library::read_speakers(&scan)?
-            .map(|s| {
-                s.rows
-                    .into_iter()
+            .map(|rows| {
+                rows.into_iter()
                     .map(|r| SpeakerInfo {
                         has_profile: r.profile.is_some(),
                         speaker: r.speaker,

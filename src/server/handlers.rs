@@ -4,7 +4,6 @@
 //! paths. Every error is a JSON body `{"error": "…"}` with the original's status code where it
 //! had one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -21,7 +20,8 @@ use super::api::*;
 use super::catalog::{EpisodeInfo, Podcast};
 use super::chat::{self, Voice};
 use super::AppState;
-use crate::search::{Filter, Hit};
+use crate::input::library::valid_slug;
+use crate::search::{self, Filter, Hit};
 use crate::transcript::{format_hms, Window};
 
 pub const SEARCH_MODE_HEADER: &str = "x-podmap-search-mode";
@@ -308,97 +308,38 @@ async fn retrieve(
 /// A podcast to search, with the query's embedding when its search is semantic.
 type Plan = (Arc<dyn Podcast>, Option<Arc<Vec<f32>>>);
 
-/// An episode of a search: its best score and, for the episodes on the page, its hits in
-/// score order (for the positions).
-struct Group {
-    podcast: usize,
-    episode: u32,
-    score: f32,
-    hits: Vec<Hit>,
-}
-
-/// Hashes a (podcast, episode) key, already a well-spread integer, by one multiplication.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-/// Scores every podcast, groups the hits by episode (an episode's score is its best hit's),
-/// and builds the requested page: with up to three positions per episode (start times more
-/// than a second apart, best first) and the episode's metadata. `total` counts every
-/// episode with a hit, so paging walks through all of them.
+/// Scores every podcast (semantically when it has the query's embedding, else lexically),
+/// asks [`search::rank_episodes`] for the page, and adds each episode's metadata.
 fn rank_episodes(
     plans: &[Plan],
     query: &str,
     offset: usize,
     page_size: usize,
 ) -> Result<(Vec<EpisodeOut>, usize), ApiError> {
-    let mut scored: Vec<(usize, Hit)> = Vec::new();
-    for (p, (podcast, embedding)) in plans.iter().enumerate() {
-        let hits = score(
-            podcast.as_ref(),
-            embedding.as_deref().map(Vec::as_slice),
-            query,
-        )?;
-        scored.extend(hits.into_iter().map(|h| (p, h)));
-    }
-    if plans.len() > 1 {
-        // Best first across podcasts; stable, so ties keep podcast and row order.
-        scored.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
-    }
-    let page = offset..offset.saturating_add(page_size);
-    let mut groups: Vec<Group> = Vec::new();
-    let mut by_key: HashMap<u64, usize, std::hash::BuildHasherDefault<KeyHasher>> =
-        HashMap::default();
-    for (p, hit) in &scored {
-        let episode = plans[*p].0.index().episode_of(hit.index as usize);
-        let key = (*p as u64) << 32 | u64::from(episode);
-        let g = *by_key.entry(key).or_insert_with(|| {
-            groups.push(Group {
-                podcast: *p,
-                episode,
-                score: hit.score,
-                hits: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        if page.contains(&g) {
-            groups[g].hits.push(*hit);
-        }
-    }
-    let total = groups.len();
-    let mut episodes = Vec::new();
-    for group in groups.into_iter().skip(offset).take(page_size) {
-        let podcast = &plans[group.podcast].0;
-        let index = podcast.index();
-        let mut positions: Vec<(f64, f32)> = Vec::new();
-        for hit in &group.hits {
-            let start = index.item(hit.index as usize)?.start_sec;
-            if !positions.iter().any(|(t, _)| (t - start).abs() < 1.0) {
-                positions.push((start, hit.score));
-                if positions.len() == 3 {
-                    break;
-                }
-            }
-        }
-        let info = podcast.episode(group.episode)?;
-        let mut out = episode_out(podcast.id(), info, group.episode, group.score);
-        (out.positions_sec, out.position_scores) = positions.into_iter().unzip();
+    let scored = plans
+        .iter()
+        .map(|(podcast, embedding)| {
+            let hits = score(
+                podcast.as_ref(),
+                embedding.as_deref().map(Vec::as_slice),
+                query,
+            )?;
+            Ok(search::Scored {
+                index: podcast.index(),
+                hits,
+            })
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    let page = search::rank_episodes(&scored, offset, page_size)?;
+    let mut episodes = Vec::with_capacity(page.episodes.len());
+    for ranked in page.episodes {
+        let podcast = &plans[ranked.source].0;
+        let info = podcast.episode(ranked.episode)?;
+        let mut out = episode_out(podcast.id(), info, ranked.episode, ranked.score);
+        (out.positions_sec, out.position_scores) = ranked.positions.into_iter().unzip();
         episodes.push(out);
     }
-    Ok((episodes, total))
+    Ok((episodes, page.total))
 }
 
 pub async fn search(
@@ -479,13 +420,6 @@ fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
         })
         .unwrap_or("");
     given.len() == token.len() && bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
-fn valid_slug(slug: &str) -> bool {
-    !slug.is_empty()
-        && slug.len() <= MAX_ID_LEN
-        && !slug.starts_with('.')
-        && !slug.contains(['/', '\\', '\0'])
 }
 
 /// A source and the context block it contributes.
@@ -728,21 +662,5 @@ mod tests {
         );
         headers.insert("x-auth-token", HeaderValue::from_static(" s3cret "));
         assert!(authorized(&headers, Some("s3cret")));
-    }
-
-    #[test]
-    fn slugs_that_could_be_paths_are_invalid() {
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            "a\\b",
-            ".hidden",
-            "a\0b",
-            &"x".repeat(201),
-        ] {
-            assert!(!valid_slug(bad), "{bad:?}");
-        }
-        assert!(valid_slug("stefan-kröpelin"));
     }
 }

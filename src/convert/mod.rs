@@ -2,6 +2,8 @@
 //!
 //! Podcasts convert in parallel. Each one streams its RAG file item by item into an
 //! [`ArchiveWriter`], then archives its transcripts one at a time, its episodes and speakers.
+//! The input's plain values become archive records in [`records`], the one place that knows
+//! both shapes.
 //! One podcast's failure does not stop the others; every outcome is reported. An archive whose
 //! header records the same input fingerprint (names, sizes and mtimes of every input file) and
 //! this build's format is left alone unless `force` is set.
@@ -17,12 +19,13 @@ use rayon::prelude::*;
 
 use crate::archive::format::{Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::archive::records::{schema_hash, EpisodeRecord};
-use crate::archive::writer::WrittenArchive;
-use crate::archive::ArchiveWriter;
+use crate::archive::{ArchiveWriter, Provenance, WrittenArchive};
 use crate::error::{Error, Result};
 use crate::index::archive_path;
 use crate::input::library::{self, LibraryScan};
 use crate::input::{self, InputFingerprint, ItemSink, PodcastSource, RagHeader, RawItem};
+
+mod records;
 
 /// What to convert.
 #[derive(Debug, Clone)]
@@ -171,15 +174,15 @@ fn convert_podcast_with(
         Some(rag) => {
             let wrap = |file: File| -> Box<dyn Read> { Box::new(bar.wrap_read(file)) };
             let tail = input::stream_rag_file(rag, &mut sink, wrap)?;
-            sink.writer.end_rag(Some(&tail))?;
+            sink.writer.end_rag(Some(records::manifest(&tail)))?;
         }
         None => sink.writer.end_rag(None)?,
     }
     let Sink { mut writer, topics } = sink;
 
     for (&number, path) in &scan.transcripts {
-        let transcript = library::read_transcript(path, warnings)?;
-        writer.push_transcript(number, &transcript)?;
+        let file = library::read_transcript(path)?;
+        writer.push_transcript(number, &records::transcript(file, path, warnings))?;
         bar.inc(std::fs::metadata(path).map_or(0, |m| m.len()));
     }
     let numbers: std::collections::BTreeSet<u32> = scan
@@ -192,7 +195,7 @@ fn convert_podcast_with(
         let meta = scan
             .metadata
             .get(&number)
-            .map(|path| library::read_episode_meta(path))
+            .map(|path| library::read_episode_meta(path).map(records::episode_meta))
             .transpose()?;
         episodes.push(EpisodeRecord {
             number,
@@ -202,8 +205,12 @@ fn convert_podcast_with(
             topics: topics.get(&number).cloned().unwrap_or_default(),
         });
     }
-    let speakers = library::read_speakers(scan)?;
-    writer.finish(episodes, speakers, fingerprint)
+    let speakers = library::read_speakers(scan)?.map(records::speakers);
+    let provenance = Provenance {
+        len: fingerprint.len,
+        fingerprint: fingerprint.hash,
+    };
+    writer.finish(episodes, speakers, provenance)
 }
 
 /// Streams RAG items into the writer and gathers each episode's topics on the way.
@@ -215,7 +222,7 @@ struct Sink {
 
 impl ItemSink for Sink {
     fn begin(&mut self, header: &RagHeader) -> Result<()> {
-        self.writer.begin(header)
+        self.writer.begin(header.embedding_dimensions)
     }
 
     fn item(&mut self, item: RawItem) -> Result<()> {
@@ -225,7 +232,8 @@ impl ItemSink for Sink {
                 topics.push(topic.to_owned());
             }
         }
-        self.writer.push(item)
+        let (record, embedding) = records::item(item);
+        self.writer.push(record, embedding.as_deref())
     }
 }
 

@@ -1,0 +1,476 @@
+//! A podcast's archive, memory-mapped and read in place.
+//!
+//! [`MmapIndex::open`] costs O(1) in the size of the vector matrix and of the item texts: it
+//! checks the header (magic, version, rkyv features, schema hash, section bounds and
+//! alignment), checksums and validates the small meta record with bytecheck, and touches no
+//! matrix or item page. Each item is checked (its own checksum, then bytecheck) the first time
+//! it is read, and remembered as valid in a bitset, so a query pays only for the hits it
+//! returns. The matrix is checked by [`MmapIndex::verify`], which reads everything. A bit flip
+//! in the matrix can go unnoticed until `verify`, but it cannot cause undefined behaviour: any
+//! bit pattern is a valid `f32`, and search skips non-finite scores.
+
+mod mapping;
+mod views;
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::archive::format::{Header, SectionKind, HEADER_SIZE};
+use crate::archive::records::schema_hash;
+use crate::archive::ARCHIVE_FILE;
+use crate::error::{ArchiveFault, Error, Result};
+use crate::search::scan::{self, Matrix};
+use crate::search::{Filter, Hit, ItemView, SearchIndex};
+use mapping::{Mapped, RawMapping, RecordFault, Sections};
+
+pub use views::{Entry, Episode, Item, Manifest, Speaker, Speakers, Transcript};
+
+/// An opened archive.
+pub struct MmapIndex {
+    path: PathBuf,
+    header: Header,
+    mapped: Mapped,
+    matrix: Range<usize>,
+    /// Every section's byte range, for `verify`.
+    sections: Vec<(SectionKind, Range<usize>)>,
+}
+
+/// Episode orders for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpisodeOrder {
+    /// Highest episode number first (the original `/api/episodes/latest`).
+    Number,
+    /// Newest `date` first; episodes without a date last.
+    Date,
+}
+
+impl std::fmt::Debug for MmapIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmapIndex")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+impl MmapIndex {
+    /// Opens `<index_dir>/<podcast>/rag.podmap`.
+    pub fn open_podcast(index_dir: &Path, podcast: &str) -> Result<Self> {
+        Self::open(&archive_path(index_dir, podcast))
+    }
+
+    /// Maps and checks an archive file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let fault = |f| Error::archive(path, f);
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len < HEADER_SIZE as u64 {
+            // Too short to map usefully; read what is there for the most precise message.
+            let mut head = Vec::new();
+            file.read_to_end(&mut head)
+                .map_err(|e| Error::io(path, e))?;
+            let reason = Header::decode(&head, len)
+                .err()
+                .unwrap_or(ArchiveFault::Length {
+                    actual: len,
+                    expected: HEADER_SIZE as u64,
+                });
+            return Err(fault(reason));
+        }
+        let raw = RawMapping::of(&file).map_err(|e| Error::io(path, e))?;
+        let header = Header::decode(raw.bytes(), len).map_err(fault)?;
+        let expected_schema = schema_hash();
+        if header.schema_hash != expected_schema {
+            return Err(fault(ArchiveFault::SchemaMismatch {
+                found: header.schema_hash,
+                expected: expected_schema,
+            }));
+        }
+        let section = |kind: SectionKind| {
+            header
+                .section(kind)
+                .copied()
+                .ok_or_else(|| fault(ArchiveFault::Layout(format!("no {} section", kind.name()))))
+        };
+        let range = |kind| section(kind).map(|s| s.offset as usize..s.end() as usize);
+        let matrix = section(SectionKind::Matrix)?;
+        let meta = section(SectionKind::Meta)?;
+        let expected_matrix = header
+            .item_count
+            .checked_mul(u64::from(header.dims))
+            .and_then(|n| n.checked_mul(4));
+        if expected_matrix != Some(matrix.len) {
+            return Err(fault(ArchiveFault::Layout(format!(
+                "matrix is {} bytes, {} items × {} dims need {:?}",
+                matrix.len, header.item_count, header.dims, expected_matrix
+            ))));
+        }
+        let sections: Vec<(SectionKind, Range<usize>)> = SectionKind::ALL
+            .into_iter()
+            .map(|kind| range(kind).map(|r| (kind, r)))
+            .collect::<Result<_>>()?;
+        let meta_range = meta.offset as usize..meta.end() as usize;
+        if xxhash_rust::xxh3::xxh3_64(&raw.bytes()[meta_range.clone()]) != meta.checksum {
+            return Err(fault(ArchiveFault::SectionChecksum { section: "meta" }));
+        }
+        let structure = |reason: String| {
+            fault(ArchiveFault::Structure {
+                section: "meta",
+                reason,
+            })
+        };
+        let mapped = raw
+            .check(Sections {
+                meta: meta_range,
+                items: range(SectionKind::Items)?,
+                episodes: range(SectionKind::Episodes)?,
+                transcripts: range(SectionKind::Transcripts)?,
+                speakers: range(SectionKind::Speakers)?,
+            })
+            .map_err(structure)?;
+        let record = mapped.meta();
+        let n = header.item_count as usize;
+        if record.items.len() != n || record.episode_of.len() != n || record.norms.len() != n {
+            return Err(structure(format!(
+                "{} items, {} episode numbers, {} norms; header says {n}",
+                record.items.len(),
+                record.episode_of.len(),
+                record.norms.len()
+            )));
+        }
+        let m = record.episode_numbers.len();
+        if record.episodes.len() != m || record.transcripts.len() != m {
+            return Err(structure(format!(
+                "{m} episode numbers, {} episodes, {} transcripts",
+                record.episodes.len(),
+                record.transcripts.len()
+            )));
+        }
+        if !record.episode_numbers.windows(2).all(|w| w[0] < w[1]) {
+            return Err(structure(
+                "episode numbers are not strictly ascending".into(),
+            ));
+        }
+        if record.by_date.iter().any(|&p| p.to_native() as usize >= m) {
+            return Err(structure(
+                "date order names an episode that does not exist".into(),
+            ));
+        }
+        let index = MmapIndex {
+            path: path.to_path_buf(),
+            header,
+            mapped,
+            matrix: matrix.offset as usize..matrix.end() as usize,
+            sections,
+        };
+        // Cast once here so a misaligned matrix is refused at open, not at the first search.
+        bytemuck::try_cast_slice::<u8, f32>(&index.mapped.bytes()[index.matrix.clone()]).map_err(
+            |e| {
+                fault(ArchiveFault::Layout(format!(
+                    "matrix cannot be read as f32: {e:?}"
+                )))
+            },
+        )?;
+        Ok(index)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn fault(&self, f: RecordFault) -> Error {
+        Error::archive(
+            &self.path,
+            ArchiveFault::Structure {
+                section: f.section,
+                reason: f.reason,
+            },
+        )
+    }
+
+    pub fn podcast_id(&self) -> &str {
+        self.mapped.meta().podcast_id.as_str()
+    }
+
+    /// The RAG file's top-level fields.
+    pub fn manifest(&self) -> Manifest<'_> {
+        Manifest(&self.mapped.meta().manifest)
+    }
+
+    /// Item `index` with every archived field, checked on its first read (checksum, then
+    /// bytecheck). Panics if `index >= len()`.
+    pub fn item_full(&self, index: usize) -> Result<Item<'_>> {
+        self.mapped.item(index).map(Item).map_err(|f| self.fault(f))
+    }
+
+    /// The original L2 norm of item `index`'s embedding (0 without one).
+    pub fn norm(&self, index: usize) -> f32 {
+        self.mapped.meta().norms[index].to_native()
+    }
+
+    /// Every episode number known to the archive, ascending.
+    pub fn episode_numbers(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        self.mapped
+            .meta()
+            .episode_numbers
+            .iter()
+            .map(|n| n.to_native())
+    }
+
+    fn episode_position(&self, number: u32) -> Option<usize> {
+        self.mapped
+            .meta()
+            .episode_numbers
+            .binary_search_by(|n| n.to_native().cmp(&number))
+            .ok()
+    }
+
+    fn episode_at(&self, position: usize) -> Result<Episode<'_>> {
+        self.mapped
+            .episode(position)
+            .map(Episode)
+            .map_err(|f| self.fault(f))
+    }
+
+    /// Episode `number`: metadata (when `<n>.json` existed), file flags, topics.
+    pub fn episode(&self, number: u32) -> Result<Option<Episode<'_>>> {
+        self.episode_position(number)
+            .map(|p| self.episode_at(p))
+            .transpose()
+    }
+
+    /// The episodes that have metadata, in `order`, from `offset`, at most `limit`; and how
+    /// many there are in all.
+    pub fn episode_page(
+        &self,
+        order: EpisodeOrder,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Episode<'_>>, usize)> {
+        let by_date = &self.mapped.meta().by_date;
+        let positions: Box<dyn Iterator<Item = usize>> = match order {
+            EpisodeOrder::Date => Box::new(by_date.iter().map(|p| p.to_native() as usize)),
+            // by_date lists exactly the episodes with metadata; by number, newest first.
+            EpisodeOrder::Number => {
+                let mut with_meta: Vec<usize> =
+                    by_date.iter().map(|p| p.to_native() as usize).collect();
+                with_meta.sort_unstable_by(|a, b| b.cmp(a));
+                Box::new(with_meta.into_iter())
+            }
+        };
+        let page = positions
+            .skip(offset)
+            .take(limit)
+            .map(|p| self.episode_at(p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((page, by_date.len()))
+    }
+
+    /// The distinct topics of episode `number`'s RAG items, in item order.
+    pub fn topics(&self, number: u32) -> Result<Vec<&str>> {
+        Ok(self
+            .episode(number)?
+            .map(|e| e.topics().collect())
+            .unwrap_or_default())
+    }
+
+    /// Episode `number`'s transcript, when it has one. Validated on its first read only, so
+    /// opening a podcast costs nothing per transcript.
+    pub fn transcript(&self, number: u32) -> Result<Option<Transcript<'_>>> {
+        let Some(position) = self.episode_position(number) else {
+            return Ok(None);
+        };
+        self.mapped
+            .transcript(position)
+            .map(|t| t.map(Transcript))
+            .map_err(|f| self.fault(f))
+    }
+
+    /// The size in bytes of episode `number`'s archived transcript (0 without one).
+    pub fn transcript_bytes(&self, number: u32) -> u64 {
+        self.episode_position(number)
+            .map_or(0, |p| self.mapped.meta().transcripts[p].len.to_native())
+    }
+
+    /// The excerpt of a time window of episode `number`, by the original server's rules
+    /// (see [`crate::transcript`]); the placeholder when nothing matches.
+    pub fn excerpt(&self, number: u32, window: &crate::transcript::Window) -> Result<String> {
+        Ok(match self.transcript(number)? {
+            Some(t) => t.excerpt(window),
+            None => crate::transcript::placeholder(window),
+        })
+    }
+
+    /// The speakers of `speakers/index.json`, in its order; `None` without an index.
+    pub fn speakers(&self) -> Result<Option<Speakers<'_>>> {
+        self.mapped
+            .speakers()
+            .map(|s| s.map(Speakers))
+            .map_err(|f| self.fault(f))
+    }
+
+    /// The speaker with this exact slug.
+    pub fn speaker(&self, slug: &str) -> Result<Option<Speaker<'_>>> {
+        Ok(self.speakers()?.and_then(|s| s.get(slug)))
+    }
+
+    /// The whole matrix, `len() × dims()` floats, row-major.
+    pub fn matrix(&self) -> &[f32] {
+        bytemuck::cast_slice(&self.mapped.bytes()[self.matrix.clone()])
+    }
+
+    /// The L2-normalised embedding of row `index` (all zeros when the item has none).
+    pub fn row(&self, index: usize) -> &[f32] {
+        let d = self.dims();
+        &self.matrix()[index * d..(index + 1) * d]
+    }
+
+    /// Reads the whole archive and checks everything `open` does not: every section's
+    /// checksum, every record, the padding between sections, and that each row is
+    /// unit-length (or zero, for items without an embedding).
+    pub fn verify(&self) -> Result<()> {
+        let fault = |f| Error::archive(&self.path, f);
+        let bytes = self.mapped.bytes();
+        for (kind, range) in &self.sections {
+            let section = self.header.section(*kind).expect("checked at open");
+            if xxhash_rust::xxh3::xxh3_64(&bytes[range.clone()]) != section.checksum {
+                return Err(fault(ArchiveFault::SectionChecksum {
+                    section: kind.name(),
+                }));
+            }
+        }
+        (0..self.len())
+            .into_par_iter()
+            .try_for_each(|i| self.item_full(i).map(drop))?;
+        for number in self.episode_numbers() {
+            self.episode(number)?;
+            self.transcript(number)?;
+        }
+        self.speakers()?;
+        // Alignment padding between sections is not checksummed: it must be zeros.
+        let mut covered: Vec<(u64, u64)> = self
+            .header
+            .sections
+            .iter()
+            .map(|s| (s.offset, s.end()))
+            .collect();
+        covered.sort_unstable();
+        let mut at = HEADER_SIZE as u64;
+        for (start, end) in covered {
+            if bytes[at as usize..start.max(at) as usize]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Err(fault(ArchiveFault::Layout(format!(
+                    "non-zero padding between offsets {at} and {start}"
+                ))));
+            }
+            at = at.max(end);
+        }
+        let d = self.dims();
+        if d == 0 {
+            return Ok(());
+        }
+        let bad = self
+            .matrix()
+            .par_chunks(d)
+            .enumerate()
+            .find_any(|(i, row)| {
+                let len2: f64 = row.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+                if self.norm(*i) > 0.0 {
+                    (len2 - 1.0).abs() > 1e-3
+                } else {
+                    len2 != 0.0
+                }
+            });
+        match bad {
+            Some((i, _)) => Err(fault(ArchiveFault::Structure {
+                section: "matrix",
+                reason: format!("row {i} does not match its recorded norm"),
+            })),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where `podmap convert` puts a podcast's archive.
+pub fn archive_path(index_dir: &Path, podcast: &str) -> PathBuf {
+    index_dir.join(podcast).join(ARCHIVE_FILE)
+}
+
+/// Lists `<index_dir>/*/rag.podmap`, sorted by podcast id.
+pub fn list_archives(index_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let entries = std::fs::read_dir(index_dir).map_err(|e| Error::io(index_dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(index_dir, e))?;
+        let path = entry.path().join(ARCHIVE_FILE);
+        if let (true, Some(id)) = (path.is_file(), entry.file_name().to_str()) {
+            found.push((id.to_owned(), path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+impl Matrix for MmapIndex {
+    fn row_len(&self) -> usize {
+        self.header.dims as usize
+    }
+
+    fn rows(&self) -> &[f32] {
+        self.matrix()
+    }
+
+    fn embedded_rows(&self) -> usize {
+        self.header.embedded_count as usize
+    }
+
+    fn columns(&self) -> impl Fn(usize) -> (bool, u32) + Send + Sync + '_ {
+        let meta = self.mapped.meta();
+        let (norms, episodes) = (&meta.norms[..], &meta.episode_of[..]);
+        move |i| (norms[i].to_native() > 0.0, episodes[i].to_native())
+    }
+}
+
+impl SearchIndex for MmapIndex {
+    fn len(&self) -> usize {
+        self.header.item_count as usize
+    }
+
+    fn dims(&self) -> usize {
+        self.header.dims as usize
+    }
+
+    fn embedded_count(&self) -> usize {
+        self.header.embedded_count as usize
+    }
+
+    fn model(&self) -> Option<&str> {
+        Some(self.header.model.as_str()).filter(|m| !m.is_empty())
+    }
+
+    fn item(&self, index: usize) -> Result<ItemView<'_>> {
+        self.item_full(index).map(|item| item.view())
+    }
+
+    fn episode_of(&self, index: usize) -> u32 {
+        self.mapped.meta().episode_of[index].to_native()
+    }
+
+    fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>> {
+        scan::top_k(self, query, k, filter)
+    }
+
+    fn score_all(&self, query: &[f32], filter: &Filter) -> Result<Vec<Hit>> {
+        scan::score_all(self, query, filter)
+    }
+}

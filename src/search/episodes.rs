@@ -1,0 +1,112 @@
+//! Hits grouped into episodes: what the HTTP search answers.
+//!
+//! An episode's score is its best hit's. Episodes are ranked by that score across every
+//! podcast searched, and each episode on the requested page carries up to three positions
+//! (start times more than a second apart, best first). `total` counts every episode with a
+//! hit, so paging walks through all of them.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use super::{Hit, SearchIndex};
+use crate::error::Result;
+
+/// Positions reported per episode.
+const POSITIONS: usize = 3;
+
+/// The scored items of one podcast, best first, and the index they come from.
+pub struct Scored<'a> {
+    pub index: &'a dyn SearchIndex,
+    pub hits: Vec<Hit>,
+}
+
+/// An episode of the page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedEpisode {
+    /// Which of the [`Scored`] lists the episode comes from.
+    pub source: usize,
+    pub episode: u32,
+    /// The best hit's score.
+    pub score: f32,
+    /// `(start second, score)` of up to three hits more than a second apart, best first.
+    pub positions: Vec<(f64, f32)>,
+}
+
+/// A page of episodes and how many episodes had a hit in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodePage {
+    pub episodes: Vec<RankedEpisode>,
+    pub total: usize,
+}
+
+/// Groups `scored` by episode and returns the page `offset .. offset + page_size`. Only the
+/// hits of episodes on the page are kept, and only their items are read (for positions).
+pub fn rank_episodes(scored: &[Scored], offset: usize, page_size: usize) -> Result<EpisodePage> {
+    let mut merged: Vec<(usize, Hit)> = scored
+        .iter()
+        .enumerate()
+        .flat_map(|(s, list)| list.hits.iter().map(move |h| (s, *h)))
+        .collect();
+    if scored.len() > 1 {
+        // Best first across podcasts; stable, so ties keep podcast and row order.
+        merged.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+    }
+    let page = offset..offset.saturating_add(page_size);
+    let mut groups: Vec<(RankedEpisode, Vec<Hit>)> = Vec::new();
+    let mut by_key: HashMap<u64, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
+    for (s, hit) in merged {
+        let episode = scored[s].index.episode_of(hit.index as usize);
+        let key = (s as u64) << 32 | u64::from(episode);
+        let g = *by_key.entry(key).or_insert_with(|| {
+            let ranked = RankedEpisode {
+                source: s,
+                episode,
+                score: hit.score,
+                positions: Vec::new(),
+            };
+            groups.push((ranked, Vec::new()));
+            groups.len() - 1
+        });
+        if page.contains(&g) {
+            groups[g].1.push(hit);
+        }
+    }
+    let total = groups.len();
+    let mut episodes = Vec::new();
+    for (mut ranked, hits) in groups.into_iter().skip(offset).take(page_size) {
+        let index = scored[ranked.source].index;
+        for hit in &hits {
+            let start = index.item(hit.index as usize)?.start_sec;
+            if !ranked
+                .positions
+                .iter()
+                .any(|(t, _)| (t - start).abs() < 1.0)
+            {
+                ranked.positions.push((start, hit.score));
+                if ranked.positions.len() == POSITIONS {
+                    break;
+                }
+            }
+        }
+        episodes.push(ranked);
+    }
+    Ok(EpisodePage { episodes, total })
+}
+
+/// Hashes a (list, episode) key, already a well-spread integer, by one multiplication.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}

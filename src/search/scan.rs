@@ -1,0 +1,160 @@
+//! Exact scans over a matrix of unit rows: top-k, every score, and many queries in one pass.
+//!
+//! A scan reads every row once, in parallel chunks, and scores it with the SIMD kernel; items
+//! without an embedding and rows the filter rejects are skipped by looking at two columns
+//! kept beside the matrix, without touching the row. Each task folds its rows into its own
+//! accumulator (a bounded heap, or a list), so scoring a row allocates nothing.
+
+use rayon::prelude::*;
+
+use super::topk::TopK;
+use super::{kernel, query_norm, Filter, Hit};
+use crate::error::{Error, Result};
+
+/// Rows scored by one task of a parallel scan: big enough that scheduling is noise, small
+/// enough that both cores stay busy on a few thousand rows.
+const ROWS_PER_TASK: usize = 256;
+
+/// A row-major matrix of L2-normalised rows (zero rows for items without an embedding) and
+/// the per-row columns a scan reads.
+pub trait Matrix: Sync {
+    /// Floats per row.
+    fn row_len(&self) -> usize;
+    /// `rows × row_len` floats.
+    fn rows(&self) -> &[f32];
+    /// Rows that have an embedding.
+    fn embedded_rows(&self) -> usize;
+    /// For row `i`: whether it has an embedding (a zero row does not), and its episode
+    /// number. Read from columns beside the matrix, so a filtered-out row is never touched;
+    /// returned as a closure so the columns are located once per scan, not once per row.
+    fn columns(&self) -> impl Fn(usize) -> (bool, u32) + Send + Sync + '_;
+}
+
+/// `query` scaled to unit length, after checking it against the matrix.
+fn unit_query<M: Matrix + ?Sized>(matrix: &M, query: &[f32]) -> Result<Vec<f32>> {
+    let norm = query_norm(query, matrix.row_len())?;
+    if matrix.embedded_rows() == 0 {
+        return Err(Error::NoEmbeddings);
+    }
+    Ok(query.iter().map(|&x| x / norm).collect())
+}
+
+/// Exact top-`k` by cosine, best first; ties go to the lower row.
+pub fn top_k<M: Matrix + ?Sized>(
+    matrix: &M,
+    query: &[f32],
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<Hit>> {
+    let unit = unit_query(matrix, query)?;
+    let top = fold(
+        matrix,
+        &unit,
+        filter,
+        || TopK::new(k),
+        TopK::push,
+        TopK::merge,
+    );
+    Ok(top.into_sorted())
+}
+
+/// Every embedded row that passes `filter`, scored, best first (ties to the lower row).
+pub fn score_all<M: Matrix + ?Sized>(
+    matrix: &M,
+    query: &[f32],
+    filter: &Filter,
+) -> Result<Vec<Hit>> {
+    let unit = unit_query(matrix, query)?;
+    // Every row is kept, so a heap would only add work: collect, then sort once.
+    let push = |hits: &mut Vec<Hit>, index, score| hits.push(Hit { index, score });
+    let mut hits = fold(matrix, &unit, filter, Vec::new, push, |mut a, b| {
+        a.extend(b);
+        a
+    });
+    sort_best_first(&mut hits);
+    Ok(hits)
+}
+
+/// [`score_all`] for several queries in one pass over the matrix: each row is read from
+/// memory once and scored against every query while it is in cache. The scan is bound by
+/// memory bandwidth, so concurrent searches that share a pass cost little more than one.
+/// Results are in query order.
+pub fn score_all_batch<M: Matrix + ?Sized>(
+    matrix: &M,
+    queries: &[&[f32]],
+    filter: &Filter,
+) -> Result<Vec<Vec<Hit>>> {
+    let units = queries
+        .iter()
+        .map(|q| unit_query(matrix, q))
+        .collect::<Result<Vec<_>>>()?;
+    let init = || vec![Vec::new(); units.len()];
+    let push = |acc: &mut Vec<Vec<Hit>>, row: &[f32], index: u32| {
+        for (hits, unit) in acc.iter_mut().zip(&units) {
+            let score = kernel::dot(unit, row);
+            if score.is_finite() {
+                hits.push(Hit { index, score });
+            }
+        }
+    };
+    let per_task: Vec<Vec<Vec<Hit>>> = rows_in_parallel(matrix, filter, init, push).collect();
+    let mut results: Vec<Vec<Hit>> = vec![Vec::new(); units.len()];
+    for task in per_task {
+        for (all, hits) in results.iter_mut().zip(task) {
+            all.extend(hits);
+        }
+    }
+    results.iter_mut().for_each(|hits| sort_best_first(hits));
+    Ok(results)
+}
+
+fn sort_best_first(hits: &mut [Hit]) {
+    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+}
+
+/// Scores every row that passes `filter` against `unit` and folds the finite scores into
+/// per-task accumulators, which are then merged.
+fn fold<M: Matrix + ?Sized, A: Send>(
+    matrix: &M,
+    unit: &[f32],
+    filter: &Filter,
+    init: impl Fn() -> A + Sync + Send,
+    push: impl Fn(&mut A, u32, f32) + Sync + Send,
+    merge: impl Fn(A, A) -> A + Sync + Send,
+) -> A {
+    let score = |acc: &mut A, row: &[f32], index: u32| {
+        let score = kernel::dot(unit, row);
+        if score.is_finite() {
+            push(acc, index, score);
+        }
+    };
+    rows_in_parallel(matrix, filter, &init, score).reduce(&init, &merge)
+}
+
+/// The rows with an embedding that pass `filter`, handed to `visit` in parallel chunks of
+/// [`ROWS_PER_TASK`], one accumulator per chunk.
+fn rows_in_parallel<'m, M: Matrix + ?Sized, A: Send>(
+    matrix: &'m M,
+    filter: &'m Filter,
+    init: impl Fn() -> A + Sync + Send + 'm,
+    visit: impl Fn(&mut A, &[f32], u32) + Sync + Send + 'm,
+) -> impl ParallelIterator<Item = A> + 'm {
+    let d = matrix.row_len().max(1);
+    let columns = matrix.columns();
+    matrix
+        .rows()
+        .par_chunks(d * ROWS_PER_TASK)
+        .enumerate()
+        .map(move |(task, rows)| {
+            let mut acc = init();
+            let first = task * ROWS_PER_TASK;
+            for (offset, row) in rows.chunks_exact(d).enumerate() {
+                let i = first + offset;
+                let (embedded, episode) = columns(i);
+                if embedded && filter.accepts(episode) {
+                    visit(&mut acc, row, i as u32);
+                }
+            }
+            acc
+        })
+}
