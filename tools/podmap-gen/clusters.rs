@@ -5,9 +5,14 @@
 use crate::rng::{mix, Rng};
 
 /// Cluster centres per podcast.
-pub const N_CLUSTERS: usize = 16;
+const N_CLUSTERS: usize = 16;
 /// How far (relative to a centre) the vectors scatter around it.
 const NOISE: f64 = 0.8;
+
+/// One of the clusters, at random: the theme of an episode, or of one of its items.
+pub fn random_cluster(rng: &mut Rng) -> usize {
+    rng.below(N_CLUSTERS as u64) as usize
+}
 
 /// Random unit vectors around `N_CLUSTERS` random centres, each a pure function of the seed,
 /// the id it is made for and its cluster.

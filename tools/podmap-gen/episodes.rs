@@ -6,11 +6,11 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::clusters::N_CLUSTERS;
+use crate::clusters::random_cluster;
 use crate::files::write_pretty;
 use crate::rng::{mix, Rng};
-use crate::text::{slugify, text, topic_phrase, FIRST_NAMES, LAST_NAMES, NOUNS};
-use crate::time::{civil_from_days, days_from_civil};
+use crate::text::{noun, slugify, text, topic_phrase, FIRST_NAMES, LAST_NAMES};
+use crate::time::{civil_from_days, days_from_civil, hms_parts};
 
 /// The host of every episode, the first speaker of every transcript.
 pub const HOST: &str = "Tim Pritlove";
@@ -51,11 +51,7 @@ pub fn write(dir: &Path, ep: &Episode) -> Result<()> {
         number: ep.number,
         date: &ep.date,
         url: &ep.url,
-        duration: [
-            ep.duration_sec / 3600,
-            ep.duration_sec / 60 % 60,
-            ep.duration_sec % 60,
-        ],
+        duration: hms_parts(ep.duration_sec),
         description: &ep.description,
         speakers: &ep.listed_speakers,
         chapters: &ep.chapters,
@@ -152,8 +148,8 @@ pub fn generate(id: &str, seed: u64, n_eps: u32) -> Vec<Episode> {
             format!(
                 "Ein Gespräch mit {} über {} und {}",
                 guests.join(" und "),
-                rng.pick(NOUNS),
-                rng.pick(NOUNS)
+                noun(&mut rng),
+                noun(&mut rng)
             )
         } else {
             text(&mut rng, 30, 300, 0)
@@ -179,7 +175,7 @@ pub fn generate(id: &str, seed: u64, n_eps: u32) -> Vec<Episode> {
             listed_speakers,
             guests,
             chapters,
-            theme: rng.below(N_CLUSTERS as u64) as usize,
+            theme: random_cluster(&mut rng),
         });
     }
     episodes

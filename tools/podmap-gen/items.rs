@@ -5,11 +5,12 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::clusters::N_CLUSTERS;
+use crate::clusters::random_cluster;
 use crate::episodes::Episode;
 use crate::rng::{mix, Rng};
-use crate::text::{text, topic_phrase, COARSE_SUBJECTS, NOUNS};
+use crate::text::{noun, text, topic_phrase, COARSE_SUBJECTS};
 use crate::time::hms;
+use crate::transcripts;
 
 /// One RAG item without its embedding (generated lazily while streaming).
 #[derive(Serialize)]
@@ -90,7 +91,7 @@ pub fn generate(
     let mut keys: HashSet<String> = HashSet::new();
     for (ep, &k) in episodes.iter().zip(&counts) {
         let n = ep.number;
-        let ts_file = format!("{n}-ts.json");
+        let ts_file = transcripts::file_name(n);
         let slot = ep.duration_sec / k.max(1) as u64;
         let first_id = items.len();
         for t in 0..k {
@@ -104,23 +105,24 @@ pub fn generate(
             } else {
                 (0, 0)
             };
+            let key_of = |topic: &str| format!("{n}:{start}:{end}:{}", key_topic(topic));
             // Sometimes repeat an earlier topic of this episode (distinct key).
-            let mut topic_subject: Option<(String, Option<Subject>, usize)> = None;
+            let mut repeated = None;
             if t > 0 && rng.percent(12) {
                 let prev: &Item = &items[first_id + rng.below(t as u64) as usize];
-                let key = format!("{n}:{start}:{end}:{}", key_topic(&prev.topic));
+                let key = key_of(&prev.topic);
                 if !keys.contains(&key) {
-                    topic_subject = Some((prev.topic.clone(), prev.subject.clone(), prev.cluster));
+                    repeated = Some((key, prev.topic.clone(), prev.subject.clone(), prev.cluster));
                 }
             }
-            let (topic, subject, cluster) = match topic_subject {
+            let (key, topic, subject, cluster) = match repeated {
                 Some(x) => x,
                 None => loop {
                     let mut topic = topic_phrase(&mut rng);
                     if rng.percent(2) {
                         topic = topic.replacen(' ', "  ", 1);
                     }
-                    let key = format!("{n}:{start}:{end}:{}", key_topic(&topic));
+                    let key = key_of(&topic);
                     if keys.contains(&key) {
                         continue;
                     }
@@ -132,19 +134,18 @@ pub fn generate(
                             fine: if rng.percent(4) {
                                 None
                             } else {
-                                Some((*rng.pick(NOUNS)).to_string())
+                                Some(noun(&mut rng))
                             },
                         })
                     };
                     let cluster = if rng.percent(70) {
                         ep.theme
                     } else {
-                        rng.below(N_CLUSTERS as u64) as usize
+                        random_cluster(&mut rng)
                     };
-                    break (topic, subject, cluster);
+                    break (key, topic, subject, cluster);
                 },
             };
-            let key = format!("{n}:{start}:{end}:{}", key_topic(&topic));
             keys.insert(key.clone());
 
             let summary = if rng.percent(10) {

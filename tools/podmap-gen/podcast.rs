@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::clusters::Embedder;
 use crate::embeddings::ModelEmbedder;
+use crate::files::write_pretty;
 use crate::items::Item;
 use crate::rag::{self, is_null, Embeddings, Vectors};
 use crate::rng::{fnv1a, mix};
@@ -64,7 +65,7 @@ pub fn generate(
         }
         let ts = transcripts::generate(ep, seed, args.transcript_entries, spec.with_embeddings);
         tally.count(ep.number, &ts);
-        crate::files::write_pretty(&ep_dir.join(format!("{}-ts.json", ep.number)), &ts, false)?;
+        write_pretty(&ep_dir.join(transcripts::file_name(ep.number)), &ts, false)?;
     }
     speakers::write(&sp_dir, tally, seed)?;
 

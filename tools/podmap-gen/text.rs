@@ -4,7 +4,7 @@
 use crate::rng::Rng;
 
 #[rustfmt::skip]
-pub const NOUNS: &[&str] = &[
+const NOUNS: &[&str] = &[
     "Raumfahrt", "Wissenschaft", "Forschung", "Universität", "Gespräch", "Teleskop", "Sonde",
     "Klima", "Gesellschaft", "Energie", "Daten", "Netz", "Politik", "Geschichte", "Mond", "Mars",
     "Satellit", "Rakete", "Raumstation", "Erde", "Sonne", "Galaxie", "Stern", "Planet",
@@ -83,6 +83,10 @@ fn capitalize(w: &str) -> String {
     }
 }
 
+pub fn noun(rng: &mut Rng) -> String {
+    (*rng.pick(NOUNS)).to_string()
+}
+
 fn adjective(rng: &mut Rng) -> String {
     let stem = rng.pick(ADJ_STEMS);
     let ending = rng.pick(&["e", "en", "er", "es"]);
@@ -97,7 +101,7 @@ fn sentence(rng: &mut Rng) -> String {
         let mut w = if r < 45 {
             (*rng.pick(FUNCTION_WORDS)).to_string()
         } else if r < 75 {
-            (*rng.pick(NOUNS)).to_string()
+            noun(rng)
         } else if r < 87 {
             adjective(rng)
         } else {
@@ -162,7 +166,6 @@ pub fn text(rng: &mut Rng, target: usize, max: usize, newline_percent: u64) -> S
 
 /// A topic-like phrase of 2-5 words, e.g. "Geschichte der europäischen Raumfahrt".
 pub fn topic_phrase(rng: &mut Rng) -> String {
-    let noun = |rng: &mut Rng| (*rng.pick(NOUNS)).to_string();
     match rng.range(2, 5) {
         2 => {
             if rng.percent(50) {

@@ -1,9 +1,14 @@
 //! Times and dates as the original files write them: `startHms`, transcript times, episode
 //! dates.
 
+/// `[hours, minutes, seconds]` of `sec` seconds (an episode's `duration`).
+pub fn hms_parts(sec: u64) -> [u64; 3] {
+    [sec / 3600, sec / 60 % 60, sec % 60]
+}
+
 /// "M:SS" below one hour, "H:MM:SS" from one hour (the RAG `startHms` format).
 pub fn hms(sec: u64) -> String {
-    let (h, m, s) = (sec / 3600, sec / 60 % 60, sec % 60);
+    let [h, m, s] = hms_parts(sec);
     if h > 0 {
         format!("{h}:{m:02}:{s:02}")
     } else {
@@ -16,7 +21,8 @@ pub fn ts_time(sec: u64, short: bool) -> String {
     if short {
         hms(sec)
     } else {
-        format!("{}:{:02}:{:02}", sec / 3600, sec / 60 % 60, sec % 60)
+        let [h, m, s] = hms_parts(sec);
+        format!("{h}:{m:02}:{s:02}")
     }
 }
 

@@ -8,6 +8,11 @@ use crate::rng::{mix, Rng};
 use crate::text::text;
 use crate::time::ts_time;
 
+/// The name of the transcript file of episode `number`.
+pub fn file_name(number: u32) -> String {
+    format!("{number}-ts.json")
+}
+
 /// `<n>-ts.json` (field order = JSON key order).
 #[derive(Serialize)]
 pub struct TranscriptFile {
