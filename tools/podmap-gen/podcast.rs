@@ -1,14 +1,13 @@
 //! One podcast from start to finish: its episodes, transcripts, speakers, RAG file and query
 //! vectors, each from its own stream of the podcast's seed, in the order they are written.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::clusters::Embedder;
 use crate::embeddings::ModelEmbedder;
-use crate::files::write_pretty;
+use crate::files::{self, write_pretty};
 use crate::items::Item;
 use crate::rag::{self, is_null, Embeddings, Vectors};
 use crate::rng::{fnv1a, mix};
@@ -49,7 +48,7 @@ pub fn generate(
     let sp_dir = root.join("podcasts").join(id).join("speakers");
     let db_dir = root.join("db").join(id);
     for d in [&ep_dir, &sp_dir, &db_dir] {
-        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        files::create_dir(d)?;
     }
 
     let episodes = episodes::generate(id, seed, args.episodes);

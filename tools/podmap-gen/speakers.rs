@@ -2,13 +2,12 @@
 //! profiles and metadata of the most talkative ones.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 
-use crate::files::write_pretty;
+use crate::files::{self, write_pretty};
 use crate::rng::{mix, Rng};
 use crate::text::{slugify, text};
 use crate::transcripts::TranscriptFile;
@@ -59,8 +58,7 @@ pub fn write(dir: &Path, tally: Tally, seed: u64) -> Result<()> {
     let mut md_rng = Rng::new(mix(seed, 3));
     for e in index.iter().take(2) {
         let md = speaker_markdown(e, &mut md_rng);
-        let path = dir.join(format!("{}.md", e.slug));
-        fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+        files::write(&dir.join(format!("{}.md", e.slug)), md)?;
     }
     if let Some(e) = index.first() {
         let meta = SpeakerMeta {
