@@ -16,17 +16,17 @@ pub fn random_cluster(rng: &mut Rng) -> usize {
 
 /// Random unit vectors around `N_CLUSTERS` random centres, each a pure function of the seed,
 /// the id it is made for and its cluster.
-pub struct Embedder {
+pub struct RandomEmbedder {
     dims: usize,
     seed: u64,
     centres: Vec<f64>,
 }
 
-impl Embedder {
+impl RandomEmbedder {
     pub fn new(dims: usize, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let centres = (0..dims * N_CLUSTERS).map(|_| rng.gauss()).collect();
-        Embedder {
+        RandomEmbedder {
             dims,
             seed,
             centres,
@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn unit_vectors() {
-        let e = Embedder::new(64, 7);
+        let e = RandomEmbedder::new(64, 7);
         let v = e.embed(3, 5);
         let n: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
         assert!((n - 1.0).abs() < 1e-5);

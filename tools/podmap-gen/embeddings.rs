@@ -37,8 +37,26 @@ struct EmbeddingDatum {
     embedding: Vec<f32>,
 }
 
+/// The real model, and its query embeddings of the `--query-text` texts.
+pub struct Model {
+    pub embedder: ModelEmbedder,
+    pub queries: Vec<Vec<f32>>,
+}
+
+impl Model {
+    /// The model `name` at `base_url`, which must return `dims`-dimensional embeddings.
+    pub fn new(base_url: &str, name: &str, dims: usize, query_texts: &[String]) -> Result<Self> {
+        let embedder = ModelEmbedder::new(base_url, name, dims)?;
+        let texts: Vec<&str> = query_texts.iter().map(String::as_str).collect();
+        let queries = embedder
+            .embed(&texts, "query")
+            .context("embedding the --query-text queries")?;
+        Ok(Model { embedder, queries })
+    }
+}
+
 impl ModelEmbedder {
-    pub fn new(base_url: &str, model: &str, dims: usize) -> Result<Self> {
+    fn new(base_url: &str, model: &str, dims: usize) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -40,11 +40,11 @@ mod transcripts;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
 
-use crate::embeddings::ModelEmbedder;
-use crate::podcast::{Model, PodcastSpec};
+use crate::embeddings::Model;
+use crate::podcast::PodcastSpec;
 
 /// Deterministic generator of synthetic podcast archives in the original
 /// on-disk layout (test fixtures and benchmark inputs for podmap).
@@ -179,39 +179,53 @@ Examples:
   podmap-gen --out /tmp/real --podcasts 1 --items 40 --episodes 6 \\
     --embeddings-url http://127.0.0.1:8000/v1 --query-text \"Wie funktioniert ein Teleskop?\"";
 
-fn check_id(id: &str, what: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 100
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok {
-        bail!("invalid {what} {id:?}: use 1-100 characters from [A-Za-z0-9._-], not starting with '.'");
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let specs = podcast_specs(&args)?;
+    check_query_texts(&args.query_texts)?;
+    let model = match &args.embeddings_url {
+        Some(url) => Some(Model::new(
+            url,
+            &args.embedding_model,
+            args.dims as usize,
+            &args.query_texts,
+        )?),
+        None => None,
+    };
+
+    for spec in &specs {
+        let r = podcast::generate(&args, &args.out, spec, model.as_ref())?;
+        println!(
+            "{}: {} items, {} dims, {} bytes ({} episodes, {} transcripts)",
+            r.rag_path.display(),
+            r.items,
+            r.dims,
+            r.bytes,
+            args.episodes,
+            r.transcripts
+        );
     }
     Ok(())
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+/// The podcasts to generate: those with embeddings (`--podcast-id`, or `--podcasts` named
+/// after `--prefix`), then the one of `--no-embeddings-podcast`. Their ids are checked.
+fn podcast_specs(args: &Args) -> Result<Vec<PodcastSpec>> {
     check_id(&args.prefix, "--prefix")?;
-
-    let mut specs: Vec<PodcastSpec> = if args.podcast_ids.is_empty() {
+    let ids: Vec<String> = if args.podcast_ids.is_empty() {
         (1..=args.podcasts)
-            .map(|i| PodcastSpec {
-                id: format!("{}-{i}", args.prefix),
-                with_embeddings: true,
-            })
+            .map(|i| format!("{}-{i}", args.prefix))
             .collect()
     } else {
-        args.podcast_ids
-            .iter()
-            .map(|id| PodcastSpec {
-                id: id.clone(),
-                with_embeddings: true,
-            })
-            .collect()
+        args.podcast_ids.clone()
     };
+    let mut specs: Vec<PodcastSpec> = ids
+        .into_iter()
+        .map(|id| PodcastSpec {
+            id,
+            with_embeddings: true,
+        })
+        .collect();
     if args.no_embeddings_podcast {
         specs.push(PodcastSpec {
             id: format!("{}-text", args.prefix),
@@ -228,35 +242,27 @@ fn main() -> Result<()> {
             bail!("podcast id {:?} given twice", s.id);
         }
     }
+    Ok(specs)
+}
 
-    for t in &args.query_texts {
+fn check_id(id: &str, what: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("invalid {what} {id:?}: use 1-100 characters from [A-Za-z0-9._-], not starting with '.'");
+    }
+    Ok(())
+}
+
+fn check_query_texts(texts: &[String]) -> Result<()> {
+    for t in texts {
         if t.trim().is_empty() || t.contains(['\n', '\r']) {
             bail!("--query-text {t:?}: give one non-empty line");
         }
-    }
-    let model = match &args.embeddings_url {
-        Some(url) => {
-            let embedder = ModelEmbedder::new(url, &args.embedding_model, args.dims as usize)?;
-            let texts: Vec<&str> = args.query_texts.iter().map(String::as_str).collect();
-            let queries = embedder
-                .embed(&texts, "query")
-                .context("embedding the --query-text queries")?;
-            Some(Model { embedder, queries })
-        }
-        None => None,
-    };
-
-    for spec in &specs {
-        let r = podcast::generate(&args, &args.out, spec, model.as_ref())?;
-        println!(
-            "{}: {} items, {} dims, {} bytes ({} episodes, {} transcripts)",
-            r.rag_path.display(),
-            r.items,
-            r.dims,
-            r.bytes,
-            args.episodes,
-            r.transcripts
-        );
     }
     Ok(())
 }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::clusters::Embedder;
-use crate::embeddings::ModelEmbedder;
+use crate::clusters::RandomEmbedder;
+use crate::embeddings::Model;
+use crate::episodes::Episode;
 use crate::files::{self, write_pretty};
 use crate::items::Item;
 use crate::rag::{self, is_null, Embeddings, Vectors};
@@ -29,13 +30,17 @@ pub struct PodcastReport {
     pub transcripts: usize,
 }
 
-/// The real model and the query vectors of `--query-text`, with `--embeddings-url`.
-pub struct Model {
-    pub embedder: ModelEmbedder,
-    pub queries: Vec<Vec<f32>>,
+/// Where the embeddings of a podcast come from.
+enum Source<'a> {
+    /// None: the podcast is built without embeddings.
+    None,
+    /// Random clustered vectors.
+    Random(RandomEmbedder),
+    /// The real model of `--embeddings-url`.
+    Model(&'a Model),
 }
 
-/// Writes the podcast `spec` below `root`.
+/// Writes the podcast `spec` below `root`, with `model`'s embeddings if there is one.
 pub fn generate(
     args: &Args,
     root: &Path,
@@ -52,23 +57,7 @@ pub fn generate(
     }
 
     let episodes = episodes::generate(id, seed, args.episodes);
-    let mut tally = Tally::default();
-    let mut has_transcript = Vec::with_capacity(episodes.len());
-    for ep in &episodes {
-        episodes::write(&ep_dir, ep)?;
-
-        let with_ts = args.transcripts_every > 0 && ep.number % args.transcripts_every == 0;
-        has_transcript.push(with_ts);
-        if !with_ts {
-            continue;
-        }
-        let ts = transcripts::generate(ep, seed, args.transcript_entries, spec.with_embeddings);
-        tally.count(ep.number, &ts);
-        write_pretty(&ep_dir.join(transcripts::file_name(ep.number)), &ts, false)?;
-    }
-    speakers::write(&sp_dir, tally, seed)?;
-
-    // RAG database.
+    let has_transcript = write_episodes(args, spec, seed, &episodes, &ep_dir, &sp_dir)?;
     let items = items::generate(
         seed,
         args.items as usize,
@@ -76,72 +65,44 @@ pub fn generate(
         &episodes,
         &has_transcript,
     );
-    let null_every = if spec.with_embeddings {
-        args.null_embedding_every
-    } else {
-        None
+
+    let source = match (spec.with_embeddings, model) {
+        (false, _) => Source::None,
+        (true, None) => Source::Random(RandomEmbedder::new(args.dims as usize, mix(seed, 4))),
+        (true, Some(m)) => Source::Model(m),
     };
-    let embedder = (spec.with_embeddings && model.is_none())
-        .then(|| Embedder::new(args.dims as usize, mix(seed, 4)));
-    // The model's passage embeddings of exactly the `text` each item is written with.
-    let model_vectors: Vec<Option<Vec<f32>>> = match model {
-        Some(m) if spec.with_embeddings => {
-            let wanted: Vec<&Item> = items.iter().filter(|i| !is_null(null_every, i)).collect();
-            let texts: Vec<&str> = wanted.iter().map(|i| i.text.as_str()).collect();
-            let mut fetched = m
-                .embedder
-                .embed(&texts, "passage")
-                .with_context(|| format!("embedding the items of {id}"))?
-                .into_iter();
-            items
-                .iter()
-                .map(|i| {
-                    if is_null(null_every, i) {
-                        None
-                    } else {
-                        fetched.next()
-                    }
-                })
-                .collect()
-        }
+    let null_every = args.null_embedding_every.filter(|_| spec.with_embeddings);
+    let model_vectors = match &source {
+        Source::Model(m) => passage_vectors(m, &items, null_every)
+            .with_context(|| format!("embedding the items of {id}"))?,
         _ => Vec::new(),
     };
-    let vectors = match (&embedder, model) {
-        (Some(e), _) => Vectors::Random(e),
-        (None, Some(_)) if spec.with_embeddings => Vectors::Model(&model_vectors),
-        _ => Vectors::None,
+    let (model_name, vectors) = match &source {
+        Source::None => (None, Vectors::None),
+        Source::Random(e) => (Some(args.model.as_str()), Vectors::Random(e)),
+        Source::Model(m) => (
+            Some(m.embedder.model.as_str()),
+            Vectors::Model(&model_vectors),
+        ),
     };
     let dims = if spec.with_embeddings { args.dims } else { 0 };
     let rag_path = db_dir.join("rag-embeddings.json");
-    let bytes = rag::write(
-        &rag_path,
-        id,
-        args.episodes,
-        &items,
-        Embeddings {
-            model: spec.with_embeddings.then_some(match model {
-                Some(m) => m.embedder.model.as_str(),
-                None => args.model.as_str(),
-            }),
-            dims,
-            vectors,
-            null_every,
-        },
-    )?;
-    if let (Some(embedder), 1.., false) = (&embedder, args.queries, items.is_empty()) {
-        // Ids past every item id, so no query equals an item's vector.
-        let queries: Vec<Vec<f32>> = (0..args.queries)
-            .map(|q| {
-                // Near the cluster of an item spread evenly through the podcast, so every
-                // query has neighbours to find.
-                let anchor = &items[q as usize * items.len() / args.queries as usize];
-                embedder.embed(u64::MAX - u64::from(q), anchor.cluster)
-            })
-            .collect();
-        queries::write(root, id, &queries, None)?;
-    }
-    if let (Some(m), true, false) = (model, spec.with_embeddings, args.query_texts.is_empty()) {
-        queries::write(root, id, &m.queries, Some(&args.query_texts))?;
+    let embeddings = Embeddings {
+        model: model_name,
+        dims,
+        vectors,
+        null_every,
+    };
+    let bytes = rag::write(&rag_path, id, args.episodes, &items, embeddings)?;
+
+    match &source {
+        Source::Random(e) if args.queries > 0 && !items.is_empty() => {
+            queries::write(root, id, &queries::random(e, &items, args.queries), None)?;
+        }
+        Source::Model(m) if !args.query_texts.is_empty() => {
+            queries::write(root, id, &m.queries, Some(&args.query_texts))?;
+        }
+        _ => {}
     }
     Ok(PodcastReport {
         rag_path,
@@ -150,4 +111,56 @@ pub fn generate(
         bytes,
         transcripts: has_transcript.iter().filter(|&&b| b).count(),
     })
+}
+
+/// Writes the metadata of `episodes` and the transcripts of every `--transcripts-every`-th to
+/// `ep_dir`, and the speakers the transcripts tell of to `sp_dir`. Returns which episodes have
+/// a transcript, in episode order.
+fn write_episodes(
+    args: &Args,
+    spec: &PodcastSpec,
+    seed: u64,
+    episodes: &[Episode],
+    ep_dir: &Path,
+    sp_dir: &Path,
+) -> Result<Vec<bool>> {
+    let mut tally = Tally::default();
+    let mut has_transcript = Vec::with_capacity(episodes.len());
+    for ep in episodes {
+        episodes::write(ep_dir, ep)?;
+        let with_ts = args.transcripts_every > 0 && ep.number % args.transcripts_every == 0;
+        has_transcript.push(with_ts);
+        if with_ts {
+            let ts = transcripts::generate(ep, seed, args.transcript_entries, spec.with_embeddings);
+            tally.count(ep.number, &ts);
+            write_pretty(&ep_dir.join(transcripts::file_name(ep.number)), &ts, false)?;
+        }
+    }
+    speakers::write(sp_dir, tally, seed)?;
+    Ok(has_transcript)
+}
+
+/// The model's passage embeddings of exactly the `text` each item is written with, in item
+/// order; `None` for the items whose embedding `null_every` makes null.
+fn passage_vectors(
+    model: &Model,
+    items: &[Item],
+    null_every: Option<u64>,
+) -> Result<Vec<Option<Vec<f32>>>> {
+    let texts: Vec<&str> = items
+        .iter()
+        .filter(|i| !is_null(null_every, i))
+        .map(|i| i.text.as_str())
+        .collect();
+    let mut fetched = model.embedder.embed(&texts, "passage")?.into_iter();
+    Ok(items
+        .iter()
+        .map(|i| {
+            if is_null(null_every, i) {
+                None
+            } else {
+                fetched.next()
+            }
+        })
+        .collect())
 }

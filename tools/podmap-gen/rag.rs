@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 
-use crate::clusters::Embedder;
+use crate::clusters::RandomEmbedder;
 use crate::files::write_pretty;
 use crate::items::Item;
 
@@ -108,7 +108,7 @@ pub enum Vectors<'a> {
     /// `"embedding": null` everywhere (the podcast built without embeddings).
     None,
     /// Random clustered vectors, computed as each item is written.
-    Random(&'a Embedder),
+    Random(&'a RandomEmbedder),
     /// The model's vectors, one per item in item order (`None` for the items
     /// of `--null-embedding-every`).
     Model(&'a [Option<Vec<f32>>]),
