@@ -6,7 +6,8 @@ use crate::rng::{mix, Rng};
 
 /// Cluster centres per podcast.
 const N_CLUSTERS: usize = 16;
-/// How far (relative to a centre) the vectors scatter around it.
+/// Standard deviation of each coordinate's scatter around its centre (whose coordinates are
+/// standard normal).
 const NOISE: f64 = 0.8;
 
 /// One of the clusters, at random: the theme of an episode, or of one of its items.

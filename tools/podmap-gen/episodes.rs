@@ -28,6 +28,7 @@ pub struct Episode {
     /// Guests talking in the transcript (2-4 speakers including the host).
     pub guests: Vec<String>,
     pub chapters: Vec<String>,
+    /// The cluster most of its items' random embeddings are near.
     pub theme: usize,
 }
 

@@ -12,7 +12,7 @@ use crate::text::{noun, text, topic_phrase, COARSE_SUBJECTS};
 use crate::time::hms;
 use crate::transcripts;
 
-/// One RAG item without its embedding (generated lazily while streaming).
+/// One RAG item without its embedding (`rag` adds that as it writes the item).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Item {
@@ -30,12 +30,13 @@ pub struct Item {
     summary: String,
     source: ItemSource,
     pub text: String,
+    /// The cluster its random embedding is near.
     #[serde(skip)]
     pub cluster: usize,
 }
 
 #[derive(Serialize, Clone)]
-pub struct Subject {
+struct Subject {
     coarse: Option<String>,
     fine: Option<String>,
 }

@@ -22,6 +22,11 @@
 //! * `podcasts/<id>/episodes/<n>-ts.json`: transcripts.
 //! * `podcasts/<id>/speakers/index.json`, `<slug>.md`, `<slug>-meta.json`.
 //! * `queries/<id>.json` (and `<id>.txt`): query vectors (and their texts).
+//!
+//! `podcast` generates one podcast in the order its files are written: `episodes`,
+//! `transcripts`, `speakers`, `items`, `rag` (with `clusters` for random embeddings or
+//! `embeddings` for a real model's), `queries`. Below them: `text` (German-like words),
+//! `time`, `rng`, `files`.
 
 mod clusters;
 mod embeddings;

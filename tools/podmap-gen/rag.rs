@@ -1,5 +1,5 @@
 //! The RAG database `db/<id>/rag-embeddings.json`, byte for byte as the original writes it
-//! (`JSON.stringify(db, null, 2) + "\n"`), streamed item by item with each item's embedding
+//! (`JSON.stringify(db, null, 2) + "\n"`), streamed item by item with each random embedding
 //! made just before it is written, so a 300 MB file never sits in memory.
 
 use std::path::Path;
