@@ -1,17 +1,23 @@
 //! podmap: a memory-mapped binary index engine for podcast archives.
 //!
-//! Data flows one way, and the modules follow it:
+//! Data flows one way, and the modules follow it (`docs/ARCHITECTURE.md` shows the layers and
+//! what each may import):
 //!
-//! 1. [`input`] — the original JSON layout (`db/<podcast>/rag-embeddings.json`), streamed.
-//! 2. [`convert`] — turns each podcast's JSON into an archive, in parallel, atomically.
+//! 1. [`input`] — the original JSON layout (`db/<podcast>/rag-embeddings.json`,
+//!    `podcasts/<podcast>/…`), streamed, as plain values.
+//! 2. [`convert`] — turns those values into archive records, one podcast per task, atomically.
 //! 3. [`archive`] — the on-disk format: header, raw f32 matrix, rkyv records; and its writer.
-//! 4. [`index`] — an archive memory-mapped and validated, read in place.
-//! 5. [`search`] — exact top-k cosine over the mapped matrix, filters, lexical fallback.
+//! 4. [`index`] — an archive memory-mapped and checked, read in place through typed views.
+//! 5. [`search`] — exact top-k cosine over the mapped matrix, shared scan passes, lexical
+//!    fallback, hits grouped into ranked episodes.
+//! 6. [`server`] (feature `server`) — the original HTTP API over the mapped indexes.
 //!
-//! 6. [`server`] — the original HTTP API over the mapped indexes (`podmap serve`).
+//! Beside the flow: [`transcript`] holds the original's time and excerpt rules that both data
+//! paths share; [`json_index`] keeps the original in-memory JSON path as a baseline behind the
+//! same [`search::SearchIndex`] trait, so the two are compared with the same code; [`mem`]
+//! reads the process's memory figures for benchmarks; [`error`] is the one error type.
 //!
-//! [`json_index`] keeps the original in-memory JSON path as a baseline behind the same
-//! [`search::SearchIndex`] trait, so the two are compared with the same code.
+//! With `default-features = false` the library has no async runtime and no HTTP stack.
 //!
 //! ```
 //! use podmap::convert::convert_podcast;
@@ -44,15 +50,19 @@
 #[cfg(target_endian = "big")]
 compile_error!("podmap reads its archives in place and supports little-endian targets only");
 
+// The data flow, in order.
 pub mod archive;
 pub mod convert;
-pub mod error;
 pub mod index;
 pub mod input;
+pub mod search;
+#[cfg(feature = "server")]
+pub mod server;
+
+// Beside it.
+pub mod error;
 pub mod json_index;
 pub mod mem;
-pub mod search;
-pub mod server;
 pub mod transcript;
 
 pub use error::{ArchiveFault, Error, Result};

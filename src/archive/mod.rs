@@ -23,5 +23,29 @@ pub use format::{Header, SectionKind, FORMAT_VERSION, MAGIC};
 pub use records::{ItemRecord, ManifestRecord, PodcastRecord, Slot, SubjectRecord};
 pub use writer::{ArchiveWriter, Provenance, WrittenArchive};
 
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
 /// File name of a podcast's archive inside `<INDEX_DIR>/<podcast>/`.
 pub const ARCHIVE_FILE: &str = "rag.podmap";
+
+/// Where `podmap convert` puts a podcast's archive.
+pub fn archive_path(index_dir: &Path, podcast: &str) -> PathBuf {
+    index_dir.join(podcast).join(ARCHIVE_FILE)
+}
+
+/// Lists `<index_dir>/*/rag.podmap`, sorted by podcast id.
+pub fn list_archives(index_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let entries = std::fs::read_dir(index_dir).map_err(|e| Error::io(index_dir, e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(index_dir, e))?;
+        let path = entry.path().join(ARCHIVE_FILE);
+        if let (true, Some(id)) = (path.is_file(), entry.file_name().to_str()) {
+            found.push((id.to_owned(), path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}

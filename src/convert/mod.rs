@@ -2,7 +2,7 @@
 //!
 //! Podcasts convert in parallel. Each one streams its RAG file item by item into an
 //! [`ArchiveWriter`], then archives its transcripts one at a time, its episodes and speakers.
-//! The input's plain values become archive records in [`records`], the one place that knows
+//! The input's plain values become archive records in `convert::records`, the one place that knows
 //! both shapes.
 //! One podcast's failure does not stop the others; every outcome is reported. An archive whose
 //! header records the same input fingerprint (names, sizes and mtimes of every input file) and
@@ -19,9 +19,8 @@ use rayon::prelude::*;
 
 use crate::archive::format::{Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::archive::records::{schema_hash, EpisodeRecord};
-use crate::archive::{ArchiveWriter, Provenance, WrittenArchive};
+use crate::archive::{archive_path, ArchiveWriter, Provenance, WrittenArchive};
 use crate::error::{Error, Result};
-use crate::index::archive_path;
 use crate::input::library::{self, LibraryScan};
 use crate::input::{self, InputFingerprint, ItemSink, PodcastSource, RagHeader, RawItem};
 

@@ -21,12 +21,12 @@ use rayon::prelude::*;
 
 use crate::archive::format::{Header, SectionKind, HEADER_SIZE};
 use crate::archive::records::schema_hash;
-use crate::archive::ARCHIVE_FILE;
 use crate::error::{ArchiveFault, Error, Result};
 use crate::search::scan::{self, Matrix};
 use crate::search::{Filter, Hit, ItemView, SearchIndex};
 use mapping::{Mapped, RawMapping, RecordFault, Sections};
 
+pub use crate::archive::{archive_path, list_archives};
 pub use views::{Entry, Episode, Item, Manifest, Speaker, Speakers, Transcript};
 
 /// An opened archive.
@@ -399,26 +399,6 @@ impl MmapIndex {
             None => Ok(()),
         }
     }
-}
-
-/// Where `podmap convert` puts a podcast's archive.
-pub fn archive_path(index_dir: &Path, podcast: &str) -> PathBuf {
-    index_dir.join(podcast).join(ARCHIVE_FILE)
-}
-
-/// Lists `<index_dir>/*/rag.podmap`, sorted by podcast id.
-pub fn list_archives(index_dir: &Path) -> Result<Vec<(String, PathBuf)>> {
-    let entries = std::fs::read_dir(index_dir).map_err(|e| Error::io(index_dir, e))?;
-    let mut found = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(index_dir, e))?;
-        let path = entry.path().join(ARCHIVE_FILE);
-        if let (true, Some(id)) = (path.is_file(), entry.file_name().to_str()) {
-            found.push((id.to_owned(), path));
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 impl Matrix for MmapIndex {

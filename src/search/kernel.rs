@@ -77,19 +77,22 @@ mod x86 {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut i = 0;
-        // SAFETY (all loads): every offset read is below `n`, and `n` is within both slices;
-        // `loadu` has no alignment requirement.
         while i + 32 <= n {
             for (lane, acc) in acc.iter_mut().enumerate() {
                 let off = i + lane * 8;
+                // SAFETY: `off + 8 <= i + 32 <= n`, and `n` is within both slices; `loadu`
+                // has no alignment requirement.
                 let x = unsafe { _mm256_loadu_ps(pa.add(off)) };
+                // SAFETY: as for `x`.
                 let y = unsafe { _mm256_loadu_ps(pb.add(off)) };
                 *acc = _mm256_fmadd_ps(x, y, *acc);
             }
             i += 32;
         }
         while i + 8 <= n {
+            // SAFETY: `i + 8 <= n`, and `n` is within both slices; unaligned loads.
             let x = unsafe { _mm256_loadu_ps(pa.add(i)) };
+            // SAFETY: as for `x`.
             let y = unsafe { _mm256_loadu_ps(pb.add(i)) };
             acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
             i += 8;
