@@ -36,6 +36,9 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const MIN_FORMAT_VERSION: u32 = 2;
 pub const HEADER_SIZE: usize = 4096;
 pub const MAX_MODEL_LEN: usize = 256;
+/// Largest embedding dimension accepted. Real models use up to a few thousand; the cap stops a
+/// hostile `embeddingDimensions` from sizing rows of gigabytes.
+pub const MAX_DIMS: usize = 65_536;
 pub const MAX_SECTIONS: usize = 16;
 /// Alignment of the matrix section: a page, so it can be advised separately and every
 /// SIMD load of a row start is aligned.
@@ -282,7 +285,7 @@ impl Header {
 
 fn check_section(s: &Section, file_len: u64) -> Result<(), ArchiveFault> {
     let name = s.kind.name();
-    if !s.align.is_power_of_two() || s.offset % u64::from(s.align) != 0 {
+    if !s.align.is_power_of_two() || !s.offset.is_multiple_of(u64::from(s.align)) {
         return Err(ArchiveFault::Layout(format!(
             "{name} section at offset {} is not aligned to {}",
             s.offset, s.align

@@ -1,9 +1,10 @@
 //! Writes one archive, atomically.
 //!
 //! Sections are written in file order, each streamed as its input arrives: matrix rows as RAG
-//! items are parsed, then the items (held until the matrix is complete: they are the output's
-//! own metadata, a few KB per item), then one transcript at a time, then the episodes, the
-//! speakers and the meta record. Everything goes to a temporary file in the destination
+//! items are parsed, then the items (spilled to an unnamed temporary file until the matrix is
+//! complete, so memory holds one item at a time), then one transcript at a time, serialized
+//! straight into the file, then the episodes, the speakers and the meta record. Memory is
+//! bounded by a small multiple of the largest single item or transcript, not by the podcast. Everything goes to a temporary file in the destination
 //! folder; [`ArchiveWriter::finish`] writes the header, fsyncs and renames the file into place.
 //! Until that rename the previous archive is untouched, so a failed or interrupted conversion
 //! leaves it as it was. A temporary file is removed when the writer is dropped unfinished.
@@ -19,7 +20,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::format::{
     align_up, Header, Section, SectionKind, FORMAT_VERSION, HEADER_SIZE, ITEM_ALIGN, MATRIX_ALIGN,
-    MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
+    MAX_DIMS, MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
 };
 use super::records::{
     schema_hash, EpisodeRecord, ItemRecord, ManifestRecord, PodcastRecord, Slot, SpeakersRecord,
@@ -37,6 +38,32 @@ pub struct WrittenArchive {
     pub episodes: u64,
     pub transcripts: u64,
     pub bytes: u64,
+}
+
+/// Writes one record's bytes into the archive while hashing and counting them for its slot.
+pub(crate) struct SlotWriter<'w> {
+    archive: &'w mut ArchiveWriter,
+    hash: Xxh3,
+    len: u64,
+    /// The archive's own error, kept so it is reported as itself, not as rkyv's.
+    failure: Option<Error>,
+}
+
+impl Write for SlotWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Err(e) = self.archive.write(bytes) {
+            let message = e.to_string();
+            self.failure = Some(e);
+            return Err(std::io::Error::other(message));
+        }
+        self.hash.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What the archive was made from: the inputs' total size and a fingerprint of their names,
@@ -64,13 +91,18 @@ pub struct ArchiveWriter {
     sections: Vec<Section>,
     open: Option<OpenSection>,
     dims: Option<usize>,
-    /// Leading rows without an embedding, written once the dimension is known.
+    /// `embeddingDimensions` as the file declares it; rows are sized by the first real
+    /// embedding, which must match it.
+    declared_dims: Option<usize>,
+    /// Leading rows without an embedding, written once the first embedding fixes the
+    /// dimension (never, if none comes: items without vectors then need no rows at all).
     pending_zero_rows: u64,
     row_bytes: Vec<u8>,
     model: Option<String>,
     record: PodcastRecord,
-    /// The items section, built while the matrix is streamed.
-    items: Vec<u8>,
+    /// The items section, spilled to an unnamed temporary file while the matrix is streamed.
+    items: BufWriter<File>,
+    items_len: u64,
     embedded: u64,
     transcripts: BTreeMap<u32, Slot>,
 }
@@ -81,11 +113,18 @@ impl ArchiveWriter {
     pub fn create(final_path: &Path, podcast_id: &str, input: &Path) -> Result<Self> {
         let dir = final_path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        remove_stale_temporaries(dir);
         let tmp = tempfile::Builder::new()
-            .prefix(".rag.podmap.")
-            .suffix(".tmp")
+            .prefix(TMP_PREFIX)
+            .suffix(TMP_SUFFIX)
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
+        // Held until the file is renamed into place or removed: it tells a later conversion
+        // that this temporary file is in use, not left behind by a killed one.
+        tmp.as_file()
+            .try_lock()
+            .map_err(|e| Error::io(tmp.path(), std::io::Error::other(e.to_string())))?;
+        let items = tempfile::tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
         let mut writer = ArchiveWriter {
             final_path: final_path.to_path_buf(),
             input: input.to_path_buf(),
@@ -94,6 +133,7 @@ impl ArchiveWriter {
             sections: Vec::new(),
             open: None,
             dims: None,
+            declared_dims: None,
             pending_zero_rows: 0,
             row_bytes: Vec::new(),
             model: None,
@@ -109,7 +149,8 @@ impl ArchiveWriter {
                 transcripts: Vec::new(),
                 speakers: Slot::default(),
             },
-            items: Vec::new(),
+            items: BufWriter::with_capacity(1 << 20, items),
+            items_len: 0,
             embedded: 0,
             transcripts: BTreeMap::new(),
         };
@@ -125,9 +166,13 @@ impl ArchiveWriter {
             Some(d) if d > 0 => {
                 let d = usize::try_from(d)
                     .ok()
-                    .filter(|&d| d <= u32::MAX as usize / 4)
-                    .ok_or_else(|| self.invalid(format!("embeddingDimensions {d} is too large")))?;
-                self.set_dims(d)?;
+                    .filter(|&d| d <= MAX_DIMS)
+                    .ok_or_else(|| {
+                        self.invalid(format!(
+                            "embeddingDimensions {d} is larger than the {MAX_DIMS} podmap supports"
+                        ))
+                    })?;
+                self.declared_dims = Some(d);
             }
             _ => {}
         }
@@ -137,10 +182,32 @@ impl ArchiveWriter {
     /// Appends one RAG item: its embedding (if any) to the matrix, its record to the items.
     pub fn push(&mut self, record: ItemRecord, embedding: Option<&[f32]>) -> Result<()> {
         let norm = match embedding {
+            Some([]) => {
+                return Err(self.invalid(format!(
+                    "item {}: embedding is empty (an item without one has \"embedding\": null)",
+                    record.id
+                )))
+            }
             Some(v) => {
                 let dims = match self.dims {
                     Some(d) => d,
                     None => {
+                        let expected = self.declared_dims.unwrap_or(v.len());
+                        if v.len() != expected {
+                            return Err(Error::EmbeddingDimension {
+                                path: self.input.clone(),
+                                id: record.id,
+                                found: v.len(),
+                                expected,
+                            });
+                        }
+                        if v.len() > MAX_DIMS {
+                            return Err(self.invalid(format!(
+                                "item {}: embedding has {} dimensions, more than the {MAX_DIMS} podmap supports",
+                                record.id,
+                                v.len()
+                            )));
+                        }
                         self.set_dims(v.len())?;
                         v.len()
                     }
@@ -182,9 +249,13 @@ impl ArchiveWriter {
         self.record.norms.push(norm);
         let bytes = rkyv::to_bytes::<rancor::Error>(&record)
             .map_err(|e| self.invalid(format!("item {}: cannot archive: {e}", record.id)))?;
-        let offset = align_up(self.items.len() as u64, ITEM_ALIGN);
-        self.items.resize(offset as usize, 0);
-        self.items.extend_from_slice(&bytes);
+        let offset = align_up(self.items_len, ITEM_ALIGN);
+        let padding = [0u8; ITEM_ALIGN as usize];
+        self.items
+            .write_all(&padding[..(offset - self.items_len) as usize])
+            .and_then(|()| self.items.write_all(&bytes))
+            .map_err(|e| Error::io(&self.final_path, e))?;
+        self.items_len = offset + bytes.len() as u64;
         self.record.items.push(Slot {
             offset,
             len: bytes.len() as u64,
@@ -201,10 +272,30 @@ impl ArchiveWriter {
         }
         self.close_section()?;
         self.open_section(SectionKind::Items, META_ALIGN)?;
-        let items = std::mem::take(&mut self.items);
-        self.write(&items)?;
+        self.copy_spilled_items()?;
         self.close_section()?;
         self.open_section(SectionKind::Transcripts, META_ALIGN)
+    }
+
+    /// Appends the spilled item records to the open items section.
+    fn copy_spilled_items(&mut self) -> Result<()> {
+        let path = self.final_path.clone();
+        let io = |e| Error::io(&path, e);
+        self.items.flush().map_err(io)?;
+        let spill = self.items.get_mut();
+        spill.seek(SeekFrom::Start(0)).map_err(io)?;
+        let mut reader = std::io::BufReader::new(spill.try_clone().map_err(io)?);
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut reader, &mut chunk).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            self.write(&chunk[..n])?;
+        }
+        // The spill is no longer needed; release its disk space early.
+        self.items.get_mut().set_len(0).map_err(io)?;
+        Ok(())
     }
 
     /// Appends episode `number`'s transcript (after [`ArchiveWriter::end_rag`]).
@@ -301,27 +392,42 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Archives `value` with rkyv into the open section, 16-aligned from its start.
+    /// Archives `value` with rkyv into the open section, 16-aligned from its start. The bytes
+    /// go straight to the file (no buffer the size of the record), with the slot's checksum
+    /// computed on the way.
     fn write_blob<T>(&mut self, value: &T, what: &str) -> Result<Slot>
     where
-        T: for<'a> rkyv::Serialize<
+        T: for<'a, 'b, 'c> rkyv::Serialize<
             rkyv::api::high::HighSerializer<
-                rkyv::util::AlignedVec,
+                rkyv::ser::writer::IoWriter<&'b mut SlotWriter<'c>>,
                 rkyv::ser::allocator::ArenaHandle<'a>,
                 rancor::Error,
             >,
         >,
     {
-        let bytes = rkyv::to_bytes::<rancor::Error>(value)
-            .map_err(|e| self.invalid(format!("cannot archive {what}: {e}")))?;
         let section_start = self.open.as_ref().expect("a section is open").offset;
         let offset = align_up(self.pos - section_start, ITEM_ALIGN);
         self.write(&vec![0u8; (offset - (self.pos - section_start)) as usize])?;
-        self.write(&bytes)?;
+        let mut slot = SlotWriter {
+            archive: self,
+            hash: Xxh3::new(),
+            len: 0,
+            failure: None,
+        };
+        let written = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
+            value,
+            rkyv::ser::writer::IoWriter::new(&mut slot),
+        )
+        .map(drop);
+        let (hash, len, failure) = (slot.hash.digest(), slot.len, slot.failure.take());
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        written.map_err(|e| self.invalid(format!("cannot archive {what}: {e}")))?;
         Ok(Slot {
             offset,
-            len: bytes.len() as u64,
-            checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
+            len,
+            checksum: hash,
         })
     }
 
@@ -427,6 +533,33 @@ fn by_date(episodes: &[EpisodeRecord]) -> Vec<u32> {
         date(eb).cmp(&date(ea)).then(eb.number.cmp(&ea.number))
     });
     order
+}
+
+const TMP_PREFIX: &str = ".rag.podmap.";
+const TMP_SUFFIX: &str = ".tmp";
+
+/// Removes the temporary files of conversions that were killed before they finished (they
+/// can be as large as the archive). A file whose lock can be taken has no live writer; one
+/// being written by a concurrent conversion is locked and left alone.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            // Best effort: a file that cannot be removed is tried again next time.
+            let _ = fs::remove_file(&path);
+        }
+    }
 }
 
 /// Temporary files are created private (0600); an archive is data for the server to read,

@@ -8,7 +8,7 @@
 //! header records the same input fingerprint (names, sizes and mtimes of every input file) and
 //! this build's format is left alone unless `force` is set.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -101,7 +101,13 @@ fn convert_one(source: &PodcastSource, opts: &ConvertOptions, progress: &MultiPr
     let started = Instant::now();
     let mut warnings = Vec::new();
     let mut input_bytes = 0;
-    let result = (|| {
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(reason) = input::podcast_id_problem(&source.id) {
+            return Err(Error::InvalidInput {
+                path: source.main_input(),
+                reason: format!("cannot be served under this name: {reason}; rename the folder"),
+            });
+        }
         let (scan, fingerprint) = inputs(source)?;
         input_bytes = fingerprint.len;
         let out = archive_path(&opts.out_dir, &source.id);
@@ -121,7 +127,19 @@ fn convert_one(source: &PodcastSource, opts: &ConvertOptions, progress: &MultiPr
         bar.finish_and_clear();
         progress.remove(&bar);
         written.map(Outcome::Converted)
-    })();
+    }));
+    // A bug in one podcast's conversion must not take the others' reports with it.
+    let result = attempt.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::InvalidInput {
+            path: source.main_input(),
+            reason: format!("conversion failed on an internal error ({what}); the previous archive is untouched"),
+        })
+    });
     Report {
         podcast: source.id.clone(),
         input_bytes,
@@ -146,6 +164,7 @@ pub fn convert_podcast(
 
 /// Lists a podcast's input files and fingerprints them (their names, sizes and mtimes).
 fn inputs(source: &PodcastSource) -> Result<(LibraryScan, InputFingerprint)> {
+    source.check_readable()?;
     let scan = match &source.podcast_dir {
         Some(dir) => library::read_episode_dir(dir)?,
         None => LibraryScan::default(),
@@ -164,20 +183,34 @@ fn convert_podcast_with(
     bar: &ProgressBar,
     warnings: &mut Vec<String>,
 ) -> Result<WrittenArchive> {
+    warnings.extend(scan.warnings.iter().cloned());
     let writer = ArchiveWriter::create(out, &source.id, &source.main_input())?;
     let mut sink = Sink {
         writer,
         topics: BTreeMap::new(),
+        ids: HashMap::new(),
     };
     match &source.rag_file {
         Some(rag) => {
             let wrap = |file: File| -> Box<dyn Read> { Box::new(bar.wrap_read(file)) };
             let tail = input::stream_rag_file(rag, &mut sink, wrap)?;
             sink.writer.end_rag(Some(records::manifest(&tail)))?;
+            let mut repeated: Vec<(u32, u32)> = sink
+                .ids
+                .iter()
+                .filter(|(_, &n)| n > 1)
+                .map(|(&id, &n)| (id, n))
+                .collect();
+            repeated.sort_unstable();
+            for (id, n) in repeated {
+                warnings.push(format!("{}: item id {id} appears {n} times", rag.display()));
+            }
         }
         None => sink.writer.end_rag(None)?,
     }
-    let Sink { mut writer, topics } = sink;
+    let Sink {
+        mut writer, topics, ..
+    } = sink;
 
     for (&number, path) in &scan.transcripts {
         let file = library::read_transcript(path)?;
@@ -194,7 +227,9 @@ fn convert_podcast_with(
         let meta = scan
             .metadata
             .get(&number)
-            .map(|path| library::read_episode_meta(path).map(records::episode_meta))
+            .map(|path| {
+                library::read_episode_meta(path).map(|m| records::episode_meta(m, path, warnings))
+            })
             .transpose()?;
         episodes.push(EpisodeRecord {
             number,
@@ -204,7 +239,14 @@ fn convert_podcast_with(
             topics: topics.get(&number).cloned().unwrap_or_default(),
         });
     }
-    let speakers = library::read_speakers(scan)?.map(records::speakers);
+    let speakers = library::read_speakers(scan)?.map(|rows| {
+        let index = scan
+            .speakers_dir
+            .as_deref()
+            .map(|d| d.join("index.json"))
+            .unwrap_or_default();
+        records::speakers(rows, &index, warnings)
+    });
     let provenance = Provenance {
         len: fingerprint.len,
         fingerprint: fingerprint.hash,
@@ -217,6 +259,8 @@ struct Sink {
     writer: ArchiveWriter,
     /// Episode → distinct non-blank topics, in item order.
     topics: BTreeMap<u32, Vec<String>>,
+    /// How often each item id occurs (ids should be unique; repeats are reported).
+    ids: HashMap<u32, u32>,
 }
 
 impl ItemSink for Sink {
@@ -231,6 +275,7 @@ impl ItemSink for Sink {
                 topics.push(topic.to_owned());
             }
         }
+        *self.ids.entry(item.id).or_default() += 1;
         let (record, embedding) = records::item(item);
         self.writer.push(record, embedding.as_deref())
     }

@@ -55,7 +55,19 @@ pub(crate) fn manifest(tail: &RagTail) -> ManifestRecord {
     }
 }
 
-pub(crate) fn episode_meta(meta: EpisodeMeta) -> EpisodeMetaRecord {
+/// Episode metadata as written. A `duration` that is not `[h, m, s]` is kept as written but
+/// gives no duration in seconds; a warning names `path`.
+pub(crate) fn episode_meta(
+    meta: EpisodeMeta,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> EpisodeMetaRecord {
+    if let Some(d) = meta.duration.as_ref().filter(|d| d.len() != 3) {
+        warnings.push(format!(
+            "{}: duration {d:?} is not [h, m, s]; the episode has no duration",
+            path.display()
+        ));
+    }
     EpisodeMetaRecord {
         title: meta.title,
         number: meta.number,
@@ -120,8 +132,13 @@ pub(crate) fn transcript(
     }
 }
 
-/// The speakers in index order, with the slug order lookups search.
-pub(crate) fn speakers(rows: Vec<SpeakerRow>) -> SpeakersRecord {
+/// The speakers in index order, with the slug order lookups search. A slug that appears more
+/// than once is reported (naming `path`); lookups find its first row, as the original's.
+pub(crate) fn speakers(
+    rows: Vec<SpeakerRow>,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> SpeakersRecord {
     let rows: Vec<SpeakerRecord> = rows
         .into_iter()
         .map(|r| SpeakerRecord {
@@ -136,7 +153,20 @@ pub(crate) fn speakers(rows: Vec<SpeakerRow>) -> SpeakersRecord {
         })
         .collect();
     let mut by_slug: Vec<u32> = (0..rows.len() as u32).collect();
+    // Stable: equal slugs keep index order, so the first row comes first.
     by_slug.sort_by(|&a, &b| rows[a as usize].slug.cmp(&rows[b as usize].slug));
+    for pair in by_slug.windows(2) {
+        let (a, b) = (&rows[pair[0] as usize], &rows[pair[1] as usize]);
+        if a.slug == b.slug {
+            warnings.push(format!(
+                "{}: slug {:?} names both {:?} and {:?}; lookups use the first",
+                path.display(),
+                a.slug,
+                a.speaker,
+                b.speaker
+            ));
+        }
+    }
     SpeakersRecord { rows, by_slug }
 }
 

@@ -141,10 +141,10 @@ impl<'a> Episode<'a> {
         let d = self.meta()?.duration.as_ref()?;
         Some(d.iter().map(|v| v.to_native()).collect())
     }
-    /// `duration` in seconds, as the original computes it.
+    /// `duration` in seconds, as the original computes it; `None` unless it is `[h, m, s]`.
     pub fn duration_sec(&self) -> Option<u64> {
         let d = self.meta()?.duration.as_ref()?;
-        Some(duration_seconds(d.iter().map(|v| v.to_native())))
+        (d.len() == 3).then(|| duration_seconds(d.iter().map(|v| v.to_native())))
     }
     /// `speakers` of `<n>.json`; `None` when absent.
     pub fn speakers(&self) -> Option<impl ExactSizeIterator<Item = &'a str> + use<'a>> {
@@ -272,14 +272,14 @@ impl<'a> Speakers<'a> {
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Speaker<'a>> + use<'a> {
         self.0.rows.iter().map(Speaker)
     }
-    /// The row with exactly this slug, by binary search over the slug order.
+    /// The row with exactly this slug, by binary search over the slug order; with a repeated
+    /// slug, its first row in index order.
     pub fn get(&self, slug: &str) -> Option<Speaker<'a>> {
         let rows = &self.0.rows;
         let by_slug = &self.0.by_slug;
-        let found = by_slug
-            .binary_search_by(|&p| rows[p.to_native() as usize].slug.as_str().cmp(slug))
-            .ok()?;
-        Some(Speaker(&rows[by_slug[found].to_native() as usize]))
+        let first = by_slug.partition_point(|&p| rows[p.to_native() as usize].slug.as_str() < slug);
+        let row = &rows[by_slug.get(first)?.to_native() as usize];
+        (row.slug.as_str() == slug).then_some(Speaker(row))
     }
 }
 

@@ -29,6 +29,8 @@ pub struct LibraryScan {
     pub speakers_dir: Option<PathBuf>,
     /// The files of `speakers/` that podmap reads (`index.json`, `*.md`, `*-meta.json`).
     pub speaker_files: Vec<PathBuf>,
+    /// Problems that do not stop the conversion (two files for one episode number).
+    pub warnings: Vec<String>,
 }
 
 impl LibraryScan {
@@ -58,9 +60,9 @@ pub fn read_episode_dir(podcast_dir: &Path) -> Result<LibraryScan> {
     let episodes = podcast_dir.join("episodes");
     for (name, path) in list(&episodes)? {
         if let Some(n) = numbered(&name, ".json") {
-            scan.metadata.insert(n, path);
+            insert_numbered(&mut scan.metadata, n, path, &mut scan.warnings);
         } else if let Some(n) = numbered(&name, "-ts.json") {
-            scan.transcripts.insert(n, path);
+            insert_numbered(&mut scan.transcripts, n, path, &mut scan.warnings);
         } else if let Some(n) = IMAGE_EXTENSIONS
             .iter()
             .find_map(|ext| numbered(&name, &format!(".{ext}")))
@@ -77,7 +79,10 @@ pub fn read_episode_dir(podcast_dir: &Path) -> Result<LibraryScan> {
         }
     }
     let speakers = podcast_dir.join("speakers");
-    if speakers.is_dir() {
+    let is_dir = super::probe(&speakers)
+        .map_err(|e| Error::io(&speakers, e))?
+        .is_some_and(|m| m.is_dir());
+    if is_dir {
         for (name, path) in list(&speakers)? {
             if name == "index.json" || name.ends_with(".md") || name.ends_with("-meta.json") {
                 scan.speaker_files.push(path);
@@ -86,6 +91,41 @@ pub fn read_episode_dir(podcast_dir: &Path) -> Result<LibraryScan> {
         scan.speakers_dir = Some(speakers);
     }
     Ok(scan)
+}
+
+/// Files `7.json` and `007.json` name the same episode. The one written without leading
+/// zeros wins (else the first by name), whatever order the directory lists them in, and a
+/// warning names both.
+fn insert_numbered(
+    files: &mut BTreeMap<u32, PathBuf>,
+    n: u32,
+    path: PathBuf,
+    warnings: &mut Vec<String>,
+) {
+    let canonical = |p: &Path| {
+        let name = p.file_name().and_then(|s| s.to_str()).unwrap_or("");
+        name.strip_prefix(&n.to_string())
+            .is_some_and(|rest| rest.starts_with(['.', '-']))
+    };
+    match files.get(&n) {
+        None => {
+            files.insert(n, path);
+        }
+        Some(kept) => {
+            let (keep, drop) = if canonical(&path) && !canonical(kept) {
+                (path, kept.clone())
+            } else {
+                (kept.clone(), path)
+            };
+            warnings.push(format!(
+                "{} and {} both name episode {n}; using {}",
+                keep.display(),
+                drop.display(),
+                keep.display()
+            ));
+            files.insert(n, keep);
+        }
+    }
 }
 
 fn rank(path: &Path) -> usize {
@@ -108,7 +148,10 @@ fn list(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         if let Some(name) = entry.file_name().to_str() {
             let path = entry.path();
-            if path.is_file() {
+            // A file that cannot be checked fails the podcast: skipping it would convert an
+            // episode as if it did not exist.
+            let meta = super::probe(&path).map_err(|e| Error::io(&path, e))?;
+            if meta.is_some_and(|m| m.is_file()) {
                 files.push((name.to_owned(), path));
             }
         }
@@ -128,7 +171,7 @@ fn numbered(name: &str, suffix: &str) -> Option<u32> {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::json(path, &e))
+    serde_json::from_slice(super::strip_bom(&bytes)).map_err(|e| Error::json(path, &e))
 }
 
 /// `episodes/<n>.json`: the 8 fields the original writes.
@@ -197,6 +240,12 @@ struct SpeakerMetaJson {
     image: Option<String>,
 }
 
+fn is_file(path: &Path) -> Result<bool> {
+    Ok(super::probe(path)
+        .map_err(|e| Error::io(path, e))?
+        .is_some_and(|m| m.is_file()))
+}
+
 /// A row of `speakers/index.json` with its `<slug>.md` profile and the `image` of
 /// `<slug>-meta.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -231,7 +280,7 @@ pub fn read_speakers(scan: &LibraryScan) -> Result<Option<Vec<SpeakerRow>>> {
         return Ok(None);
     };
     let index = dir.join("index.json");
-    if !index.is_file() {
+    if !is_file(&index)? {
         return Ok(None);
     }
     let rows: Vec<SpeakerJson> = read_json(&index)?;
@@ -248,13 +297,13 @@ pub fn read_speakers(scan: &LibraryScan) -> Result<Option<Vec<SpeakerRow>>> {
             });
         }
         let profile_path = dir.join(format!("{}.md", row.slug));
-        let profile = if profile_path.is_file() {
+        let profile = if is_file(&profile_path)? {
             Some(std::fs::read_to_string(&profile_path).map_err(|e| Error::io(&profile_path, e))?)
         } else {
             None
         };
         let meta_path = dir.join(format!("{}-meta.json", row.slug));
-        let image = if meta_path.is_file() {
+        let image = if is_file(&meta_path)? {
             read_json::<SpeakerMetaJson>(&meta_path)?.image
         } else {
             None

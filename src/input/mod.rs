@@ -34,6 +34,9 @@ pub struct PodcastSource {
     pub rag_file: Option<PathBuf>,
     /// `podcasts/<id>/`, when it exists.
     pub podcast_dir: Option<PathBuf>,
+    /// An input whose existence could not be checked (permission denied, I/O error): the
+    /// podcast must fail rather than convert as if that input were absent.
+    pub unreadable: Option<(PathBuf, String)>,
 }
 
 impl PodcastSource {
@@ -41,10 +44,32 @@ impl PodcastSource {
     pub fn at(data_root: &Path, id: &str) -> Self {
         let rag_file = data_root.join("db").join(id).join(RAG_FILE);
         let podcast_dir = data_root.join("podcasts").join(id);
+        let mut unreadable = None;
+        let mut check = |path: &Path, kind: fn(&std::fs::Metadata) -> bool| match probe(path) {
+            Ok(meta) => meta.as_ref().is_some_and(kind),
+            Err(e) => {
+                unreadable.get_or_insert((path.to_path_buf(), e.to_string()));
+                false
+            }
+        };
+        let has_rag = check(&rag_file, std::fs::Metadata::is_file);
+        let has_dir = check(&podcast_dir, std::fs::Metadata::is_dir);
         PodcastSource {
             id: id.to_owned(),
-            rag_file: rag_file.is_file().then_some(rag_file),
-            podcast_dir: podcast_dir.is_dir().then_some(podcast_dir),
+            rag_file: has_rag.then_some(rag_file),
+            podcast_dir: has_dir.then_some(podcast_dir),
+            unreadable,
+        }
+    }
+
+    /// Fails when an input could not be checked (see [`PodcastSource::unreadable`]).
+    pub fn check_readable(&self) -> Result<()> {
+        match &self.unreadable {
+            Some((path, reason)) => Err(Error::io(
+                path,
+                std::io::Error::other(format!("cannot be read: {reason}")),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -73,9 +98,13 @@ pub fn discover_podcasts(data_root: &Path) -> Result<Vec<PodcastSource>> {
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let path = entry.path();
+            // An input that cannot be checked counts as present, so that its podcast fails
+            // with the reason instead of silently converting without it.
             let present = match wanted {
-                Some(file) => path.join(file).is_file(),
-                None => path.is_dir(),
+                Some(file) => {
+                    probe(&path.join(file)).map_or(true, |m| m.is_some_and(|m| m.is_file()))
+                }
+                None => probe(&path).map_or(true, |m| m.is_some_and(|m| m.is_dir())),
             };
             // Podcast ids are used in URLs and file names: a non-UTF-8 or hidden folder
             // cannot be one.
@@ -100,6 +129,51 @@ pub fn discover_podcasts(data_root: &Path) -> Result<Vec<PodcastSource>> {
         .iter()
         .map(|id| PodcastSource::at(data_root, id))
         .collect())
+}
+
+/// Longest podcast id: ids appear in URLs and are looked up by the server, which refuses
+/// longer ones.
+pub const MAX_PODCAST_ID_LEN: usize = 200;
+
+/// Why a folder name cannot be a podcast id, if it cannot: the id is the folder name in the
+/// index directory and the `podcastId` of every request, so it must survive both unchanged.
+pub fn podcast_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() || id.len() > MAX_PODCAST_ID_LEN {
+        return Some(format!(
+            "the folder name is {} bytes long; podcast ids are 1 to {MAX_PODCAST_ID_LEN} bytes",
+            id.len()
+        ));
+    }
+    if id.trim() != id {
+        return Some("the folder name starts or ends with white space, which requests trim".into());
+    }
+    if id.starts_with('.') || id.contains(['/', '\\']) || id.chars().any(char::is_control) {
+        return Some("the folder name is hidden or contains a slash or a control character".into());
+    }
+    None
+}
+
+/// The metadata of `path` (following symlinks); `None` when it does not exist. Any other
+/// failure (permission denied, I/O error) is an error: a file that cannot be checked is not
+/// a file that is absent.
+pub(crate) fn probe(path: &Path) -> std::io::Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(meta)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Strips a UTF-8 byte order mark, which some editors write at the start of JSON files.
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 /// Total size and a hash of the names, sizes and mtimes of a set of input files: recorded in

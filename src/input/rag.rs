@@ -101,7 +101,12 @@ pub fn stream_rag_reader<R: Read, S: ItemSink>(
     reader: R,
     sink: &mut S,
 ) -> Result<RagTail> {
-    let reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    // Editors may start a JSON file with a UTF-8 byte order mark; it is not JSON.
+    let head = io::BufRead::fill_buf(&mut reader).map_err(|e| Error::io(path, e))?;
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        io::BufRead::consume(&mut reader, 3);
+    }
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut failure: Option<Error> = None;
     let seed = RootSeed {

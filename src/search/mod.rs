@@ -136,8 +136,9 @@ pub trait SearchIndex: Sync {
     }
 }
 
-/// Checks a query vector against an index's dimension and returns its L2 norm.
-pub(crate) fn query_norm(query: &[f32], dims: usize) -> Result<f32> {
+/// Checks a query vector against an index's dimension and returns its L2 norm, computed in
+/// f64 so that large components (`3e38`) do not overflow to infinity.
+pub(crate) fn query_norm(query: &[f32], dims: usize) -> Result<f64> {
     if dims == 0 {
         return Err(Error::NoEmbeddings);
     }
@@ -155,7 +156,7 @@ pub(crate) fn query_norm(query: &[f32], dims: usize) -> Result<f32> {
     if norm == 0.0 || !norm.is_finite() {
         return Err(Error::InvalidQuery);
     }
-    Ok(norm as f32)
+    Ok(norm)
 }
 
 #[cfg(test)]
@@ -191,5 +192,7 @@ mod tests {
             Err(Error::InvalidQuery)
         ));
         assert_eq!(query_norm(&[3.0, 4.0], 2).unwrap(), 5.0);
+        let huge = query_norm(&[3e38, 3e38], 2).unwrap();
+        assert!((huge / (3e38 * 2f64.sqrt()) - 1.0).abs() < 1e-6, "{huge}");
     }
 }

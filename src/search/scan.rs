@@ -36,7 +36,10 @@ fn unit_query<M: Matrix + ?Sized>(matrix: &M, query: &[f32]) -> Result<Vec<f32>>
     if matrix.embedded_rows() == 0 {
         return Err(Error::NoEmbeddings);
     }
-    Ok(query.iter().map(|&x| x / norm).collect())
+    Ok(query
+        .iter()
+        .map(|&x| (f64::from(x) / norm) as f32)
+        .collect())
 }
 
 /// Exact top-`k` by cosine, best first; ties go to the lower row.
