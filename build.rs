@@ -1,0 +1,48 @@
+//! Tells the tests what they can run on this machine, so a test that cannot run is reported as
+//! ignored with its reason instead of passing without having checked anything:
+//!
+//! - `podmap_corpus`: the real corpus is there, i.e. `$PODMAP_CORPUS` (default
+//!   `../shared/corpus` beside the checkout) holds `queries.json`;
+//! - `podmap_embeddings`: `PODMAP_EMBEDDINGS_URL` names an embeddings server (`tools/test.sh`
+//!   starts one and sets it). The tests read the URL at run time and fail if nothing answers.
+//!
+//! When this script runs again. Cargo reruns it when one of the two variables changes, when
+//! `build.rs` changes, and, while the corpus is there, when its `queries.json` changes or goes
+//! away. A corpus that is missing is not watched: Cargo treats a missing watched path as
+//! changed and would rebuild the crate on every `cargo test`, and watching the folder around
+//! the checkout would rescan all of it, `target/` included. So a corpus that appears later is
+//! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`). Setting or unsetting
+//! `PODMAP_EMBEDDINGS_URL` reruns this script and rebuilds the crate, not its dependencies.
+
+use std::env;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PODMAP_CORPUS");
+    println!("cargo:rerun-if-env-changed=PODMAP_EMBEDDINGS_URL");
+    println!("cargo:rustc-check-cfg=cfg(podmap_corpus)");
+    println!("cargo:rustc-check-cfg=cfg(podmap_embeddings)");
+
+    let queries = corpus_dir().join("queries.json");
+    if queries.is_file() {
+        println!("cargo:rerun-if-changed={}", queries.display());
+        println!("cargo:rustc-cfg=podmap_corpus");
+    }
+    if set("PODMAP_EMBEDDINGS_URL").is_some() {
+        println!("cargo:rustc-cfg=podmap_embeddings");
+    }
+}
+
+/// `$PODMAP_CORPUS`, else `../shared/corpus` beside the checkout: where `tests/common` looks.
+fn corpus_dir() -> PathBuf {
+    match set("PODMAP_CORPUS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap()).join("../shared/corpus"),
+    }
+}
+
+/// A variable that is set and not empty.
+fn set(name: &str) -> Option<std::ffi::OsString> {
+    env::var_os(name).filter(|v| !v.is_empty())
+}
