@@ -39,10 +39,10 @@ mod plan;
 mod routes;
 mod state;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::error_handling::HandleErrorLayer;
 use axum::routing::{get, post};
 use axum::Router;
@@ -50,7 +50,7 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 pub use catalog::{Catalog, Podcast};
-pub use config::{Settings, SettingsArgs};
+pub use config::{ConfigError, Settings, SettingsArgs};
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -95,15 +95,49 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(TraceLayer::new_for_http())
 }
 
+/// Why the server could not start, or stopped: what it was doing, with what, and the
+/// reason as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the index directory {}", dir.display())]
+    IndexDir {
+        dir: PathBuf,
+        #[source]
+        source: crate::Error,
+    },
+    #[error("cannot load the podcasts of the data root {}", root.display())]
+    DataRoot {
+        root: PathBuf,
+        #[source]
+        source: crate::Error,
+    },
+    #[error("the task loading the podcasts failed")]
+    Loading(#[source] tokio::task::JoinError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server stopped on an error")]
+    Serve(#[source] std::io::Error),
+}
+
 /// Loads the podcasts, binds and serves until Ctrl-C or SIGTERM.
-pub async fn serve(source: Source, settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let catalog = match &source {
-        Source::Mmap(dir) => catalog::load_mmap(dir)
-            .with_context(|| format!("cannot open the index directory {}", dir.display()))?,
+        Source::Mmap(dir) => catalog::load_mmap(dir).map_err(|source| ServeError::IndexDir {
+            dir: dir.clone(),
+            source,
+        })?,
         Source::Json(root) => {
             let root = root.clone();
-            tokio::task::spawn_blocking(move || Catalog::load_json(&root)).await??
+            tokio::task::spawn_blocking(move || {
+                Catalog::load_json(&root).map_err(|source| ServeError::DataRoot { root, source })
+            })
+            .await
+            .map_err(ServeError::Loading)??
         }
     };
     if catalog.podcasts.is_empty() {
@@ -121,19 +155,23 @@ pub async fn serve(source: Source, settings: Settings) -> anyhow::Result<()> {
     if let Source::Mmap(dir) = source {
         tokio::spawn(catalog::watch(dir, state.catalog.clone()));
     }
+    let cannot_listen = |source| ServeError::Listen {
+        addr: listen,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(cannot_listen)?;
+    let bound = listener.local_addr().map_err(cannot_listen)?;
     tracing::info!(
-        "podmap serving {} podcast(s) on http://{} (ready in {} ms)",
+        "podmap serving {} podcast(s) on http://{bound} (ready in {} ms)",
         state.catalog.load().podcasts.len(),
-        listener.local_addr()?,
         started.elapsed().as_millis()
     );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
-        .await?;
-    Ok(())
+        .await
+        .map_err(ServeError::Serve)
 }
 
 /// Says at start-up which podcasts cannot be searched semantically with the configured
