@@ -11,14 +11,19 @@ use crate::transcript::Window;
 
 /// A podcast answered from its memory-mapped archive.
 pub struct MmapPodcast {
+    /// Copied out at open, like the index's header, so that listing the catalog never reads
+    /// the mapping (a file changed in place may no longer back it).
+    id: String,
     index: MmapIndex,
     scans: ScanBatcher,
 }
 
 impl MmapPodcast {
     pub fn open(path: &Path) -> Result<Self> {
+        let index = MmapIndex::open(path)?;
         Ok(MmapPodcast {
-            index: MmapIndex::open(path)?,
+            id: index.podcast_id().to_owned(),
+            index,
             scans: ScanBatcher::default(),
         })
     }
@@ -49,7 +54,7 @@ fn mmap_episode(e: Episode<'_>) -> EpisodeInfo {
 
 impl Podcast for MmapPodcast {
     fn id(&self) -> &str {
-        self.index.podcast_id()
+        &self.id
     }
 
     fn index(&self) -> &dyn SearchIndex {

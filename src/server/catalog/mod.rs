@@ -8,8 +8,9 @@
 //! The [`Catalog`] is published through an `ArcSwap`: a request takes the current catalog once
 //! and keeps it (and the mappings it holds) until it is done, while [`watch`] ([`reload`])
 //! opens replaced archives in the background and publishes a new catalog only when they open
-//! and check cleanly. A corrupt or partial file is logged and the previous archive keeps
-//! serving.
+//! and check cleanly. A corrupt or partial replacement is logged and the previous archive
+//! keeps serving; a served file changed in place is re-checked and withdrawn if it no longer
+//! opens (see [`reload`]).
 
 pub mod json;
 pub mod mmap;

@@ -1,6 +1,17 @@
 //! Hot reload: the index directory is checked every [`RELOAD_INTERVAL`]; replaced, new and
 //! removed archives are opened and checked in the background, and a new [`Catalog`] is
 //! published only when something changed.
+//!
+//! How a change is told apart matters, because a mapping shows whatever its file holds:
+//!
+//! - **Replaced by rename** (a new inode, as `podmap convert` writes): the served mapping still
+//!   holds the old, intact file. The new file is opened and checked; if it is refused, the
+//!   error is logged and the previous archive keeps serving.
+//! - **Changed in place** (the same inode with another size or mtime: `cp` over it,
+//!   `truncate`, `rsync --inplace`): the served mapping now shows the changed bytes and can no
+//!   longer be trusted. The file is re-opened and re-checked; if that fails, the podcast is
+//!   withdrawn (its routes answer 404, an ERROR names the file and the reason) until a valid
+//!   file appears there. Without inode numbers (non-Unix) every change counts as in place.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,13 +44,18 @@ impl FileStamp {
             inode,
         })
     }
+
+    /// Whether `self` and `other` are the same file (inode), whatever its contents.
+    fn same_file(&self, other: &FileStamp) -> bool {
+        self.inode == other.inode
+    }
 }
 
 /// Opens what changed in `index_dir` since `current`. Returns the new catalog when anything
-/// changed. Archives that fail to open are logged (once per file) and skipped: their previous
-/// version, if any, keeps serving.
+/// changed. Archives that fail to open are logged (once per file state) and skipped: a
+/// replacement by rename leaves the previous version serving, a served file changed in place
+/// is withdrawn (see the module docs).
 pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
-    let failed = &current.failed;
     let archives = match list_archives(index_dir) {
         Ok(archives) => archives,
         Err(e) => {
@@ -53,16 +69,13 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
         let Some(stamp) = FileStamp::of(&path) else {
             continue;
         };
-        let unchanged = current.stamps.get(&id) == Some(&stamp);
-        if unchanged || failed.get(&id) == Some(&stamp) {
-            if failed.get(&id) == Some(&stamp) {
+        let served = current.stamps.get(&id).copied();
+        let already_failed = current.failed.get(&id) == Some(&stamp);
+        if served == Some(stamp) || already_failed {
+            if already_failed {
                 next.failed.insert(id.clone(), stamp);
             }
-            if let (Some(podcast), Some(old)) = (current.podcasts.get(&id), current.stamps.get(&id))
-            {
-                next.podcasts.insert(id.clone(), podcast.clone());
-                next.stamps.insert(id, *old);
-            }
+            next.keep(current, &id);
             continue;
         }
         changed = true;
@@ -73,13 +86,27 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
                 next.stamps.insert(id, stamp);
             }
             Err(e) => {
-                tracing::error!(podcast = %id, "refused archive, previous version (if any) keeps serving: {e}");
                 next.failed.insert(id.clone(), stamp);
-                if let (Some(podcast), Some(old)) =
-                    (current.podcasts.get(&id), current.stamps.get(&id))
-                {
-                    next.podcasts.insert(id.clone(), podcast.clone());
-                    next.stamps.insert(id, *old);
+                match served {
+                    Some(old) if old.same_file(&stamp) => tracing::error!(
+                        podcast = %id,
+                        path = %path.display(),
+                        "archive changed in place and refused, no longer served until a valid \
+                         archive replaces it: {e}"
+                    ),
+                    Some(_) => {
+                        tracing::error!(
+                            podcast = %id,
+                            path = %path.display(),
+                            "refused archive, the previous version keeps serving: {e}"
+                        );
+                        next.keep(current, &id);
+                    }
+                    None => tracing::error!(
+                        podcast = %id,
+                        path = %path.display(),
+                        "refused archive: {e}"
+                    ),
                 }
             }
         }
@@ -87,11 +114,22 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
     let removed = current
         .podcasts
         .keys()
-        .any(|id| !next.podcasts.contains_key(id));
+        .any(|id| !next.podcasts.contains_key(id) && !next.failed.contains_key(id));
     if removed {
         tracing::info!("podcasts removed from the index directory are no longer served");
     }
     (changed || removed).then_some(next)
+}
+
+impl Catalog {
+    /// Keeps serving `current`'s podcast `id`, if it serves one, from the file it was opened
+    /// from.
+    fn keep(&mut self, current: &Catalog, id: &str) {
+        if let (Some(podcast), Some(stamp)) = (current.podcasts.get(id), current.stamps.get(id)) {
+            self.podcasts.insert(id.to_owned(), podcast.clone());
+            self.stamps.insert(id.to_owned(), *stamp);
+        }
+    }
 }
 
 /// How often the index directory is checked for replaced, new or removed archives.
