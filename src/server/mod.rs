@@ -3,17 +3,17 @@
 //! | module | holds |
 //! |---|---|
 //! | [`catalog`] | the podcasts served (mmap archives or the original JSON) and their hot reload |
-//! | [`routes`] | one file per route family: podcasts, speakers, latest, search, chat |
-//! | [`plan`] | whether a podcast is searched semantically, and the query's embedding |
-//! | [`context`] | the chat's sources and the context text its prompt carries |
+//! | `routes` | one file per route family: podcasts, speakers, latest, search, chat |
+//! | `plan` | whether a podcast is searched semantically, and the query's embedding |
+//! | `context` | the chat's sources and the context text its prompt carries |
 //! | [`api`] | request and response bodies, field for field as the original has them |
 //! | [`error`] | [`ApiError`]: each kind of failure, its status and its message |
-//! | [`extract`] | `Json` and `Query` extractors whose rejections answer like other errors |
-//! | [`auth`] | the chat token |
-//! | [`middleware`] | CORS and the overload answer |
+//! | `extract` | `Json` and `Query` extractors whose rejections answer like other errors |
+//! | `auth` | the chat token |
+//! | `middleware` | CORS and the overload answer |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`config`] | settings from flags, environment and the original's config file |
-//! | [`state`] | [`AppState`], what every handler shares |
+//! | `state` | [`AppState`], what every handler shares |
 //!
 //! Layers, outermost first, as [`router`] applies them:
 //!
