@@ -552,3 +552,35 @@ async fn overload_is_answered_503_at_once_instead_of_queueing() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(call(&app, get("/api/podcasts")).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn start_up_errors_name_what_failed_and_keep_the_reason() {
+    use podmap::server::{serve, ServeError, Source};
+    use std::error::Error as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-index");
+    let e = serve(Source::Mmap(missing.clone()), Settings::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServeError::IndexDir { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("cannot open the index directory {}", missing.display())
+    );
+    assert!(e.source().is_some(), "the reason is kept as the source");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let settings = Settings {
+        listen: taken.local_addr().unwrap(),
+        ..Settings::default()
+    };
+    let e = serve(Source::Mmap(dir.path().to_path_buf()), settings)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServeError::Listen { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("cannot listen on {}", taken.local_addr().unwrap())
+    );
+}

@@ -1,6 +1,7 @@
 //! Hot reload over real loopback HTTP: archives replaced under load are served within two
 //! seconds, no request fails, every answer comes from the old or the new archive; a corrupt
-//! replacement is refused while the old one keeps serving; podcasts appear and disappear.
+//! replacement is refused while the old one keeps serving; a served file changed in place is
+//! re-read, or withdrawn when it no longer opens; podcasts appear and disappear.
 
 mod common;
 
@@ -197,6 +198,130 @@ async fn new_podcasts_appear_and_removed_ones_disappear() {
         .unwrap();
     assert_eq!(gone.status(), 404);
     assert_eq!(items(&client, &server.base, "p").await, Some(12));
+}
+
+/// The inode of `path`, to check that a test changes the served file in place.
+fn inode(path: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+async fn status(client: &reqwest::Client, base: &str, route: &str, body: Value) -> u16 {
+    client
+        .post(format!("{base}{route}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn search_total(client: &reqwest::Client, base: &str, podcast: &str) -> u64 {
+    let body: Value = client
+        .post(format!("{base}/api/episodes/search"))
+        .json(&json!({"query": "Thema", "podcastId": podcast, "limit": 50}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["total"].as_u64().unwrap()
+}
+
+// Between a change in place and the reload these tests ask only `/api/podcasts`, which reads
+// what was copied out of the archive at open and never the mapping the change broke.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_archive_written_in_place_is_served() {
+    let server = start().await;
+    let client = reqwest::Client::new();
+    assert_eq!(search_total(&client, &server.base, "p").await, 4);
+    let target = server.index.join("p/rag.podmap");
+    let staged = server.index.parent().unwrap().join("staged.podmap");
+    convert_podcast(&PodcastSource::at(&server.roots[1], "p"), &staged).unwrap();
+    let before = inode(&target);
+    std::fs::copy(&staged, &target).unwrap();
+    assert_eq!(inode(&target), before, "the copy must write in place");
+    until(&client, &server.base, "p", Some(20)).await;
+    assert_eq!(search_total(&client, &server.base, "p").await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_broken_in_place_is_withdrawn_until_a_valid_one_replaces_it() {
+    let server = start().await;
+    let client = reqwest::Client::new();
+    common::small_root(&server.roots[0], "q", 5, 8);
+    convert_podcast(
+        &PodcastSource::at(&server.roots[0], "q"),
+        &server.index.join("q/rag.podmap"),
+    )
+    .unwrap();
+    until(&client, &server.base, "q", Some(5)).await;
+    let target = server.index.join("p/rag.podmap");
+    let before = inode(&target);
+
+    // Truncated in place, as an interrupted `cp` or `rsync --inplace` leaves it.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .unwrap();
+    file.set_len(file.metadata().unwrap().len() / 2).unwrap();
+    drop(file);
+    assert_eq!(inode(&target), before);
+    until(&client, &server.base, "p", None).await;
+    assert_withdrawn(&client, &server.base).await;
+
+    // A valid archive renamed into place is served again.
+    replace(&server, 1);
+    until(&client, &server.base, "p", Some(20)).await;
+    assert_eq!(search_total(&client, &server.base, "p").await, 7);
+
+    // Garbage written in place over the header, the length unchanged.
+    let before = inode(&target);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &[0xA5; 512]).unwrap();
+    // Another mtime for certain, whatever the file system's clock granularity.
+    file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_000_000))
+        .unwrap();
+    drop(file);
+    assert_eq!(inode(&target), before);
+    until(&client, &server.base, "p", None).await;
+    assert_withdrawn(&client, &server.base).await;
+
+    replace(&server, 0);
+    until(&client, &server.base, "p", Some(12)).await;
+    assert_eq!(search_total(&client, &server.base, "p").await, 4);
+}
+
+/// `p` answers 404 on its routes while `q` keeps answering.
+async fn assert_withdrawn(client: &reqwest::Client, base: &str) {
+    let search = json!({"query": "Thema", "podcastId": "p"});
+    assert_eq!(
+        status(client, base, "/api/episodes/search", search).await,
+        404
+    );
+    let latest = json!({"podcastId": "p"});
+    assert_eq!(
+        status(client, base, "/api/episodes/latest", latest).await,
+        404
+    );
+    let speakers = client
+        .get(format!("{base}/api/speakers?podcast_id=p"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(speakers.status(), 404);
+    assert_eq!(items(client, base, "q").await, Some(5));
+    assert_eq!(search_total(client, base, "q").await, 2, "q has 2 episodes");
+    let cross = json!({"query": "Thema", "crossPodcast": true, "limit": 50});
+    assert_eq!(
+        status(client, base, "/api/episodes/search", cross).await,
+        200
+    );
 }
 
 fn remove(dir: &Path) {

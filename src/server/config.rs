@@ -23,7 +23,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
@@ -96,6 +95,23 @@ pub struct SettingsArgs {
     pub max_in_flight: Option<usize>,
 }
 
+/// Why the settings cannot be loaded: the config file named, and the reason as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {} is not valid JSON", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The settings in force.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -123,13 +139,17 @@ impl Default for Settings {
 
 impl Settings {
     /// Flags (with their environment variables), then the config file, then defaults.
-    pub fn load(args: SettingsArgs) -> anyhow::Result<Settings> {
+    pub fn load(args: SettingsArgs) -> Result<Settings, ConfigError> {
         let file = match &args.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read config file {}", path.display()))?;
-                serde_json::from_str(&text)
-                    .with_context(|| format!("config file {} is not valid JSON", path.display()))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                serde_json::from_str(&text).map_err(|source| ConfigError::Json {
+                    path: path.clone(),
+                    source,
+                })?
             }
             None => Value::Null,
         };
@@ -268,6 +288,35 @@ mod tests {
             Some("https://llm.example/v1")
         );
         assert_eq!(flagged.top_k, 20, "clamped as the original clamps topK");
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_keep_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        let load = |path: &std::path::Path| {
+            Settings::load(SettingsArgs {
+                config: Some(path.to_path_buf()),
+                ..SettingsArgs::default()
+            })
+        };
+        let e = load(&missing).unwrap_err();
+        assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("cannot read config file {}", missing.display())
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, "{").unwrap();
+        let e = load(&broken).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("config file {} is not valid JSON", broken.display())
+        );
+        let fine = dir.path().join("settings.json");
+        std::fs::write(&fine, r#"{"rag": {"topK": 3}}"#).unwrap();
+        assert_eq!(load(&fine).unwrap().top_k, 3);
     }
 
     #[test]

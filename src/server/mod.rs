@@ -1,35 +1,60 @@
 //! `podmap serve`: the original server's HTTP API over memory-mapped archives.
 //!
-//! Layers, outermost first: tracing (every request), CORS (the front end calls from another
-//! origin, and preflights must pass even under load), load shedding over a concurrency limit
-//! (overload answers 503 at once instead of queueing), then the routes. Handlers take one snapshot of the catalog
-//! and run CPU work (scans, excerpts) on the blocking pool, never on the async workers.
+//! | module | holds |
+//! |---|---|
+//! | [`catalog`] | the podcasts served (mmap archives or the original JSON) and their hot reload |
+//! | `routes` | one file per route family: podcasts, speakers, latest, search, chat |
+//! | `plan` | whether a podcast is searched semantically, and the query's embedding |
+//! | `context` | the chat's sources and the context text its prompt carries |
+//! | [`api`] | request and response bodies, field for field as the original has them |
+//! | [`error`] | [`ApiError`]: each kind of failure, its status and its message |
+//! | `extract` | `Json` and `Query` extractors whose rejections answer like other errors |
+//! | `auth` | the chat token |
+//! | `middleware` | CORS and the overload answer |
+//! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
+//! | [`config`] | settings from flags, environment and the original's config file |
+//! | `state` | [`AppState`], what every handler shares |
+//!
+//! Layers, outermost first, as [`router`] applies them:
+//!
+//! 1. **trace**: every request, including those refused by the layers below, is logged.
+//! 2. **CORS**: the front end calls from another origin; preflights are answered here, before
+//!    the limit, so they pass even under load.
+//! 3. **load shedding over one concurrency limit** shared by all routes: overload answers 503
+//!    at once instead of queueing without bound.
+//! 4. **the routes**. Handlers take one snapshot of the catalog and run CPU work (scans,
+//!    excerpts) on the blocking pool, never on the async workers.
 
 pub mod api;
+mod auth;
 pub mod catalog;
 pub mod chat;
 pub mod config;
+mod context;
 pub mod embeddings;
-mod handlers;
+pub mod error;
+mod extract;
+mod middleware;
+mod plan;
+mod routes;
+mod state;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
-use arc_swap::ArcSwap;
 use axum::error_handling::HandleErrorLayer;
-use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub use catalog::{Catalog, Podcast};
-pub use config::{Settings, SettingsArgs};
+pub use config::{ConfigError, Settings, SettingsArgs};
+pub use error::ApiError;
+pub use state::AppState;
 
-use chat::ChatClient;
-use embeddings::{ClientLimits, Embedder, RetryPolicy};
+use routes::{latest, podcasts, search, speakers};
 
 /// Where the podcasts come from.
 #[derive(Debug, Clone)]
@@ -40,98 +65,79 @@ pub enum Source {
     Json(PathBuf),
 }
 
-/// What every handler shares.
-pub struct AppState {
-    pub catalog: Arc<ArcSwap<Catalog>>,
-    pub settings: Settings,
-    pub embedder: Option<Embedder>,
-    pub chat: Option<ChatClient>,
-}
-
-impl AppState {
-    /// State for `settings`, with clients for whichever upstream APIs are configured.
-    pub fn new(catalog: Catalog, settings: Settings) -> Self {
-        let embedder = settings.embedding_base_url.as_deref().map(|url| {
-            Embedder::new(
-                url,
-                settings.embedding_api_key.clone(),
-                ClientLimits::default(),
-                RetryPolicy::default(),
-            )
-        });
-        let chat = settings
-            .llm_base_url
-            .as_deref()
-            .map(|url| ChatClient::new(url, settings.llm_api_key.clone(), &settings.llm_model));
-        AppState {
-            catalog: Arc::new(ArcSwap::from_pointee(catalog)),
-            settings,
-            embedder,
-            chat,
-        }
-    }
-}
-
-/// The API's routes with their middleware.
+/// The API's routes with their middleware (see the module docs for the layer order).
 pub fn router(state: Arc<AppState>) -> Router {
-    let origins = if state.settings.cors_origins.is_empty() {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(
-            state
-                .settings
-                .cors_origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o).ok()),
-        )
-    };
-    let cors = CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            HeaderName::from_static("x-auth-token"),
-        ])
-        .expose_headers([HeaderName::from_static(handlers::SEARCH_MODE_HEADER)]);
-    // Overload answers 503 at once rather than queueing without bound (load shedding in
-    // front of one concurrency limit shared by all routes).
     let limit = tower::ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(handlers::overloaded))
+        .layer(HandleErrorLayer::new(middleware::overloaded))
         .load_shed()
         .layer(GlobalConcurrencyLimitLayer::new(
             state.settings.max_in_flight,
         ));
+    let cors = middleware::cors(&state.settings);
     Router::new()
-        .route("/api/health", get(handlers::health))
-        .route("/api/podcasts", get(handlers::podcasts))
-        .route("/api/speakers", get(handlers::speakers))
-        .route("/api/episodes/search", post(handlers::search))
-        .route("/api/episodes/latest", post(handlers::latest))
-        .route("/api/chat", post(handlers::chat))
-        .route("/api/analytics/track", post(handlers::analytics))
+        .route("/api/health", get(podcasts::health))
+        .route("/api/podcasts", get(podcasts::podcasts))
+        .route("/api/speakers", get(speakers::speakers))
+        .route("/api/episodes/search", post(search::search))
+        .route("/api/episodes/latest", post(latest::latest))
+        .route("/api/chat", post(routes::chat::chat))
+        .route("/api/analytics/track", post(podcasts::analytics))
         .route(
             "/api/analytics/track-episode-play",
-            post(handlers::analytics),
+            post(podcasts::analytics),
         )
-        .route("/api/analytics/stats", get(handlers::analytics))
-        .route("/api/analytics/test-data", get(handlers::analytics))
-        .fallback(handlers::not_found)
+        .route("/api/analytics/stats", get(podcasts::analytics))
+        .route("/api/analytics/test-data", get(podcasts::analytics))
+        .fallback(podcasts::not_found)
         .with_state(state)
         .layer(limit)
         .layer(cors)
         .layer(TraceLayer::new_for_http())
 }
 
+/// Why the server could not start, or stopped: what it was doing, with what, and the
+/// reason as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the index directory {}", dir.display())]
+    IndexDir {
+        dir: PathBuf,
+        #[source]
+        source: crate::Error,
+    },
+    #[error("cannot load the podcasts of the data root {}", root.display())]
+    DataRoot {
+        root: PathBuf,
+        #[source]
+        source: crate::Error,
+    },
+    #[error("the task loading the podcasts failed")]
+    Loading(#[source] tokio::task::JoinError),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server stopped on an error")]
+    Serve(#[source] std::io::Error),
+}
+
 /// Loads the podcasts, binds and serves until Ctrl-C or SIGTERM.
-pub async fn serve(source: Source, settings: Settings) -> anyhow::Result<()> {
+pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
     let catalog = match &source {
-        Source::Mmap(dir) => catalog::load_mmap(dir)
-            .with_context(|| format!("cannot open the index directory {}", dir.display()))?,
+        Source::Mmap(dir) => catalog::load_mmap(dir).map_err(|source| ServeError::IndexDir {
+            dir: dir.clone(),
+            source,
+        })?,
         Source::Json(root) => {
             let root = root.clone();
-            tokio::task::spawn_blocking(move || Catalog::load_json(&root)).await??
+            tokio::task::spawn_blocking(move || {
+                Catalog::load_json(&root).map_err(|source| ServeError::DataRoot { root, source })
+            })
+            .await
+            .map_err(ServeError::Loading)??
         }
     };
     if catalog.podcasts.is_empty() {
@@ -149,19 +155,23 @@ pub async fn serve(source: Source, settings: Settings) -> anyhow::Result<()> {
     if let Source::Mmap(dir) = source {
         tokio::spawn(catalog::watch(dir, state.catalog.clone()));
     }
+    let cannot_listen = |source| ServeError::Listen {
+        addr: listen,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(cannot_listen)?;
+    let bound = listener.local_addr().map_err(cannot_listen)?;
     tracing::info!(
-        "podmap serving {} podcast(s) on http://{} (ready in {} ms)",
+        "podmap serving {} podcast(s) on http://{bound} (ready in {} ms)",
         state.catalog.load().podcasts.len(),
-        listener.local_addr()?,
         started.elapsed().as_millis()
     );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown())
-        .await?;
-    Ok(())
+        .await
+        .map_err(ServeError::Serve)
 }
 
 /// Says at start-up which podcasts cannot be searched semantically with the configured

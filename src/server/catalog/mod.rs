@@ -1,0 +1,93 @@
+//! The podcasts a server answers for, and how they are (re)loaded.
+//!
+//! [`Podcast`] is what the HTTP handlers need from one podcast. [`MmapPodcast`] answers from an
+//! archive ([`mmap`]); [`JsonPodcast`] loads the original JSON files the way the original
+//! server does ([`json`]: the baseline benchmarks compare against, and a way to serve data not
+//! converted yet).
+//!
+//! The [`Catalog`] is published through an `ArcSwap`: a request takes the current catalog once
+//! and keeps it (and the mappings it holds) until it is done, while [`watch`] ([`reload`])
+//! opens replaced archives in the background and publishes a new catalog only when they open
+//! and check cleanly. A corrupt or partial replacement is logged and the previous archive
+//! keeps serving; a served file changed in place is re-checked and withdrawn if it no longer
+//! opens (see [`reload`]).
+
+pub mod json;
+pub mod mmap;
+pub mod reload;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::search::{Filter, Hit, SearchIndex};
+use crate::transcript::Window;
+
+pub use json::JsonPodcast;
+pub use mmap::MmapPodcast;
+pub use reload::{load_mmap, refresh, watch, FileStamp, RELOAD_INTERVAL};
+
+/// Episode metadata as the API returns it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EpisodeInfo {
+    pub number: u32,
+    /// `None` when the episode has no `<n>.json`.
+    pub title: Option<String>,
+    pub date: Option<String>,
+    pub duration_sec: Option<u64>,
+    pub description: Option<String>,
+    pub speakers: Vec<String>,
+    pub topics: Vec<String>,
+    pub has_image: bool,
+    pub has_transcript: bool,
+    pub has_metadata: bool,
+}
+
+/// A row of `/api/speakers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakerInfo {
+    pub speaker: String,
+    pub slug: String,
+    pub episodes_count: u64,
+    pub utterances_count: u64,
+    pub total_words: u64,
+    pub has_profile: bool,
+    pub image: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// What the HTTP API needs from one podcast.
+pub trait Podcast: Send + Sync {
+    fn id(&self) -> &str;
+    fn index(&self) -> &dyn SearchIndex;
+    fn episode(&self, number: u32) -> Result<Option<EpisodeInfo>>;
+    /// Episodes with metadata, highest number first: a page and the total.
+    fn latest(&self, offset: usize, limit: usize) -> Result<(Vec<EpisodeInfo>, usize)>;
+    fn excerpt(&self, number: u32, window: &Window) -> Result<String>;
+    /// Every item with an embedding, scored against `embedding`, best first.
+    fn score_all(&self, embedding: &[f32]) -> Result<Vec<Hit>> {
+        self.index().score_all(embedding, &Filter::all())
+    }
+    /// `speakers/index.json` rows; empty without an index.
+    fn speakers(&self) -> Result<Vec<SpeakerInfo>>;
+    /// The row with this exact slug.
+    fn speaker(&self, slug: &str) -> Result<Option<SpeakerInfo>> {
+        Ok(self.speakers()?.into_iter().find(|s| s.slug == slug))
+    }
+}
+
+/// The podcasts being served, by id.
+#[derive(Default)]
+pub struct Catalog {
+    pub podcasts: BTreeMap<String, Arc<dyn Podcast>>,
+    /// What each mmap archive was opened from, to notice replacements.
+    stamps: BTreeMap<String, FileStamp>,
+    /// Archives that failed to open, so each bad file is reported once.
+    failed: BTreeMap<String, FileStamp>,
+}
+
+impl Catalog {
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Podcast>> {
+        self.podcasts.get(id)
+    }
+}

@@ -1,0 +1,133 @@
+//! The API's one error type. Each variant is a kind of failure; [`ApiError::status`] maps the
+//! kind to its HTTP status and `Display` gives the message the client sees, always as
+//! `{"error": "…"}`. Statuses are chosen here and nowhere else.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::chat::ChatError;
+use super::embeddings::EmbedError;
+
+/// Why a request was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request names nothing usable (400).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// An extractor refused the body or query: axum's status (400, 415, 422) and text.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
+    /// The chat token is missing or wrong (403).
+    #[error("permission denied")]
+    Forbidden,
+    /// No podcast by this id (404); the id is shortened to 64 characters.
+    #[error("unknown podcast: {0:?}")]
+    UnknownPodcast(String),
+    /// No speaker by this slug (404); the slug is shortened to 64 characters.
+    #[error("unknown speaker: {0:?}")]
+    UnknownSpeaker(String),
+    /// No route at this path (404).
+    #[error("no such route")]
+    NoRoute,
+    /// A route of the original that podmap does not serve (501).
+    #[error("analytics is not served by podmap")]
+    Analytics,
+    /// The embeddings API failed (502).
+    #[error(transparent)]
+    Embeddings(#[from] EmbedError),
+    /// The embedding model's vectors do not fit the podcast's index (502).
+    #[error("the embedding model {model} returns {returned} dimensions, the index of {podcast} has {dims}")]
+    Dimensions {
+        model: String,
+        returned: usize,
+        podcast: String,
+        dims: usize,
+    },
+    /// The LLM API failed (502).
+    #[error(transparent)]
+    Chat(#[from] ChatError),
+    /// Chat needs an LLM endpoint and none is configured (503).
+    #[error("chat is not configured: set LLM_BASE_URL (and LLM_API_KEY)")]
+    ChatNotConfigured,
+    /// Every request slot is taken (503).
+    #[error("the server is busy; try again shortly")]
+    Overloaded,
+    /// The podcast's speaker index cannot be read (500).
+    #[error("Failed to load speakers: {0}")]
+    Speakers(crate::Error),
+    /// An archive or transcript cannot be read (500).
+    #[error(transparent)]
+    Archive(#[from] crate::Error),
+    /// A fault of the server itself: a task that panicked, an event not encoded (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Keeps at most 64 characters of a name the client sent, for the message.
+    pub fn shown(name: &str) -> String {
+        name.chars().take(64).collect()
+    }
+
+    /// A fault of the server itself, from anything that can say what it is.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Rejected { status, .. } => *status,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::UnknownPodcast(_) | ApiError::UnknownSpeaker(_) | ApiError::NoRoute => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Analytics => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Embeddings(_) | ApiError::Dimensions { .. } | ApiError::Chat(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            ApiError::ChatNotConfigured | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Speakers(_) | ApiError::Archive(_) | ApiError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("{self}");
+        }
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        (status, body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_answer_with_their_status_and_message() {
+        let cases = [
+            (ApiError::BadRequest("query must not be empty"), 400),
+            (ApiError::Forbidden, 403),
+            (ApiError::UnknownPodcast("x".into()), 404),
+            (ApiError::NoRoute, 404),
+            (ApiError::Analytics, 501),
+            (ApiError::Chat(ChatError::Transport("down".into())), 502),
+            (ApiError::ChatNotConfigured, 503),
+            (ApiError::Overloaded, 503),
+            (ApiError::internal("task panicked"), 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+        let long = ApiError::UnknownPodcast(ApiError::shown(&"x".repeat(100))).to_string();
+        assert_eq!(long, format!("unknown podcast: {:?}", "x".repeat(64)));
+        assert_eq!(ApiError::Forbidden.to_string(), "permission denied");
+    }
+}

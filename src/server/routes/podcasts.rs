@@ -1,0 +1,48 @@
+//! The routes that are not about one podcast's content: the list of podcasts served, the
+//! health check, and the fallbacks (unknown routes, the original's analytics routes).
+
+use axum::extract::State;
+use axum::Json;
+
+use super::Shared;
+use crate::server::api::{PodcastOut, PodcastsOut};
+use crate::server::error::ApiError;
+use crate::server::plan::semantic_model;
+
+/// `GET /api/health`.
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+/// `GET /api/podcasts` (podmap's addition): each podcast served, its size and embeddings,
+/// and whether its searches are semantic. Reads only what was copied out at open, never the
+/// mapping.
+pub async fn podcasts(State(state): Shared) -> Json<PodcastsOut> {
+    let catalog = state.catalog.load();
+    let podcasts = catalog
+        .podcasts
+        .values()
+        .map(|p| {
+            let index = p.index();
+            PodcastOut {
+                id: p.id().to_owned(),
+                items: index.len(),
+                embedded_items: index.embedded_count(),
+                embedding_model: index.model().map(str::to_owned),
+                dimensions: index.dims(),
+                semantic: semantic_model(&state, p.as_ref()).is_some(),
+            }
+        })
+        .collect();
+    Json(PodcastsOut { podcasts })
+}
+
+/// Any route not listed.
+pub async fn not_found() -> ApiError {
+    ApiError::NoRoute
+}
+
+/// The original's analytics routes.
+pub async fn analytics() -> ApiError {
+    ApiError::Analytics
+}

@@ -1,0 +1,43 @@
+//! What every handler shares: the published catalog, the settings, and clients for whichever
+//! upstream APIs (embeddings, LLM) are configured.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::catalog::Catalog;
+use super::chat::ChatClient;
+use super::embeddings::{ClientLimits, Embedder, RetryPolicy};
+use super::Settings;
+
+/// What every handler shares.
+pub struct AppState {
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub settings: Settings,
+    pub embedder: Option<Embedder>,
+    pub chat: Option<ChatClient>,
+}
+
+impl AppState {
+    /// State for `settings`, with clients for whichever upstream APIs are configured.
+    pub fn new(catalog: Catalog, settings: Settings) -> Self {
+        let embedder = settings.embedding_base_url.as_deref().map(|url| {
+            Embedder::new(
+                url,
+                settings.embedding_api_key.clone(),
+                ClientLimits::default(),
+                RetryPolicy::default(),
+            )
+        });
+        let chat = settings
+            .llm_base_url
+            .as_deref()
+            .map(|url| ChatClient::new(url, settings.llm_api_key.clone(), &settings.llm_model));
+        AppState {
+            catalog: Arc::new(ArcSwap::from_pointee(catalog)),
+            settings,
+            embedder,
+            chat,
+        }
+    }
+}
