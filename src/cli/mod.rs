@@ -3,21 +3,21 @@
 //! stdout carries results (one summary line per podcast, search hits, headers) and stays
 //! machine-readable with `--json`; progress bars and diagnostics go to stderr.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{MultiProgress, ProgressDrawTarget};
 use serde_json::json;
 
 use podmap::archive::format::SectionKind;
-use podmap::convert::{self, ConvertOptions, Outcome};
 use podmap::index::{archive_path, list_archives, EpisodeOrder};
 use podmap::mem::ProcessMemory;
 use podmap::transcript::Window;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
+
+mod convert;
 
 /// podmap: memory-mapped indexes for podcast archives.
 ///
@@ -38,7 +38,7 @@ enum Command {
     /// parallel and replaces each archive atomically: a failed conversion leaves the previous
     /// archive as it was. Podcasts whose input files are unchanged (names, sizes, mtimes)
     /// are skipped. Exits non-zero if any podcast failed, after converting the others.
-    Convert(ConvertArgs),
+    Convert(convert::ConvertArgs),
     /// Search one podcast by vector (cosine, exact top-k) or by text (lexical).
     Search(SearchArgs),
     /// List a podcast's episodes (those with metadata), newest first.
@@ -59,24 +59,6 @@ enum Command {
     ///
     /// Exits non-zero if any archive fails.
     Verify(VerifyArgs),
-}
-
-#[derive(Debug, Args)]
-struct ConvertArgs {
-    /// Data root in the original layout: db/<podcast>/rag-embeddings.json and
-    /// podcasts/<podcast>/{episodes,speakers}/.
-    #[arg(long, value_name = "ROOT")]
-    data: PathBuf,
-    /// Index directory to write; each podcast goes to <INDEX_DIR>/<podcast>/rag.podmap.
-    #[arg(long, value_name = "INDEX_DIR")]
-    out: PathBuf,
-    /// Convert only this podcast (repeatable). Default: every podcast under ROOT/db and
-    /// ROOT/podcasts.
-    #[arg(long = "podcast", value_name = "ID")]
-    podcasts: Vec<String>,
-    /// Convert even if the input has not changed since the archive was written.
-    #[arg(long)]
-    force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,7 +231,7 @@ fn parse_range(s: &str) -> Result<(u32, u32), String> {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Convert(args) => run_convert(args),
+        Command::Convert(args) => convert::run(args),
         Command::Search(args) => run_search(args),
         Command::Episodes(args) => run_episodes(args),
         Command::Transcript(args) => run_transcript(args),
@@ -258,75 +240,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => run_inspect(args),
         Command::Verify(args) => run_verify(args),
     }
-}
-
-fn run_convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
-    let opts = ConvertOptions {
-        data_root: args.data,
-        out_dir: args.out,
-        podcasts: args.podcasts,
-        force: args.force,
-    };
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let progress = MultiProgress::with_draw_target(target);
-    let reports = convert::convert_all(&opts, &progress)
-        .with_context(|| format!("cannot read data root {}", opts.data_root.display()))?;
-    if reports.is_empty() {
-        bail!(
-            "no podcasts found: expected {}/db/<podcast>/rag-embeddings.json",
-            opts.data_root.display()
-        );
-    }
-    let mut failed = 0;
-    let mut stdout = std::io::stdout().lock();
-    for r in &reports {
-        for warning in &r.warnings {
-            eprintln!("podmap: warning: {warning}");
-        }
-        let secs = r.elapsed.as_secs_f64();
-        match &r.result {
-            Ok(Outcome::Converted(w)) => writeln!(
-                stdout,
-                "{}: {} items ({} embedded), {} dims, {} episodes, {} transcripts, {} in, {} out, {:.2} s",
-                r.podcast,
-                w.items,
-                w.embedded,
-                w.dims,
-                w.episodes,
-                w.transcripts,
-                human_bytes(r.input_bytes),
-                human_bytes(w.bytes),
-                secs
-            )?,
-            Ok(Outcome::Unchanged(path)) => writeln!(
-                stdout,
-                "{}: unchanged ({} is up to date; --force converts anyway)",
-                r.podcast,
-                path.display()
-            )?,
-            Err(e) => {
-                failed += 1;
-                writeln!(stdout, "{}: FAILED", r.podcast)?;
-                eprintln!("podmap: error: {}: {e}", r.podcast);
-            }
-        }
-    }
-    let mem = ProcessMemory::current();
-    eprintln!(
-        "podmap: {} podcast(s), {} failed; peak memory {}",
-        reports.len(),
-        failed,
-        human_bytes(mem.peak_rss_kib * 1024)
-    );
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 fn run_search(args: SearchArgs) -> anyhow::Result<ExitCode> {
@@ -727,19 +640,4 @@ fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
