@@ -3,18 +3,13 @@
 //! stdout carries results (one summary line per podcast, search hits, headers) and stays
 //! machine-readable with `--json`; progress bars and diagnostics go to stderr.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde_json::json;
 
-use podmap::archive::format::SectionKind;
-use podmap::index::{archive_path, list_archives};
-use podmap::{MmapIndex, SearchIndex};
-
+mod archive;
 mod convert;
 mod library;
 mod search;
@@ -54,11 +49,11 @@ enum Command {
     /// original JSON files, loaded the original way (the baseline).
     Serve(Box<ServeArgs>),
     /// Print an archive's header.
-    Inspect(InspectArgs),
+    Inspect(archive::InspectArgs),
     /// Check every archive in an index directory fully (checksums and structure).
     ///
     /// Exits non-zero if any archive fails.
-    Verify(VerifyArgs),
+    Verify(archive::VerifyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -84,21 +79,6 @@ struct ServeArgs {
     settings: podmap::server::SettingsArgs,
 }
 
-#[derive(Debug, Args)]
-struct InspectArgs {
-    /// An archive: <INDEX_DIR>/<podcast> or the rag.podmap file itself.
-    path: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-struct VerifyArgs {
-    /// Index directory written by `podmap convert`.
-    index: PathBuf,
-}
-
 const INDEX_REQUIRED: &str = "--index INDEX_DIR is required (or --source json --data ROOT)";
 const DATA_REQUIRED: &str = "--source json needs --data ROOT, the original data root";
 
@@ -110,8 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transcript(args) => library::transcript(args),
         Command::Speakers(args) => library::speakers(args),
         Command::Serve(args) => run_serve(*args),
-        Command::Inspect(args) => run_inspect(args),
-        Command::Verify(args) => run_verify(args),
+        Command::Inspect(args) => archive::inspect(args),
+        Command::Verify(args) => archive::verify(args),
     }
 }
 
@@ -134,114 +114,4 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(podmap::server::serve(source, settings))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn run_inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let path = if args.path.is_dir() {
-        args.path.join(podmap::archive::ARCHIVE_FILE)
-    } else {
-        args.path.clone()
-    };
-    let index = MmapIndex::open(&path)?;
-    let h = index.header();
-    let manifest = index.manifest();
-    let sections: Vec<_> = h
-        .sections
-        .iter()
-        .map(|s| json!({"kind": s.kind.name(), "offset": s.offset, "length": s.len, "align": s.align, "checksum": format!("{:016x}", s.checksum)}))
-        .collect();
-    let info = json!({
-        "path": path,
-        "podcast": index.podcast_id(),
-        "formatVersion": h.version,
-        "rkyvFeatures": format!("{:#x}", h.rkyv_features),
-        "schemaHash": format!("{:016x}", h.schema_hash),
-        "embeddingModel": index.model(),
-        "dimensions": h.dims,
-        "items": h.item_count,
-        "embeddedItems": h.embedded_count,
-        "inputBytes": h.input_len,
-        "inputFingerprint": format!("{:016x}", h.input_fingerprint),
-        "createdAt": manifest.created_at(),
-        "updatedAt": manifest.updated_at(),
-        "fileBytes": h.file_len(),
-        "sections": sections,
-    });
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{info}")?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    writeln!(out, "path            {}", path.display())?;
-    writeln!(out, "podcast         {}", index.podcast_id())?;
-    writeln!(out, "format version  {}", h.version)?;
-    writeln!(
-        out,
-        "rkyv features   {:#x} (little-endian, aligned, 32-bit offsets)",
-        h.rkyv_features
-    )?;
-    writeln!(out, "schema hash     {:016x}", h.schema_hash)?;
-    writeln!(out, "model           {}", index.model().unwrap_or("(none)"))?;
-    writeln!(out, "dimensions      {}", h.dims)?;
-    writeln!(
-        out,
-        "items           {} ({} with embeddings)",
-        h.item_count, h.embedded_count
-    )?;
-    writeln!(
-        out,
-        "input           {} bytes, fingerprint {:016x}",
-        h.input_len, h.input_fingerprint
-    )?;
-    writeln!(out, "file            {} bytes", h.file_len())?;
-    for s in &h.sections {
-        let what = match s.kind {
-            SectionKind::Matrix => "f32 rows, L2-normalised",
-            SectionKind::Items => "rkyv item records",
-            SectionKind::Episodes => "rkyv episode records",
-            SectionKind::Transcripts => "rkyv transcripts",
-            SectionKind::Speakers => "rkyv speakers",
-            SectionKind::Meta => "rkyv manifest, slots, columns",
-        };
-        writeln!(
-            out,
-            "section {:<11} offset {:>10}  length {:>10}  xxh3 {:016x}  ({what})",
-            s.kind.name(),
-            s.offset,
-            s.len,
-            s.checksum
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let archives = list_archives(&args.index)?;
-    if archives.is_empty() {
-        bail!(
-            "no archives in {}: expected <INDEX_DIR>/<podcast>/rag.podmap",
-            args.index.display()
-        );
-    }
-    let mut failed = 0;
-    for (podcast, path) in &archives {
-        debug_assert_eq!(path, &archive_path(&args.index, podcast));
-        match MmapIndex::open(path).and_then(|index| index.verify().map(|()| index)) {
-            Ok(index) => println!(
-                "{podcast}: ok ({} items, {} dims)",
-                index.len(),
-                index.dims()
-            ),
-            Err(e) => {
-                failed += 1;
-                println!("{podcast}: FAILED");
-                eprintln!("podmap: error: {e}");
-            }
-        }
-    }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
