@@ -1,18 +1,18 @@
-//! The `podmap` command line: argument definitions and what each command prints.
+//! The `podmap` command line: the commands, their arguments, and which module runs each.
 //!
-//! stdout carries results (one summary line per podcast, search hits, headers) and stays
-//! machine-readable with `--json`; progress bars and diagnostics go to stderr.
+//! Each command lives in its own file with its arguments and what it prints. stdout carries
+//! results (one summary line per podcast, search hits, headers) and stays machine-readable
+//! with `--json`; progress bars and diagnostics go to stderr.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 mod archive;
 mod convert;
 mod library;
 mod search;
+mod serve;
 
 /// podmap: memory-mapped indexes for podcast archives.
 ///
@@ -47,7 +47,7 @@ enum Command {
     /// Nothing is parsed at start-up: archives are mapped, so the server answers within
     /// milliseconds whatever their size. With --source json it serves the same API from the
     /// original JSON files, loaded the original way (the baseline).
-    Serve(Box<ServeArgs>),
+    Serve(Box<serve::ServeArgs>),
     /// Print an archive's header.
     Inspect(archive::InspectArgs),
     /// Check every archive in an index directory fully (checksums and structure).
@@ -56,6 +56,20 @@ enum Command {
     Verify(archive::VerifyArgs),
 }
 
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Convert(args) => convert::run(args),
+        Command::Search(args) => search::run(args),
+        Command::Episodes(args) => library::episodes(args),
+        Command::Transcript(args) => library::transcript(args),
+        Command::Speakers(args) => library::speakers(args),
+        Command::Serve(args) => serve::run(*args),
+        Command::Inspect(args) => archive::inspect(args),
+        Command::Verify(args) => archive::verify(args),
+    }
+}
+
+/// Where `search` and `serve` read podcasts from (`--source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Source {
     /// The memory-mapped archive (fast path).
@@ -64,54 +78,5 @@ enum Source {
     Json,
 }
 
-#[derive(Debug, Args)]
-struct ServeArgs {
-    /// Index directory written by `podmap convert`.
-    #[arg(long, value_name = "INDEX_DIR")]
-    index: Option<PathBuf>,
-    /// Where to read the podcasts from.
-    #[arg(long, value_enum, default_value_t = Source::Mmap)]
-    source: Source,
-    /// Data root in the original layout (with --source json).
-    #[arg(long, value_name = "ROOT")]
-    data: Option<PathBuf>,
-    #[command(flatten)]
-    settings: podmap::server::SettingsArgs,
-}
-
 const INDEX_REQUIRED: &str = "--index INDEX_DIR is required (or --source json --data ROOT)";
 const DATA_REQUIRED: &str = "--source json needs --data ROOT, the original data root";
-
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Convert(args) => convert::run(args),
-        Command::Search(args) => search::run(args),
-        Command::Episodes(args) => library::episodes(args),
-        Command::Transcript(args) => library::transcript(args),
-        Command::Speakers(args) => library::speakers(args),
-        Command::Serve(args) => run_serve(*args),
-        Command::Inspect(args) => archive::inspect(args),
-        Command::Verify(args) => archive::verify(args),
-    }
-}
-
-fn run_serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let settings = podmap::server::Settings::load(args.settings)?;
-    let source = match args.source {
-        Source::Mmap => podmap::server::Source::Mmap(args.index.context(INDEX_REQUIRED)?),
-        Source::Json => podmap::server::Source::Json(args.data.context(DATA_REQUIRED)?),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(podmap::server::serve(source, settings))?;
-    Ok(ExitCode::SUCCESS)
-}
