@@ -41,7 +41,7 @@ impl JsonPodcast {
                     number,
                     title: m.title,
                     date: m.date,
-                    duration_sec: m.duration.map(duration_seconds),
+                    duration_sec: m.duration.filter(|d| d.len() == 3).map(duration_seconds),
                     description: m.description,
                     speakers: m.speakers.unwrap_or_default(),
                     has_metadata: true,
