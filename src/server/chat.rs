@@ -176,9 +176,7 @@ impl ChatClient {
         let response = self.send(system, user, true).await?;
         let mut bytes = response.bytes_stream();
         Ok(async_stream(move |tx| async move {
-            // Bytes, not text: a UTF-8 character may be split between two reads, and only a
-            // complete line is decoded.
-            let mut buffer: Vec<u8> = Vec::new();
+            let mut lines = SseLines::default();
             while let Some(chunk) = bytes.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
@@ -187,30 +185,124 @@ impl ChatClient {
                         return;
                     }
                 };
-                buffer.extend_from_slice(&chunk);
-                while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-                    let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let Ok(line) = std::str::from_utf8(&line) else {
-                        continue;
-                    };
-                    let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
-                        continue;
-                    };
-                    if data == "[DONE]" {
-                        return;
-                    }
-                    let piece = serde_json::from_str::<Value>(data).ok().and_then(|v| {
-                        v.pointer("/choices/0/delta/content")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    });
-                    if let Some(piece) = piece.filter(|p| !p.is_empty()) {
-                        if tx.send(Ok(piece)).await.is_err() {
-                            return; // the client went away
+                match lines.feed(&chunk) {
+                    Ok(Feed { pieces, done }) => {
+                        for piece in pieces {
+                            if tx.send(Ok(piece)).await.is_err() {
+                                return; // the client went away
+                            }
                         }
+                        if done {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
                     }
                 }
             }
+            // An LLM that ignores `"stream": true` answers with one JSON document.
+            if let Some(answer) = lines.finish() {
+                let _ = tx.send(answer).await;
+            }
+        }))
+    }
+}
+
+/// Longest line accepted from an LLM stream. SSE lines carry a few words each; a stream that
+/// never sends a newline is cut off here instead of growing a buffer without bound.
+const MAX_LINE: usize = 1 << 20;
+
+/// What one chunk of an LLM stream yielded.
+struct Feed {
+    pieces: Vec<String>,
+    done: bool,
+}
+
+/// Splits an LLM's server-sent events into lines and their `delta` pieces. Bytes, not text: a
+/// UTF-8 character may be split between two reads, and only a complete line is decoded. Each
+/// byte is looked at once, so a long stream costs linear time.
+#[derive(Default)]
+struct SseLines {
+    /// The unterminated last line.
+    partial: Vec<u8>,
+    /// Whether any `data:` line came: if none does, the body is a non-streamed answer.
+    streamed: bool,
+    /// The body while no `data:` line has come, to read it as a whole answer at the end.
+    body: Vec<u8>,
+}
+
+impl SseLines {
+    fn feed(&mut self, chunk: &[u8]) -> Result<Feed, ChatError> {
+        let mut feed = Feed {
+            pieces: Vec::new(),
+            done: false,
+        };
+        if !self.streamed {
+            if self.body.len() + chunk.len() > MAX_LINE {
+                return Err(ChatError::Decode(format!(
+                    "the LLM sent over {MAX_LINE} bytes without a stream event"
+                )));
+            }
+            self.body.extend_from_slice(chunk);
+        }
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&rest[..end]);
+            rest = &rest[end + 1..];
+            let line = std::mem::take(&mut self.partial);
+            if self.line(&line, &mut feed.pieces) {
+                feed.done = true;
+                return Ok(feed);
+            }
+        }
+        if self.partial.len() + rest.len() > MAX_LINE {
+            return Err(ChatError::Decode(format!(
+                "the LLM stream sent a line over {MAX_LINE} bytes"
+            )));
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(feed)
+    }
+
+    /// Handles one complete line; true at `[DONE]`.
+    fn line(&mut self, line: &[u8], pieces: &mut Vec<String>) -> bool {
+        let Ok(line) = std::str::from_utf8(line) else {
+            return false;
+        };
+        let Some(data) = line.trim().strip_prefix("data:").map(str::trim) else {
+            return false;
+        };
+        self.streamed = true;
+        self.body = Vec::new();
+        if data == "[DONE]" {
+            return true;
+        }
+        let piece = serde_json::from_str::<Value>(data).ok().and_then(|v| {
+            v.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        pieces.extend(piece.filter(|p| !p.is_empty()));
+        false
+    }
+
+    /// At the end of a body that had no stream events: its answer as one piece, or an error
+    /// (sent as an `error` event) when it holds none.
+    fn finish(self) -> Option<Result<String, ChatError>> {
+        if self.streamed {
+            return None;
+        }
+        let answer = serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|v| {
+                v.pointer("/choices/0/message/content")
+                    .and_then(Value::as_str)
+                    .map(|s| s.trim().to_owned())
+            });
+        Some(answer.ok_or_else(|| {
+            ChatError::Decode("the LLM answered without a stream and without an answer".into())
         }))
     }
 }
@@ -230,6 +322,52 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_lines_split_anywhere_give_the_same_pieces() {
+        let body = "data: {\"choices\":[{\"delta\":{\"content\":\"Grüß\"}}]}\n\n\
+                    data: {\"choices\":[{\"delta\":{\"content\":\" dich\"}}]}\n\ndata: [DONE]\n";
+        for cut in 0..body.len() {
+            let mut lines = SseLines::default();
+            let mut pieces = Vec::new();
+            let mut done = false;
+            for part in [&body.as_bytes()[..cut], &body.as_bytes()[cut..]] {
+                let feed = lines.feed(part).unwrap();
+                pieces.extend(feed.pieces);
+                done |= feed.done;
+                if done {
+                    break;
+                }
+            }
+            assert_eq!(pieces.concat(), "Grüß dich", "cut at {cut}");
+            assert!(done);
+        }
+    }
+
+    #[test]
+    fn a_stream_without_newlines_is_cut_off() {
+        let mut lines = SseLines::default();
+        lines.feed(b"data: {").unwrap();
+        let mut failed = false;
+        for _ in 0..(MAX_LINE / 4096 + 2) {
+            if lines.feed(&[b'x'; 4096]).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "a line over MAX_LINE is refused");
+    }
+
+    #[test]
+    fn a_non_streamed_answer_is_taken_whole() {
+        let mut lines = SseLines::default();
+        let body = "{\n  \"choices\": [{\"message\": {\"content\": \" Antwort \"}}]\n}\n";
+        assert!(lines.feed(body.as_bytes()).unwrap().pieces.is_empty());
+        assert_eq!(lines.finish().unwrap().unwrap(), "Antwort");
+        let mut empty = SseLines::default();
+        empty.feed(b"{}").unwrap();
+        assert!(empty.finish().unwrap().is_err());
+    }
 
     #[test]
     fn each_voice_names_its_people_and_keeps_the_sources() {
