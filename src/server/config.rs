@@ -129,6 +129,10 @@ pub struct Settings {
     /// Empty: any origin.
     pub cors_origins: Vec<String>,
     pub max_in_flight: usize,
+    /// Time a client has to send a request's whole body (408 after it); fixed, not a flag.
+    pub body_timeout: std::time::Duration,
+    /// Largest request body (413 above it); the API's bodies are a few hundred bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for Settings {
@@ -232,6 +236,8 @@ impl Settings {
                 .or_else(|| number(&["rag", "maxInFlight"]))
                 .unwrap_or(256)
                 .max(1),
+            body_timeout: std::time::Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
         }
     }
 }

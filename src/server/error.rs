@@ -53,6 +53,12 @@ pub enum ApiError {
     /// Every request slot is taken (503).
     #[error("the server is busy; try again shortly")]
     Overloaded,
+    /// The client did not send its body in time (408).
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// The body is larger than any request of the API (413).
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
     /// The podcast's speaker index cannot be read (500).
     #[error("Failed to load speakers: {0}")]
     Speakers(crate::Error),
@@ -88,6 +94,8 @@ impl ApiError {
                 StatusCode::BAD_GATEWAY
             }
             ApiError::ChatNotConfigured | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Speakers(_) | ApiError::Archive(_) | ApiError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -121,6 +129,8 @@ mod tests {
             (ApiError::Chat(ChatError::Transport("down".into())), 502),
             (ApiError::ChatNotConfigured, 503),
             (ApiError::Overloaded, 503),
+            (ApiError::BodyTimeout, 408),
+            (ApiError::BodyTooLarge { limit: 1 }, 413),
             (ApiError::internal("task panicked"), 500),
         ];
         for (error, status) in cases {

@@ -1,12 +1,18 @@
 //! The layers around the routes, each built here from the settings; [`router`](super::router)
 //! applies them in the order documented there.
 
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::ApiError;
 use super::routes::search::SEARCH_MODE_HEADER;
-use super::Settings;
+use super::{AppState, Settings};
 
 /// CORS for the front end, which calls from another origin: the configured origins (any
 /// when none is), the API's methods and headers, and the search-mode header exposed.
@@ -35,4 +41,24 @@ pub fn cors(settings: &Settings) -> CorsLayer {
 /// The answer of the load-shedding layer when every request slot is taken.
 pub async fn overloaded(_: tower::BoxError) -> ApiError {
     ApiError::Overloaded
+}
+
+/// Reads the whole request body, within the body deadline and size cap, before the request
+/// takes one of the limited request slots: a client that stalls its body ties up only its own
+/// connection (closed by the deadline), never the server's capacity.
+pub async fn buffer_body(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let limit = state.settings.max_body_bytes;
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(state.settings.body_timeout, read).await {
+        Err(_) => return ApiError::BodyTimeout.into_response(),
+        Ok(Err(_)) => return ApiError::BodyTooLarge { limit }.into_response(),
+        Ok(Ok(bytes)) => bytes,
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }

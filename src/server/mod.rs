@@ -10,7 +10,8 @@
 //! | [`error`] | [`ApiError`]: each kind of failure, its status and its message |
 //! | `extract` | `Json` and `Query` extractors whose rejections answer like other errors |
 //! | `auth` | the chat token |
-//! | `middleware` | CORS and the overload answer |
+//! | `middleware` | CORS, the overload answer, reading bodies before admission |
+//! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`config`] | settings from flags, environment and the original's config file |
 //! | `state` | [`AppState`], what every handler shares |
@@ -20,9 +21,13 @@
 //! 1. **trace**: every request, including those refused by the layers below, is logged.
 //! 2. **CORS**: the front end calls from another origin; preflights are answered here, before
 //!    the limit, so they pass even under load.
-//! 3. **load shedding over one concurrency limit** shared by all routes: overload answers 503
+//! 3. **`/api/health`**, answered here, outside every limit below: liveness must answer under
+//!    overload.
+//! 4. **the body, read whole** within a deadline (408) and a size cap (413) before the request
+//!    is admitted, so a stalled body never holds a request slot.
+//! 5. **load shedding over one concurrency limit** shared by all routes: overload answers 503
 //!    at once instead of queueing without bound.
-//! 4. **the routes**. Handlers take one snapshot of the catalog and run CPU work (scans,
+//! 6. **the routes**. Handlers take one snapshot of the catalog and run CPU work (scans,
 //!    excerpts) on the blocking pool, never on the async workers.
 
 pub mod api;
@@ -34,6 +39,7 @@ mod context;
 pub mod embeddings;
 pub mod error;
 mod extract;
+pub mod listener;
 mod middleware;
 mod plan;
 mod routes;
@@ -74,8 +80,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.settings.max_in_flight,
         ));
     let cors = middleware::cors(&state.settings);
-    Router::new()
-        .route("/api/health", get(podcasts::health))
+    let bodies = axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body);
+    let api = Router::new()
         .route("/api/podcasts", get(podcasts::podcasts))
         .route("/api/speakers", get(speakers::speakers))
         .route("/api/episodes/search", post(search::search))
@@ -91,6 +97,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(podcasts::not_found)
         .with_state(state)
         .layer(limit)
+        .layer(bodies);
+    Router::new()
+        .route("/api/health", get(podcasts::health))
+        .merge(api)
         .layer(cors)
         .layer(TraceLayer::new_for_http())
 }
@@ -119,8 +129,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the server stopped on an error")]
-    Serve(#[source] std::io::Error),
 }
 
 /// Loads the podcasts, binds and serves until Ctrl-C or SIGTERM.
@@ -168,10 +176,14 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
         state.catalog.load().podcasts.len(),
         started.elapsed().as_millis()
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(ServeError::Serve)
+    listener::serve_connections(
+        listener,
+        router(state),
+        listener::ConnectionLimits::default(),
+        shutdown(),
+    )
+    .await;
+    Ok(())
 }
 
 /// Says at start-up which podcasts cannot be searched semantically with the configured
