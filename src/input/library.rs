@@ -169,9 +169,23 @@ fn numbered(name: &str, suffix: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Parses a JSON file as it is read, so the file's bytes and the parsed value are never both
+/// in memory (a transcript can be over 100 MB).
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(super::strip_bom(&bytes)).map_err(|e| Error::json(path, &e))
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    let head = reader.fill_buf().map_err(|e| Error::io(path, e))?;
+    if head.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    serde_json::from_reader(reader).map_err(|e| {
+        if e.is_io() {
+            Error::io(path, std::io::Error::other(e.to_string()))
+        } else {
+            Error::json(path, &e)
+        }
+    })
 }
 
 /// `episodes/<n>.json`: the 8 fields the original writes.

@@ -171,11 +171,6 @@ pub(crate) fn probe(path: &Path) -> std::io::Result<Option<std::fs::Metadata>> {
     }
 }
 
-/// Strips a UTF-8 byte order mark, which some editors write at the start of JSON files.
-pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
-    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
-}
-
 /// Total size and a hash of the names, sizes and mtimes of a set of input files: recorded in
 /// the archive header so that unchanged inputs can be skipped without reading them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
