@@ -1,7 +1,9 @@
 //! Hot reload over real loopback HTTP: archives replaced under load are served within two
 //! seconds, no request fails, every answer comes from the old or the new archive; a corrupt
 //! replacement is refused while the old one keeps serving; a served file changed in place is
-//! re-read, or withdrawn when it no longer opens; podcasts appear and disappear.
+//! re-read, or withdrawn when it no longer opens; podcasts appear and disappear. With a read
+//! lease (Linux, as root), a file written in place under load never crashes the process: the
+//! podcast is withdrawn before the writer may change a byte, the others keep answering.
 
 mod common;
 
@@ -11,9 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podmap::convert::convert_podcast;
+use podmap::index::LeaseState;
 use podmap::input::PodcastSource;
 use podmap::server::catalog::{load_mmap, watch};
 use podmap::server::{router, AppState, Settings};
+use podmap::MmapIndex;
 use serde_json::{json, Value};
 
 struct Server {
@@ -326,4 +330,193 @@ async fn assert_withdrawn(client: &reqwest::Client, base: &str) {
 
 fn remove(dir: &Path) {
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Fails, with the reason, where this process cannot lease archives: the tests below would
+/// then prove nothing.
+fn assert_leases_work(path: &Path) {
+    let state = MmapIndex::open(path).unwrap().take_lease();
+    assert_eq!(
+        state,
+        LeaseState::Taken,
+        "read leases unavailable for {}; these tests need Linux and the file's owner or \
+         CAP_LEASE",
+        path.display()
+    );
+}
+
+/// Adds podcast `q` (5 items, 2 episodes) beside `p` and waits until it is served.
+async fn add_q(server: &Server, client: &reqwest::Client) {
+    common::small_root(&server.roots[0], "q", 5, 8);
+    convert_podcast(
+        &PodcastSource::at(&server.roots[0], "q"),
+        &server.index.join("q/rag.podmap"),
+    )
+    .unwrap();
+    until(client, &server.base, "q", Some(5)).await;
+}
+
+/// What the load saw: `q` must always answer; `p` answers from an intact archive or a clean
+/// JSON error.
+#[derive(Default)]
+struct Seen {
+    requests: AtomicUsize,
+    /// Requests on `q` that failed: must stay 0.
+    q_failed: AtomicUsize,
+    /// Answers on `p` that were neither a correct result nor a clean JSON error: must stay 0.
+    p_bad: AtomicUsize,
+    /// Clean errors on `p` (withdrawn while written).
+    p_errors: AtomicUsize,
+}
+
+/// Searches and listings on `p` and `q` from `tasks` clients until `stop` (at most 60 s and
+/// 100 000 requests each).
+fn load(
+    server: &Arc<Server>,
+    tasks: usize,
+    p_totals: &'static [u64],
+    stop: &Arc<AtomicBool>,
+    seen: &Arc<Seen>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..tasks)
+        .map(|task| {
+            let (server, stop, seen) = (server.clone(), stop.clone(), seen.clone());
+            let client = reqwest::Client::new();
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                for n in 0..100_000usize {
+                    if stop.load(Ordering::Relaxed) || Instant::now() > deadline {
+                        break;
+                    }
+                    let podcast = if (n + task) % 2 == 0 { "p" } else { "q" };
+                    let (route, body) = if n % 3 == 2 {
+                        ("/api/episodes/latest", json!({"podcastId": podcast}))
+                    } else {
+                        (
+                            "/api/episodes/search",
+                            json!({"query": "Thema", "podcastId": podcast, "limit": 50}),
+                        )
+                    };
+                    let response = client
+                        .post(format!("{}{route}", server.base))
+                        .json(&body)
+                        .send()
+                        .await;
+                    seen.requests.fetch_add(1, Ordering::Relaxed);
+                    let (status, body) = match response {
+                        Ok(r) => (r.status().as_u16(), r.json::<Value>().await.ok()),
+                        Err(_) => (0, None),
+                    };
+                    let search = route.ends_with("search");
+                    let result_ok = |totals: &[u64]| {
+                        let Some(body) = &body else { return false };
+                        if !search {
+                            return body.is_object();
+                        }
+                        let total = body["total"].as_u64();
+                        let listed = body["episodes"].as_array().map(|e| e.len() as u64);
+                        total.is_some_and(|t| totals.contains(&t)) && listed == total
+                    };
+                    if podcast == "q" {
+                        if status != 200 || !result_ok(&[2]) {
+                            seen.q_failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if status == 200 {
+                        if !result_ok(p_totals) {
+                            seen.p_bad.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if (status == 404 || status >= 500)
+                        && body.as_ref().is_some_and(|b| b["error"].is_string())
+                    {
+                        seen.p_errors.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        seen.p_bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn finish(load: Vec<tokio::task::JoinHandle<()>>, stop: &AtomicBool, seen: &Seen) {
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let requests = seen.requests.load(Ordering::Relaxed);
+    let (q_failed, p_bad) = (
+        seen.q_failed.load(Ordering::Relaxed),
+        seen.p_bad.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "{requests} requests, {} clean errors on p",
+        seen.p_errors.load(Ordering::Relaxed)
+    );
+    assert!(requests > 100, "the load loop barely ran: {requests}");
+    assert_eq!(q_failed, 0, "{q_failed} requests on q failed");
+    assert_eq!(
+        p_bad, 0,
+        "{p_bad} answers on p were neither correct nor clean errors"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_copied_over_in_place_under_load_is_withdrawn_then_served_anew() {
+    let server = Arc::new(start().await);
+    let client = reqwest::Client::new();
+    add_q(&server, &client).await;
+    let target = server.index.join("p/rag.podmap");
+    assert_leases_work(&target);
+    let staged = server.index.parent().unwrap().join("staged.podmap");
+    convert_podcast(&PodcastSource::at(&server.roots[1], "p"), &staged).unwrap();
+    let old = server.index.parent().unwrap().join("old.podmap");
+    std::fs::copy(&target, &old).unwrap();
+
+    let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Seen::default()));
+    let tasks = load(&server, 3, &[4, 7], &stop, &seen);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (from, want) in [(&staged, 20), (&old, 12), (&staged, 20)] {
+        // `std::fs::copy` opens the target with O_TRUNC: the same inode, rewritten.
+        let before = inode(&target);
+        let started = Instant::now();
+        std::fs::copy(from, &target).unwrap();
+        let held = started.elapsed();
+        assert_eq!(inode(&target), before, "the copy must write in place");
+        let reload = until(&client, &server.base, "p", Some(want)).await;
+        eprintln!("copy in place took {held:?}, the new content served {reload:?} later");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    finish(tasks, &stop, &seen).await;
+    assert_eq!(search_total(&client, &server.base, "p").await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_truncated_in_place_under_load_is_withdrawn() {
+    let server = Arc::new(start().await);
+    let client = reqwest::Client::new();
+    add_q(&server, &client).await;
+    let target = server.index.join("p/rag.podmap");
+    assert_leases_work(&target);
+
+    let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Seen::default()));
+    let tasks = load(&server, 3, &[4], &stop, &seen);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = inode(&target);
+    // Cut to a quarter, as `truncate -s` to a smaller size: a read past the new end of the
+    // mapping would be a SIGBUS.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .unwrap();
+    file.set_len(file.metadata().unwrap().len() / 4).unwrap();
+    drop(file);
+    assert_eq!(inode(&target), before);
+    until(&client, &server.base, "p", None).await;
+    // Load goes on against the withdrawn podcast for a while.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    finish(tasks, &stop, &seen).await;
+    assert_withdrawn(&client, &server.base).await;
+
+    replace(&server, 1);
+    until(&client, &server.base, "p", Some(20)).await;
 }

@@ -10,8 +10,10 @@
 //! The contract with the file system: an archive is replaced by renaming a new file over it
 //! (as `podmap convert` does), never changed in place. A rename leaves the mapped inode as it
 //! was for as long as the mapping lives. Writing into the mapped file (`cp` over it, `rsync
-//! --inplace`, `truncate`) breaks that contract; the server's reloader notices a same-path
-//! change and stops serving the old mapping, but reads already in flight may fault.
+//! --inplace`, `truncate`) breaks that contract. On Linux the server guards against it with a
+//! read lease on the mapped file ([`lease`]): a writer's `open` is held until the server has
+//! stopped reading the mapping. Without a lease, reads in flight when the file changes may
+//! fault.
 
 use std::fs::File;
 use std::marker::PhantomData;
@@ -203,5 +205,48 @@ impl<T: Record> LazyRecords<T> {
         // one `Mapped` that owns `map`) passed `rkyv::access::<T>` and `T`'s own invariants,
         // just above or in an earlier call; `T` is fixed for this section.
         Ok(unsafe { rkyv::access_unchecked::<T>(bytes) })
+    }
+}
+
+/// Linux read leases (`fcntl(F_SETLEASE, F_RDLCK)`) on an archive file: while one is held, a
+/// process that opens the file for writing or truncates it is blocked and this process gets
+/// SIGIO, until the lease is released (the file closed and unmapped) or
+/// `/proc/sys/fs/lease-break-time` passes. SIGIO terminates a process by default, so only a
+/// caller that handles SIGIO may take one (see `MmapIndex::take_lease`).
+#[cfg(all(target_os = "linux", feature = "server"))]
+pub(super) mod lease {
+    use std::fs::File;
+    use std::io;
+    use std::os::fd::AsRawFd;
+
+    /// Takes a read lease on `file` (opened read-only). EAGAIN: the file is open for writing.
+    pub(in crate::index) fn take_read(file: &File) -> io::Result<()> {
+        // SAFETY: F_SETLEASE takes an integer argument, no pointer; the descriptor is borrowed
+        // from `file` for the duration of the call, so it is open and owned by this process.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Gives the lease on `file` up (the file stays open and mapped).
+    pub(in crate::index) fn release(file: &File) -> io::Result<()> {
+        // SAFETY: as in `take_read`: an integer argument and a descriptor borrowed from `file`.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether `file` still holds a read lease that no writer is breaking: F_GETLEASE answers
+    /// F_UNLCK as soon as a break is pending (and after the lease is gone).
+    pub(in crate::index) fn held(file: &File) -> bool {
+        // SAFETY: F_GETLEASE takes no argument; the descriptor is borrowed from `file`.
+        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLEASE) };
+        r == libc::F_RDLCK
     }
 }

@@ -16,6 +16,8 @@ use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use rayon::prelude::*;
 
@@ -32,11 +34,33 @@ pub use views::{Entry, Episode, Item, Manifest, Speaker, Speakers, Transcript};
 /// An opened archive.
 pub struct MmapIndex {
     path: PathBuf,
+    /// The file mapped, kept open: a lease ([`MmapIndex::take_lease`]) lives as long as it.
+    file: File,
+    /// Length and mtime when the file was mapped, to tell whether it changed before a lease
+    /// was taken.
+    opened: (u64, Option<SystemTime>),
+    /// Whether [`MmapIndex::take_lease`] took a lease.
+    leased: AtomicBool,
     header: Header,
     mapped: Mapped,
     matrix: Range<usize>,
     /// Every section's byte range, for `verify`.
     sections: Vec<(SectionKind, Range<usize>)>,
+}
+
+/// The outcome of [`MmapIndex::take_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// A read lease is held: a writer's `open` (or `truncate`) of the file is held until this
+    /// index is dropped, and this process gets SIGIO, [`MmapIndex::lease_broken`] then true.
+    Taken,
+    /// The file is open for writing somewhere (EAGAIN), or it changed between mapping and
+    /// leasing: it is being written and its mapping must not be trusted.
+    Busy,
+    /// Leases are not available for this file, with the reason: not Linux, not the file's
+    /// owner without CAP_LEASE, a file system without leases, `fs.leases-enable = 0`, or a
+    /// build without the `server` feature. In-place changes are then not guarded.
+    Unsupported(String),
 }
 
 /// Episode orders for listings.
@@ -63,11 +87,12 @@ impl MmapIndex {
         Self::open(&archive_path(index_dir, podcast))
     }
 
-    /// Maps and checks an archive file.
+    /// Maps and checks an archive file. Takes no lease (see [`MmapIndex::take_lease`]).
     pub fn open(path: &Path) -> Result<Self> {
         let fault = |f| Error::archive(path, f);
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let stat = file.metadata().map_err(|e| Error::io(path, e))?;
+        let (len, modified) = (stat.len(), stat.modified().ok());
         if len < HEADER_SIZE as u64 {
             // Too short to map usefully; read what is there for the most precise message.
             let mut head = Vec::new();
@@ -162,6 +187,9 @@ impl MmapIndex {
         }
         let index = MmapIndex {
             path: path.to_path_buf(),
+            file,
+            opened: (len, modified),
+            leased: AtomicBool::new(false),
             header,
             mapped,
             matrix: matrix.offset as usize..matrix.end() as usize,
@@ -180,6 +208,64 @@ impl MmapIndex {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes a Linux read lease on the mapped file, so that a process opening it for writing
+    /// or truncating it (`cp` over it, `truncate`, `rsync --inplace`) is blocked until this
+    /// index is dropped (or `/proc/sys/fs/lease-break-time`, 45 s by default, passes), instead
+    /// of changing the pages under the mapping.
+    ///
+    /// **Never taken by [`MmapIndex::open`], and only to be taken by a process that handles
+    /// SIGIO**: the kernel announces a writer with SIGIO, whose default action terminates the
+    /// process. The server installs a SIGIO handler before it opens any archive, then polls
+    /// [`MmapIndex::lease_broken`] to find the archive being written.
+    ///
+    /// [`LeaseState::Busy`] when the file is open for writing somewhere, or changed (length or
+    /// mtime) since it was mapped: the mapping may not show a finished file.
+    pub fn take_lease(&self) -> LeaseState {
+        #[cfg(all(target_os = "linux", feature = "server"))]
+        {
+            match mapping::lease::take_read(&self.file) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return LeaseState::Busy,
+                Err(e) => return LeaseState::Unsupported(e.to_string()),
+            }
+            // Held from here on: a writer that comes now is blocked. One that came and went
+            // between the mapping and the lease left another length or mtime.
+            let now = self
+                .file
+                .metadata()
+                .map(|m| (m.len(), m.modified().ok()))
+                .ok();
+            if now != Some(self.opened) {
+                let _ = mapping::lease::release(&self.file);
+                return LeaseState::Busy;
+            }
+            self.leased.store(true, Ordering::Release);
+            LeaseState::Taken
+        }
+        #[cfg(not(all(target_os = "linux", feature = "server")))]
+        {
+            let _ = (&self.file, &self.opened, &self.leased);
+            LeaseState::Unsupported("file leases need Linux and podmap's \"server\" feature".into())
+        }
+    }
+
+    /// Whether a lease taken by [`MmapIndex::take_lease`] is being broken (a writer waits for
+    /// it) or is gone: the file is about to change, and this index must be dropped soon for
+    /// the writer to proceed. Always false without a lease.
+    pub fn lease_broken(&self) -> bool {
+        if !self.leased.load(Ordering::Acquire) {
+            return false;
+        }
+        #[cfg(all(target_os = "linux", feature = "server"))]
+        {
+            !mapping::lease::held(&self.file)
+        }
+        #[cfg(not(all(target_os = "linux", feature = "server")))]
+        {
+            false
+        }
     }
 
     pub fn header(&self) -> &Header {

@@ -134,6 +134,13 @@ pub enum ServeError {
 /// Loads the podcasts, binds and serves until Ctrl-C or SIGTERM.
 pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
+    if let Source::Mmap(_) = &source {
+        // Before any archive is opened: archives are then leased, and a writer opening one
+        // in place makes the kernel send SIGIO, which would otherwise end the process.
+        if let Err(e) = catalog::guard_in_place_changes() {
+            tracing::warn!("cannot listen for SIGIO, archives are not leased: {e}");
+        }
+    }
     let catalog = match &source {
         Source::Mmap(dir) => catalog::load_mmap(dir).map_err(|source| ServeError::IndexDir {
             dir: dir.clone(),

@@ -1,11 +1,14 @@
 //! A podcast answered from its memory-mapped archive: the [`Podcast`] trait over
 //! [`MmapIndex`]'s typed views, with vector scans batched across concurrent requests.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::{EpisodeInfo, Podcast, SpeakerInfo};
-use crate::error::Result;
-use crate::index::{Episode, EpisodeOrder, MmapIndex, Speaker};
+use crate::error::{Error, Result};
+use crate::index::{Episode, EpisodeOrder, LeaseState, MmapIndex, Speaker};
 use crate::search::{Hit, ScanBatcher, SearchIndex};
 use crate::transcript::Window;
 
@@ -19,8 +22,31 @@ pub struct MmapPodcast {
 }
 
 impl MmapPodcast {
+    /// Maps and checks the archive at `path`. Once this process handles SIGIO
+    /// ([`super::guard_in_place_changes`]), also takes a read lease on it, so that a writer
+    /// opening it in place waits until the podcast is withdrawn and dropped (see
+    /// [`super::reload`]). A file open for writing elsewhere is refused for now (an
+    /// [`Error::Io`] of kind `ResourceBusy`, see [`is_busy`]); where leases are unavailable
+    /// the file is served anyway, with one WARN per file that its in-place changes are not
+    /// guarded.
     pub fn open(path: &Path) -> Result<Self> {
         let index = MmapIndex::open(path)?;
+        if super::reload::sigio_handled() {
+            match index.take_lease() {
+                LeaseState::Taken => {}
+                LeaseState::Busy => {
+                    return Err(Error::io(
+                        path,
+                        io::Error::new(
+                            io::ErrorKind::ResourceBusy,
+                            "the file is open for writing, or changed while it was opened: \
+                             not served until it is finished",
+                        ),
+                    ))
+                }
+                LeaseState::Unsupported(reason) => warn_unguarded(path, &reason),
+            }
+        }
         Ok(MmapPodcast {
             id: index.podcast_id().to_owned(),
             index,
@@ -30,6 +56,27 @@ impl MmapPodcast {
 
     pub fn mapped(&self) -> &MmapIndex {
         &self.index
+    }
+}
+
+/// Whether `error` (from [`MmapPodcast::open`]) says the file is being written.
+pub fn is_busy(error: &Error) -> bool {
+    matches!(error, Error::Io { cause, .. } if cause.kind() == io::ErrorKind::ResourceBusy)
+}
+
+/// Says once per path that a file is served without a lease.
+fn warn_unguarded(path: &Path, reason: &str) {
+    static WARNED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    let first = WARNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(path.to_path_buf());
+    if first {
+        tracing::warn!(
+            path = %path.display(),
+            "no read lease ({reason}): changes written into this file in place are not \
+             guarded, only noticed within a reload interval; replace it by rename"
+        );
     }
 }
 
@@ -59,6 +106,10 @@ impl Podcast for MmapPodcast {
 
     fn index(&self) -> &dyn SearchIndex {
         &self.index
+    }
+
+    fn lease_broken(&self) -> bool {
+        self.index.lease_broken()
     }
 
     fn episode(&self, number: u32) -> Result<Option<EpisodeInfo>> {

@@ -9,15 +9,16 @@
 //! and keeps it (and the mappings it holds) until it is done, while [`watch`] ([`reload`])
 //! opens replaced archives in the background and publishes a new catalog only when they open
 //! and check cleanly. A corrupt or partial replacement is logged and the previous archive
-//! keeps serving; a served file changed in place is re-checked and withdrawn if it no longer
-//! opens (see [`reload`]).
+//! keeps serving. A served file opened for writing in place is withdrawn before the writer may
+//! change it, thanks to a read lease (Linux), and re-opened once written; without a lease it is
+//! re-checked after the change and withdrawn if it no longer opens (see [`reload`]).
 
 pub mod json;
 pub mod mmap;
 pub mod reload;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::error::Result;
 use crate::search::{Filter, Hit, SearchIndex};
@@ -25,7 +26,9 @@ use crate::transcript::Window;
 
 pub use json::JsonPodcast;
 pub use mmap::MmapPodcast;
-pub use reload::{load_mmap, refresh, watch, FileStamp, RELOAD_INTERVAL};
+pub use reload::{
+    guard_in_place_changes, load_mmap, refresh, watch, FileStamp, RELEASE_WAIT, RELOAD_INTERVAL,
+};
 
 /// Episode metadata as the API returns it.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -74,6 +77,11 @@ pub trait Podcast: Send + Sync {
     fn speaker(&self, slug: &str) -> Result<Option<SpeakerInfo>> {
         Ok(self.speakers()?.into_iter().find(|s| s.slug == slug))
     }
+    /// Whether the file behind this podcast is about to be written in place (its read lease
+    /// is being broken): it must be withdrawn and dropped for the writer to proceed.
+    fn lease_broken(&self) -> bool {
+        false
+    }
 }
 
 /// The podcasts being served, by id.
@@ -84,6 +92,11 @@ pub struct Catalog {
     stamps: BTreeMap<String, FileStamp>,
     /// Archives that failed to open, so each bad file is reported once.
     failed: BTreeMap<String, FileStamp>,
+    /// Archives open for writing elsewhere: tried again on every check, reported once.
+    busy: BTreeMap<String, FileStamp>,
+    /// Podcasts withdrawn because a writer is breaking their lease, until the last request
+    /// reading them has let go (the writer waits until then).
+    releasing: BTreeMap<String, Weak<dyn Podcast>>,
 }
 
 impl Catalog {

@@ -7,21 +7,73 @@
 //! - **Replaced by rename** (a new inode, as `podmap convert` writes): the served mapping still
 //!   holds the old, intact file. The new file is opened and checked; if it is refused, the
 //!   error is logged and the previous archive keeps serving.
-//! - **Changed in place** (the same inode with another size or mtime: `cp` over it,
-//!   `truncate`, `rsync --inplace`): the served mapping now shows the changed bytes and can no
-//!   longer be trusted. The file is re-opened and re-checked; if that fails, the podcast is
-//!   withdrawn (its routes answer 404, an ERROR names the file and the reason) until a valid
+//! - **Written in place, with a lease** (Linux; see [`crate::index::MmapIndex::take_lease`]):
+//!   `cp` over the file, `truncate`, `rsync --inplace` or `dd conv=notrunc` opens it for
+//!   writing, and the kernel holds that `open` and sends this process SIGIO. [`watch`] wakes
+//!   up, finds the podcasts whose lease is being broken, and publishes a catalog without them
+//!   at once (their routes answer 404; an ERROR names the file). A task then waits until no
+//!   request holds the old mapping any more (at most [`RELEASE_WAIT`]) and drops it, which
+//!   releases the lease: the writer proceeds. While the file is open for writing, it cannot
+//!   be leased again and is not served; once the writer has closed it, it is opened, checked
+//!   and served again. No request ever reads pages the writer changes.
+//! - **Changed in place, without a lease** (not the owner, a file system without leases,
+//!   non-Linux; one WARN per file says so): the served mapping shows the changed bytes from
+//!   the moment they are written, and requests reading it then may see garbage or fault. The
+//!   change (the same inode with another size or mtime) is noticed on the next check: the
+//!   file is re-opened and re-checked; if that fails, the podcast is withdrawn until a valid
 //!   file appears there. Without inode numbers (non-Unix) every change counts as in place.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use super::{Catalog, MmapPodcast};
+use super::mmap::is_busy;
+use super::{Catalog, MmapPodcast, Podcast};
 use crate::error::Result;
-use crate::index::list_archives;
+use crate::index::{archive_path, list_archives};
+
+/// Whether this process handles SIGIO, so that archives may be leased.
+static SIGIO_HANDLED: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn sigio_handled() -> bool {
+    SIGIO_HANDLED.load(Ordering::Acquire)
+}
+
+#[cfg(unix)]
+type SigIo = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type SigIo = ();
+
+/// Installs tokio's SIGIO handler (which replaces the default action, terminating the
+/// process, for the rest of its life) and returns a listener.
+fn listen_sigio() -> std::io::Result<SigIo> {
+    #[cfg(unix)]
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::io())?;
+    #[cfg(not(unix))]
+    let signal = ();
+    SIGIO_HANDLED.store(true, Ordering::Release);
+    Ok(signal)
+}
+
+async fn next_sigio(signal: &mut Option<SigIo>) -> Option<()> {
+    match signal {
+        #[cfg(unix)]
+        Some(signal) => signal.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Makes SIGIO harmless for this process, so that [`MmapPodcast::open`] takes a read lease on
+/// every archive it opens from now on (the kernel announces a writer of a leased file with
+/// SIGIO, which terminates a process by default). Idempotent. Must run inside a tokio runtime
+/// with I/O enabled (it panics otherwise, like `tokio::signal`). [`load_mmap`] (when called
+/// inside a runtime) and [`watch`] call it; `podmap serve` calls it before opening anything.
+pub fn guard_in_place_changes() -> std::io::Result<()> {
+    listen_sigio().map(drop)
+}
 
 /// Identity of an archive file: a rename puts a new inode (and usually a new mtime) there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +121,13 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
         let Some(stamp) = FileStamp::of(&path) else {
             continue;
         };
+        if let Some(old) = current.releasing.get(&id) {
+            if old.strong_count() > 0 {
+                // Withdrawn for a writer that waits until this mapping is dropped.
+                next.releasing.insert(id, old.clone());
+                continue;
+            }
+        }
         let served = current.stamps.get(&id).copied();
         let already_failed = current.failed.get(&id) == Some(&stamp);
         if served == Some(stamp) || already_failed {
@@ -78,14 +137,28 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
             next.keep(current, &id);
             continue;
         }
-        changed = true;
         match MmapPodcast::open(&path) {
             Ok(podcast) => {
+                changed = true;
                 tracing::info!(podcast = %id, path = %path.display(), "serving archive");
                 next.podcasts.insert(id.clone(), Arc::new(podcast));
                 next.stamps.insert(id, stamp);
             }
+            Err(e) if is_busy(&e) => {
+                // Being written: tried again on every check, reported once per file state.
+                if current.busy.get(&id) != Some(&stamp) {
+                    changed = true;
+                    tracing::warn!(podcast = %id, path = %path.display(), "{e}");
+                }
+                next.busy.insert(id.clone(), stamp);
+                match served {
+                    Some(old) if !old.same_file(&stamp) => next.keep(current, &id),
+                    Some(_) => changed = true,
+                    None => {}
+                }
+            }
             Err(e) => {
+                changed = true;
                 next.failed.insert(id.clone(), stamp);
                 match served {
                     Some(old) if old.same_file(&stamp) => tracing::error!(
@@ -111,10 +184,11 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
             }
         }
     }
-    let removed = current
-        .podcasts
-        .keys()
-        .any(|id| !next.podcasts.contains_key(id) && !next.failed.contains_key(id));
+    let removed = current.podcasts.keys().any(|id| {
+        !next.podcasts.contains_key(id)
+            && !next.failed.contains_key(id)
+            && !next.busy.contains_key(id)
+    });
     if removed {
         tracing::info!("podcasts removed from the index directory are no longer served");
     }
@@ -122,6 +196,17 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
 }
 
 impl Catalog {
+    /// A copy of the catalog (the same podcasts, shared).
+    fn snapshot(&self) -> Catalog {
+        Catalog {
+            podcasts: self.podcasts.clone(),
+            stamps: self.stamps.clone(),
+            failed: self.failed.clone(),
+            busy: self.busy.clone(),
+            releasing: self.releasing.clone(),
+        }
+    }
+
     /// Keeps serving `current`'s podcast `id`, if it serves one, from the file it was opened
     /// from.
     fn keep(&mut self, current: &Catalog, id: &str) {
@@ -135,12 +220,35 @@ impl Catalog {
 /// How often the index directory is checked for replaced, new or removed archives.
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Checks `index_dir` every [`RELOAD_INTERVAL`] and publishes a new catalog when archives
-/// were replaced, added or removed. Runs until the process ends.
+/// How long a podcast withdrawn for a writer waits for the requests still reading its mapping
+/// before this process stops watching them. Searches and listings take milliseconds; the
+/// bound is far below the kernel's `lease-break-time` (45 s by default), after which the
+/// kernel lets the writer through whatever this process does. A request that still holds the
+/// mapping after the bound (a long streamed chat) keeps the lease until it ends, and the
+/// writer with it, up to that kernel limit.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Checks `index_dir` every [`RELOAD_INTERVAL`], and at once on SIGIO (a writer is waiting
+/// for a leased archive: see the module docs), and publishes a new catalog when archives were
+/// replaced, added, removed or are about to be written in place. Installs the SIGIO handler
+/// itself ([`guard_in_place_changes`]). Runs until the process ends.
 pub async fn watch(index_dir: PathBuf, catalog: Arc<ArcSwap<Catalog>>) {
+    let mut sigio = match listen_sigio() {
+        Ok(signal) => Some(signal),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGIO, archives are not leased: {e}");
+            None
+        }
+    };
     let mut tick = tokio::time::interval(RELOAD_INTERVAL);
     loop {
-        tick.tick().await;
+        // A SIGIO missed (say, one sent before this listener existed) is made up for by the
+        // lease check on the next tick: the writer waits meanwhile.
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(()) = next_sigio(&mut sigio) => {}
+        }
+        withdraw_broken(&index_dir, &catalog);
         let (dir, current) = (index_dir.clone(), catalog.load_full());
         match tokio::task::spawn_blocking(move || refresh(&dir, &current)).await {
             Ok(Some(next)) => catalog.store(Arc::new(next)),
@@ -150,9 +258,78 @@ pub async fn watch(index_dir: PathBuf, catalog: Arc<ArcSwap<Catalog>>) {
     }
 }
 
+/// Publishes a catalog without the podcasts whose lease a writer is breaking, and lets each
+/// go once no request reads it any more ([`release`]).
+fn withdraw_broken(index_dir: &Path, catalog: &ArcSwap<Catalog>) {
+    let current = catalog.load_full();
+    let broken: Vec<String> = current
+        .podcasts
+        .iter()
+        .filter(|(_, podcast)| podcast.lease_broken())
+        .map(|(id, _)| id.clone())
+        .collect();
+    if broken.is_empty() {
+        return;
+    }
+    let mut next = current.snapshot();
+    let mut withdrawn = Vec::new();
+    for id in broken {
+        let Some(podcast) = next.podcasts.remove(&id) else {
+            continue;
+        };
+        next.stamps.remove(&id);
+        next.releasing.insert(id.clone(), Arc::downgrade(&podcast));
+        let path = archive_path(index_dir, &id);
+        tracing::error!(
+            podcast = %id,
+            path = %path.display(),
+            "archive is being changed in place; withdrawn until it is replaced"
+        );
+        withdrawn.push((id, path, podcast));
+    }
+    catalog.store(Arc::new(next));
+    drop(current);
+    for (id, path, podcast) in withdrawn {
+        tokio::spawn(release(id, path, podcast));
+    }
+}
+
+/// Waits until `podcast` is held by nobody else (polling every millisecond, at most
+/// [`RELEASE_WAIT`]), then drops it: the mapping is unmapped and the file closed, which
+/// releases the lease and lets the writer proceed.
+async fn release(id: String, path: PathBuf, podcast: Arc<dyn Podcast>) {
+    let started = Instant::now();
+    while Arc::strong_count(&podcast) > 1 && started.elapsed() < RELEASE_WAIT {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let others = Arc::strong_count(&podcast) - 1;
+    drop(podcast);
+    let waited = started.elapsed().as_secs_f64() * 1e3;
+    if others == 0 {
+        tracing::info!(
+            podcast = %id,
+            path = %path.display(),
+            "old mapping released after {waited:.1} ms: the writer proceeds"
+        );
+    } else {
+        tracing::warn!(
+            podcast = %id,
+            path = %path.display(),
+            "{others} request(s) still read the old mapping after {waited:.0} ms; the writer \
+             proceeds when they end, or when the kernel's lease-break-time passes"
+        );
+    }
+}
+
 /// The first catalog of an index directory (archives that fail to open are logged and left
-/// out).
+/// out). Inside a tokio runtime, installs the SIGIO handler first
+/// ([`guard_in_place_changes`]), so the archives are leased.
 pub fn load_mmap(index_dir: &Path) -> Result<Catalog> {
     list_archives(index_dir)?; // a missing directory is an error at start-up
+    if tokio::runtime::Handle::try_current().is_ok() {
+        if let Err(e) = guard_in_place_changes() {
+            tracing::warn!("cannot listen for SIGIO, archives are not leased: {e}");
+        }
+    }
     Ok(refresh(index_dir, &Catalog::default()).unwrap_or_default())
 }
