@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::{EpisodeInfo, Podcast, SpeakerInfo};
@@ -19,6 +20,9 @@ pub struct MmapPodcast {
     id: String,
     index: MmapIndex,
     scans: ScanBatcher,
+    /// Every byte checked by [`MmapIndex::verify`]: at once for a replacement, in the
+    /// background for the archives served at start-up.
+    verified: AtomicBool,
 }
 
 impl MmapPodcast {
@@ -47,11 +51,27 @@ impl MmapPodcast {
                 LeaseState::Unsupported(reason) => warn_unguarded(path, &reason),
             }
         }
+        // The folder's name is the id the podcast is served under (what `/api/podcasts` lists
+        // and `podcastId` names), so an archive copied into another folder answers there.
+        let id = path
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .map_or_else(|| index.podcast_id().to_owned(), str::to_owned);
         Ok(MmapPodcast {
-            id: index.podcast_id().to_owned(),
+            id,
             index,
             scans: ScanBatcher::default(),
+            verified: AtomicBool::new(false),
         })
+    }
+
+    /// Opens `path` and reads all of it ([`MmapIndex::verify`]) before it is served.
+    pub fn open_verified(path: &Path) -> Result<Self> {
+        let podcast = Self::open(path)?;
+        podcast.index.verify()?;
+        podcast.verified.store(true, Ordering::Release);
+        Ok(podcast)
     }
 
     pub fn mapped(&self) -> &MmapIndex {
@@ -110,6 +130,16 @@ impl Podcast for MmapPodcast {
 
     fn lease_broken(&self) -> bool {
         self.index.lease_broken()
+    }
+
+    fn verified(&self) -> bool {
+        self.verified.load(Ordering::Acquire)
+    }
+
+    fn verify(&self) -> Result<()> {
+        self.index.verify()?;
+        self.verified.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn episode(&self, number: u32) -> Result<Option<EpisodeInfo>> {

@@ -82,6 +82,15 @@ pub trait Podcast: Send + Sync {
     fn lease_broken(&self) -> bool {
         false
     }
+    /// Whether every byte has been checked (see [`crate::index::MmapIndex::verify`]); data
+    /// parsed from JSON is whole by construction.
+    fn verified(&self) -> bool {
+        true
+    }
+    /// Checks every byte; afterwards [`Podcast::verified`] is true.
+    fn verify(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The podcasts being served, by id.
@@ -97,6 +106,8 @@ pub struct Catalog {
     /// Podcasts withdrawn because a writer is breaking their lease, until the last request
     /// reading them has let go (the writer waits until then).
     releasing: BTreeMap<String, Weak<dyn Podcast>>,
+    /// Archives withdrawn because they failed verification, since start-up (a metric).
+    pub withdrawn: u64,
 }
 
 impl Catalog {

@@ -108,6 +108,20 @@ impl FileStamp {
 /// replacement by rename leaves the previous version serving, a served file changed in place
 /// is withdrawn (see the module docs).
 pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
+    refresh_with(index_dir, current, Verify::Before)
+}
+
+/// When archives are read whole ([`MmapPodcast::open_verified`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// Before a new or replaced archive is published, and for any served archive not yet
+    /// verified: what every check after start-up does, off the request path.
+    Before,
+    /// At start-up: archives are served at once and verified by the next check.
+    Later,
+}
+
+fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<Catalog> {
     let archives = match list_archives(index_dir) {
         Ok(archives) => archives,
         Err(e) => {
@@ -115,7 +129,10 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
             return None;
         }
     };
-    let mut next = Catalog::default();
+    let mut next = Catalog {
+        withdrawn: current.withdrawn,
+        ..Catalog::default()
+    };
     let mut changed = false;
     for (id, path) in archives {
         let Some(stamp) = FileStamp::of(&path) else {
@@ -135,9 +152,16 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
                 next.failed.insert(id.clone(), stamp);
             }
             next.keep(current, &id);
+            if verify == Verify::Before && !already_failed {
+                changed |= next.verify_kept(&id, &path, stamp);
+            }
             continue;
         }
-        match MmapPodcast::open(&path) {
+        let opened = match verify {
+            Verify::Before => MmapPodcast::open_verified(&path),
+            Verify::Later => MmapPodcast::open(&path),
+        };
+        match opened {
             Ok(podcast) => {
                 changed = true;
                 tracing::info!(podcast = %id, path = %path.display(), "serving archive");
@@ -196,6 +220,37 @@ pub fn refresh(index_dir: &Path, current: &Catalog) -> Option<Catalog> {
 }
 
 impl Catalog {
+    /// Verifies the served podcast `id` if it has not been yet; withdraws it (ERROR, and
+    /// counted in [`Catalog::withdrawn`]) when it fails. Returns whether it was withdrawn.
+    fn verify_kept(&mut self, id: &str, path: &Path, stamp: FileStamp) -> bool {
+        let Some(podcast) = self.podcasts.get(id).filter(|p| !p.verified()) else {
+            return false;
+        };
+        let Err(e) = podcast.verify() else {
+            tracing::info!(podcast = %id, "archive verified");
+            return false;
+        };
+        tracing::error!(
+            podcast = %id,
+            path = %path.display(),
+            "archive failed verification and is withdrawn until a valid one replaces it: {e}"
+        );
+        self.podcasts.remove(id);
+        self.stamps.remove(id);
+        self.failed.insert(id.to_owned(), stamp);
+        self.withdrawn += 1;
+        true
+    }
+
+    /// Served podcasts whose archives have not been read whole yet.
+    pub fn unverified(&self) -> Vec<&str> {
+        self.podcasts
+            .iter()
+            .filter(|(_, p)| !p.verified())
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
     /// A copy of the catalog (the same podcasts, shared).
     fn snapshot(&self) -> Catalog {
         Catalog {
@@ -204,6 +259,7 @@ impl Catalog {
             failed: self.failed.clone(),
             busy: self.busy.clone(),
             releasing: self.releasing.clone(),
+            withdrawn: self.withdrawn,
         }
     }
 
@@ -331,5 +387,5 @@ pub fn load_mmap(index_dir: &Path) -> Result<Catalog> {
             tracing::warn!("cannot listen for SIGIO, archives are not leased: {e}");
         }
     }
-    Ok(refresh(index_dir, &Catalog::default()).unwrap_or_default())
+    Ok(refresh_with(index_dir, &Catalog::default(), Verify::Later).unwrap_or_default())
 }

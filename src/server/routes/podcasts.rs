@@ -14,6 +14,27 @@ pub async fn health() -> &'static str {
     "ok"
 }
 
+/// `GET /api/ready` (podmap's addition, for load balancers): 200 once every archive served has
+/// been read whole and checked, 503 while some are still being verified in the background
+/// (they answer meanwhile). `withdrawn` counts archives withdrawn for failing verification.
+pub async fn ready(State(state): Shared) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let catalog = state.catalog.load();
+    let verifying = catalog.unverified();
+    let status = if verifying.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": verifying.is_empty(),
+        "podcasts": catalog.podcasts.len(),
+        "verifying": verifying,
+        "withdrawn": catalog.withdrawn,
+    });
+    (status, Json(body)).into_response()
+}
+
 /// `GET /api/podcasts` (podmap's addition): each podcast served, its size and embeddings,
 /// and whether its searches are semantic. Reads only what was copied out at open, never the
 /// mapping.
