@@ -116,17 +116,21 @@ pub(super) fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut failed = 0;
+    // A locked stdout and `?`, not println!: `podmap verify … | head` must end quietly.
+    let mut out = std::io::stdout().lock();
     for (podcast, path) in &archives {
         debug_assert_eq!(path, &archive_path(&args.index, podcast));
         match MmapIndex::open(path).and_then(|index| index.verify().map(|()| index)) {
-            Ok(index) => println!(
+            Ok(index) => writeln!(
+                out,
                 "{podcast}: ok ({} items, {} dims)",
                 index.len(),
                 index.dims()
-            ),
+            )?,
             Err(e) => {
                 failed += 1;
-                println!("{podcast}: FAILED");
+                writeln!(out, "{podcast}: FAILED")?;
+                out.flush()?;
                 eprintln!("podmap: error: {e}");
             }
         }

@@ -28,6 +28,8 @@ use serde_json::Value;
 
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
 #[derive(Debug, Clone, Default, Args)]
+// The field docs are `--help` text, where a URL example reads better bare than in <…>.
+#[allow(rustdoc::bare_urls)]
 pub struct SettingsArgs {
     /// Address to listen on [default: 127.0.0.1:7878].
     #[arg(long, env = "RAG_BIND_ADDR", value_name = "ADDR")]
