@@ -87,10 +87,38 @@ impl MmapIndex {
         Self::open(&archive_path(index_dir, podcast))
     }
 
-    /// Maps and checks an archive file. Takes no lease (see [`MmapIndex::take_lease`]).
+    /// Maps and checks an archive file. Takes no lease (see [`MmapIndex::open_leased`]).
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_file(path, false).map(|(index, _)| index)
+    }
+
+    /// [`MmapIndex::open`] with a Linux read lease taken on the file **before** a byte of it
+    /// is mapped or read, so that no writer can change or truncate it while it is checked
+    /// and served (see [`MmapIndex::take_lease`] for what a lease does and who may take one:
+    /// only a process that handles SIGIO). A file open for writing elsewhere is refused with
+    /// an I/O error of kind `ResourceBusy`: it is not finished. Where leases are unavailable
+    /// the archive opens without one, and the state says why.
+    pub fn open_leased(path: &Path) -> Result<(Self, LeaseState)> {
+        Self::open_file(path, true)
+    }
+
+    fn open_file(path: &Path, lease: bool) -> Result<(Self, LeaseState)> {
         let fault = |f| Error::archive(path, f);
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let state = if lease {
+            lease_file(&file)
+        } else {
+            LeaseState::Unsupported("not asked for".into())
+        };
+        if state == LeaseState::Busy {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::ResourceBusy,
+                    "the file is open for writing: not served until it is finished",
+                ),
+            ));
+        }
         let stat = file.metadata().map_err(|e| Error::io(path, e))?;
         let (len, modified) = (stat.len(), stat.modified().ok());
         if len < HEADER_SIZE as u64 {
@@ -189,7 +217,7 @@ impl MmapIndex {
             path: path.to_path_buf(),
             file,
             opened: (len, modified),
-            leased: AtomicBool::new(false),
+            leased: AtomicBool::new(state == LeaseState::Taken),
             header,
             mapped,
             matrix: matrix.offset as usize..matrix.end() as usize,
@@ -203,7 +231,7 @@ impl MmapIndex {
                 )))
             },
         )?;
-        Ok(index)
+        Ok((index, state))
     }
 
     pub fn path(&self) -> &Path {
@@ -484,6 +512,23 @@ impl MmapIndex {
             })),
             None => Ok(()),
         }
+    }
+}
+
+/// Takes a read lease on a freshly opened archive file (see [`MmapIndex::open_leased`]).
+fn lease_file(file: &File) -> LeaseState {
+    #[cfg(all(target_os = "linux", feature = "server"))]
+    {
+        match mapping::lease::take_read(file) {
+            Ok(()) => LeaseState::Taken,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => LeaseState::Busy,
+            Err(e) => LeaseState::Unsupported(e.to_string()),
+        }
+    }
+    #[cfg(not(all(target_os = "linux", feature = "server")))]
+    {
+        let _ = file;
+        LeaseState::Unsupported("file leases need Linux and podmap's \"server\" feature".into())
     }
 }
 

@@ -34,23 +34,17 @@ impl MmapPodcast {
     /// the file is served anyway, with one WARN per file that its in-place changes are not
     /// guarded.
     pub fn open(path: &Path) -> Result<Self> {
-        let index = MmapIndex::open(path)?;
-        if super::reload::sigio_handled() {
-            match index.take_lease() {
-                LeaseState::Taken => {}
-                LeaseState::Busy => {
-                    return Err(Error::io(
-                        path,
-                        io::Error::new(
-                            io::ErrorKind::ResourceBusy,
-                            "the file is open for writing, or changed while it was opened: \
-                             not served until it is finished",
-                        ),
-                    ))
-                }
-                LeaseState::Unsupported(reason) => warn_unguarded(path, &reason),
+        // The lease is taken before the file is mapped or read: no writer can change or
+        // truncate it while it is checked and served (a file being written is refused).
+        let index = if super::reload::sigio_handled() {
+            let (index, lease) = MmapIndex::open_leased(path)?;
+            if let LeaseState::Unsupported(reason) = lease {
+                warn_unguarded(path, &reason);
             }
-        }
+            index
+        } else {
+            MmapIndex::open(path)?
+        };
         // The folder's name is the id the podcast is served under (what `/api/podcasts` lists
         // and `podcastId` names), so an archive copied into another folder answers there.
         let id = path
