@@ -53,6 +53,9 @@ pub enum ApiError {
     /// Every request slot is taken (503).
     #[error("the server is busy; try again shortly")]
     Overloaded,
+    /// A handler panicked (500); the panic is in the log, not in the answer.
+    #[error("internal error; the server log has the details under this response's x-request-id")]
+    Panicked,
     /// The client did not send its body in time (408).
     #[error("the request body did not arrive in time")]
     BodyTimeout,
@@ -96,9 +99,10 @@ impl ApiError {
             ApiError::ChatNotConfigured | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Speakers(_) | ApiError::Archive(_) | ApiError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Speakers(_)
+            | ApiError::Archive(_)
+            | ApiError::Internal(_)
+            | ApiError::Panicked => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
@@ -106,10 +110,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        // A 500's details (file paths, causes) go to the log, in the request's span with its
+        // id; the client gets a message that names no internals.
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("{self}");
-        }
-        let body = Json(serde_json::json!({ "error": self.to_string() }));
+            ApiError::Panicked.to_string()
+        } else {
+            self.to_string()
+        };
+        let body = Json(serde_json::json!({ "error": message }));
         (status, body).into_response()
     }
 }

@@ -62,3 +62,89 @@ pub async fn buffer_body(
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
+
+/// Request ids for `x-request-id` when the client (or a proxy) sent none: a per-process start
+/// stamp and a counter, unique enough to find one request in the logs of a few replicas.
+#[derive(Clone)]
+pub struct RequestIds {
+    prefix: u32,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        RequestIds {
+            prefix: (now.as_nanos() as u32) ^ std::process::id().rotate_left(16),
+            next: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        }
+    }
+}
+
+impl tower_http::request_id::MakeRequestId for RequestIds {
+    fn make_request_id<B>(
+        &mut self,
+        _: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{:08x}-{n:x}", self.prefix);
+        HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// The span every request is logged in: method, path and request id, so that an error logged
+/// by a handler can be found from the `x-request-id` the client got.
+pub fn span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
+}
+
+/// A handler that panicked answers 500 with the API's JSON error; the panic is logged (in the
+/// request's span, with its id), never sent to the client.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!("handler panicked: {what}");
+    ApiError::Panicked.into_response()
+}
+
+/// The layers every response passes, outermost first: a request id (taken from the request
+/// or made), the request log, the id echoed on the response, panics turned into 500 JSON,
+/// compression of bodies over 1 KiB (gzip, brotli or zstd by `Accept-Encoding`; never
+/// server-sent events or images), and CORS.
+pub fn service_layers(router: axum::Router, settings: &Settings) -> axum::Router {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    use tower_http::compression::CompressionLayer;
+    use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
+    let compress = SizeAbove::new(1024)
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::IMAGES);
+    router
+        .layer(cors(settings))
+        .layer(CompressionLayer::new().compress_when(compress))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+}

@@ -40,7 +40,7 @@ pub mod embeddings;
 pub mod error;
 mod extract;
 pub mod listener;
-mod middleware;
+pub mod middleware;
 mod plan;
 mod routes;
 mod state;
@@ -53,7 +53,6 @@ use axum::error_handling::HandleErrorLayer;
 use axum::routing::{get, post};
 use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
-use tower_http::trace::TraceLayer;
 
 pub use catalog::{Catalog, Podcast};
 pub use config::{ConfigError, Settings, SettingsArgs};
@@ -79,7 +78,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(GlobalConcurrencyLimitLayer::new(
             state.settings.max_in_flight,
         ));
-    let cors = middleware::cors(&state.settings);
     let bodies = axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body);
     let api = Router::new()
         .route("/api/podcasts", get(podcasts::podcasts))
@@ -98,13 +96,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state.clone())
         .layer(limit)
         .layer(bodies);
-    Router::new()
+    let settings = state.settings.clone();
+    let routes = Router::new()
         .route("/api/health", get(podcasts::health))
         .route("/api/ready", get(podcasts::ready))
         .with_state(state)
-        .merge(api)
-        .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        .merge(api);
+    middleware::service_layers(routes, &settings)
 }
 
 /// Why the server could not start, or stopped: what it was doing, with what, and the
