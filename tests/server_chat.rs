@@ -57,6 +57,11 @@ async fn chat_token_is_required_from_either_header() {
         &[("authorization", "s3cret-token")][..],
         &[("authorization", "Basic s3cret-token")][..],
         &[("x-auth-token", "")][..],
+        &[("x-auth-token", ""), ("authorization", "Bearer ")][..],
+        &[
+            ("x-auth-token", "wrong"),
+            ("authorization", "Bearer s3cret-token"),
+        ][..],
     ] {
         let answer = post(&app, "/api/chat", headers, body.clone()).await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN, "{headers:?}");
@@ -74,6 +79,15 @@ async fn chat_token_is_required_from_either_header() {
         &[("x-auth-token", "s3cret-token")][..],
         &[("authorization", "Bearer s3cret-token")][..],
         &[("authorization", "bearer s3cret-token")][..],
+        // An empty x-auth-token gives way to the bearer token, as in the original.
+        &[
+            ("x-auth-token", ""),
+            ("authorization", "Bearer s3cret-token"),
+        ][..],
+        &[
+            ("x-auth-token", "  "),
+            ("authorization", "Bearer s3cret-token"),
+        ][..],
     ] {
         let answer = post(&app, "/api/chat", headers, body.clone()).await;
         assert_eq!(
@@ -84,7 +98,7 @@ async fn chat_token_is_required_from_either_header() {
         );
         assert_eq!(answer.json["answer"], llm.behaviour().trimmed_answer());
     }
-    assert_eq!(llm.chat_requests().len(), 3);
+    assert_eq!(llm.chat_requests().len(), 5);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,10 +59,12 @@ async fn persona_mode_puts_the_profile_in_the_system_prompt() {
         "summaries are for neutral mode"
     );
 
-    // Two slugs of which only one has a profile: persona of that one, in either order.
-    for (first, second) in [
-        ("stefan-kröpelin", "tim-pritlove"),
-        ("tim-pritlove", "stefan-kröpelin"),
+    // Two slugs that both resolve, of which only one has a profile: the excerpts are
+    // per speaker (both names resolved); the voice is the first speaker's profile, so a
+    // persona when the first has one and neutral when only the second has one.
+    for (first, second, persona) in [
+        ("tim-pritlove", "stefan-kröpelin", true),
+        ("stefan-kröpelin", "tim-pritlove", false),
     ] {
         let answer = post(
             &app,
@@ -75,15 +77,26 @@ async fn persona_mode_puts_the_profile_in_the_system_prompt() {
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
         let calls = llm.chat_requests();
         let (system, user) = messages_of(&calls.last().unwrap().body);
-        assert!(
+        assert_eq!(
             system.starts_with("You are Tim Pritlove."),
+            persona,
             "{first}+{second}: {system}"
         );
-        assert!(system.contains(profile.trim()));
+        assert_eq!(system.contains(profile.trim()), persona);
+        if !persona {
+            assert!(
+                system.starts_with("You are a helpful assistant"),
+                "{system}"
+            );
+        }
         assert!(
             !system.contains("back-and-forth") && !user.contains("debate"),
             "not a discussion: {system}"
         );
+        // forschergeist's items are untimed, so no window holds either speaker's lines and
+        // with both names resolved every hit is skipped (the duo podcast below shows the
+        // excerpts of a discussion).
+        assert_eq!(answer.json["sources"], json!([]), "{first}+{second}");
     }
     assert_eq!(llm.chat_requests().len(), 3);
 }
@@ -93,58 +106,97 @@ async fn persona_mode_puts_the_profile_in_the_system_prompt() {
     not(podmap_corpus),
     ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
 )]
-async fn unknown_and_path_like_slugs_are_refused() {
+async fn slugs_that_name_no_one_are_ignored() {
     let llm = StandIn::start(Behaviour::default()).await;
     let app = app(settings(Some(&llm), None));
-    let ask = |extra: Value| {
-        let mut body = json!({"query": "Wissenschaft", "podcastId": "forschergeist"});
+    let ask = |podcast: &str, extra: Value| {
+        let mut body = json!({"query": "Wissenschaft", "podcastId": podcast});
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         body
     };
-    let unknown = post(
-        &app,
-        "/api/chat",
-        &[],
-        ask(json!({"speakerSlug": "nobody-here"})),
-    )
-    .await;
-    let message = error_of(&unknown, StatusCode::NOT_FOUND);
-    assert!(message.contains("nobody-here"), "{message}");
-    let unknown2 = post(
-        &app,
-        "/api/chat",
-        &[],
-        ask(json!({"speakerSlug": "tim-pritlove", "speakerSlug2": "nobody-here"})),
-    )
-    .await;
-    error_of(&unknown2, StatusCode::NOT_FOUND);
-    for bad in [
+    let neutral = post(&app, "/api/chat", &[], ask("forschergeist", json!({}))).await;
+    assert_eq!(neutral.status, StatusCode::OK, "{}", neutral.json);
+    let (neutral_system, _) = messages_of(&llm.chat_requests()[0].body);
+    assert!(neutral_system.starts_with("You are a helpful assistant"));
+
+    // Unknown, stale, empty or path-like slugs resolve to no one: neutral mode, the very
+    // answer of a request without them. The second slug alone is neutral too.
+    let long = "a".repeat(4096);
+    for ignored in [
+        json!({"speakerSlug": "nobody-here"}),
+        json!({"speakerSlug": ""}),
+        json!({"speakerSlug": " tim-pritlove"}),
         json!({"speakerSlug": "../../etc/passwd"}),
-        json!({"speakerSlug": "tim-pritlove", "speakerSlug2": "../tim-pritlove"}),
         json!({"speakerSlug": ".tim-pritlove"}),
         json!({"speakerSlug": "speakers\\tim-pritlove"}),
-        json!({"speakerSlug": ""}),
+        json!({"speakerSlug": "speakers/tim-pritlove"}),
+        json!({"speakerSlug": "tim-pritlove\u{0}"}),
+        json!({"speakerSlug": long}),
+        json!({"speakerSlug": "nobody-here", "speakerSlug2": "nobody-either"}),
+        json!({"speakerSlug2": "tim-pritlove"}),
+        json!({"speakerSlug": "nobody-here", "speakerSlug2": "tim-pritlove"}),
+        json!({"speakerSlug": "", "speakerSlug2": "tim-pritlove"}),
     ] {
-        let answer = post(&app, "/api/chat", &[], ask(bad.clone())).await;
-        let message = error_of(&answer, StatusCode::BAD_REQUEST);
-        assert!(message.contains("speakerSlug"), "{bad}: {message}");
+        let answer = post(
+            &app,
+            "/api/chat",
+            &[],
+            ask("forschergeist", ignored.clone()),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{ignored}: {}", answer.json);
+        assert_eq!(answer.json["sources"], neutral.json["sources"], "{ignored}");
+        let (system, _) = messages_of(&llm.chat_requests().last().unwrap().body);
+        assert_eq!(system, neutral_system, "{ignored}");
     }
-    // raumzeit has no speakers index: every slug is unknown there.
-    let raumzeit = post(
+
+    // A second slug that names no one leaves the first speaker's persona as it is.
+    let alone = post(
         &app,
         "/api/chat",
         &[],
-        json!({"query": "Mond", "podcastId": "raumzeit", "speakerSlug": "tim-pritlove"}),
+        ask("forschergeist", json!({"speakerSlug": "tim-pritlove"})),
     )
     .await;
-    error_of(&raumzeit, StatusCode::NOT_FOUND);
-    assert!(llm.chat_requests().is_empty());
+    let alone_system = messages_of(&llm.chat_requests().last().unwrap().body).0;
+    for second in ["nobody-here", "../tim-pritlove", ""] {
+        let answer = post(
+            &app,
+            "/api/chat",
+            &[],
+            ask(
+                "forschergeist",
+                json!({"speakerSlug": "tim-pritlove", "speakerSlug2": second}),
+            ),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{second}: {}", answer.json);
+        assert_eq!(answer.json["sources"], alone.json["sources"], "{second}");
+        let (system, _) = messages_of(&llm.chat_requests().last().unwrap().body);
+        assert_eq!(system, alone_system, "{second}");
+        assert!(system.starts_with("You are Tim Pritlove."), "{system}");
+    }
+
+    // raumzeit has no speakers index: every slug names no one there.
+    let raumzeit = post(&app, "/api/chat", &[], ask("raumzeit", json!({}))).await;
+    let with_slug = post(
+        &app,
+        "/api/chat",
+        &[],
+        ask("raumzeit", json!({"speakerSlug": "tim-pritlove"})),
+    )
+    .await;
+    assert_eq!(with_slug.status, StatusCode::OK, "{}", with_slug.json);
+    assert_eq!(with_slug.json["sources"], raumzeit.json["sources"]);
+    let (system, _) = messages_of(&llm.chat_requests().last().unwrap().body);
+    assert_eq!(system, neutral_system);
 }
 
-/// A podcast of two speakers with profiles: one episode with a transcript and three timed
-/// items, 0:01:00–0:02:00 (both speak), 0:03:20–0:04:20 (Bob only), 0:06:40–0:07:40 (nobody).
+/// A podcast of two speakers with profiles and one without: one episode with a transcript and
+/// three timed items, 0:01:00–0:02:00 (Alice and Bob speak), 0:03:20–0:04:20 (Bob only),
+/// 0:06:40–0:07:40 (Carl only, who has no profile).
 fn duo_index() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let timed = |id: u32, topic: &str, start: u32, end: u32| {
@@ -173,6 +225,7 @@ fn duo_index() -> tempfile::TempDir {
         {"speaker": "Alice Ada", "time": "0:01:05", "text": "Wir bauen eine Mondbasis."},
         {"speaker": "Bob Bit", "time": "0:01:30", "text": " Mit Regolith. "},
         {"speaker": "Bob Bit", "time": "0:03:30", "text": "Energie kommt aus Solarzellen."},
+        {"speaker": "Carl Cam", "time": "0:07:00", "text": "Ich habe kein Profil."},
     ]});
     std::fs::write(podcast.join("episodes/1-ts.json"), transcript.to_string()).unwrap();
     let index = json!([
@@ -180,6 +233,8 @@ fn duo_index() -> tempfile::TempDir {
          "totalWords": 4, "episodes": [1]},
         {"speaker": "Bob Bit", "slug": "bob-bit", "episodesCount": 1, "utterancesCount": 2,
          "totalWords": 7, "episodes": [1]},
+        {"speaker": "Carl Cam", "slug": "carl-cam", "episodesCount": 1, "utterancesCount": 1,
+         "totalWords": 4, "episodes": [1]},
     ]);
     std::fs::write(podcast.join("speakers/index.json"), index.to_string()).unwrap();
     std::fs::write(
@@ -223,7 +278,7 @@ async fn discussion_mode_needs_two_profiles() {
              (filtered by speaker: Alice Ada)]\n\n\
              Bob Bit:\n[0:03:30] Bob Bit: Energie kommt aus Solarzellen.",
         ],
-        "a window where neither speaks is skipped"
+        "a window where neither speaks (only Carl) is skipped"
     );
     let (system, user) = messages_of(&llm.chat_requests()[0].body);
     assert!(system.contains("between Alice Ada and Bob Bit"), "{system}");
@@ -252,6 +307,120 @@ async fn discussion_mode_needs_two_profiles() {
     let (system, _) = messages_of(&llm.chat_requests()[1].body);
     assert!(system.starts_with("You are Alice Ada.") && system.contains("Baut Mondbasen."));
     assert!(!system.contains("Liebt Regolith."));
+}
+
+/// The duo podcast's answer to "Mondbasis" with `extra` in the body (which must be a 200):
+/// its excerpts and the system prompt the LLM was given.
+async fn duo_ask(app: &axum::Router, llm: &StandIn, extra: Value) -> (Vec<String>, String) {
+    let mut body = json!({"query": "Mondbasis", "podcastId": "duo"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let answer = post(app, "/api/chat", &[], body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{extra}: {}", answer.json);
+    let excerpts = answer.json["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["excerpt"].as_str().unwrap().to_owned())
+        .collect();
+    let (system, _) = messages_of(&llm.chat_requests().last().unwrap().body);
+    (excerpts, system)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modes_follow_the_names_and_profiles_that_resolve() {
+    let index = duo_index();
+    let llm = StandIn::start(Behaviour::default()).await;
+    let app = app_in(index.path(), settings(Some(&llm), None));
+    let neutral = duo_ask(&app, &llm, json!({})).await;
+    assert_eq!(
+        neutral.0,
+        [
+            "[0:01:05] Alice Ada: Wir bauen eine Mondbasis.\n[0:01:30] Bob Bit: Mit Regolith.",
+            "[0:03:30] Bob Bit: Energie kommt aus Solarzellen.",
+            "[0:07:00] Carl Cam: Ich habe kein Profil.",
+        ]
+    );
+    assert!(
+        neutral.1.starts_with("You are a helpful assistant"),
+        "{}",
+        neutral.1
+    );
+
+    // A speaker without a profile still resolves: their lines filter the excerpts (windows
+    // without them are skipped), but the voice stays neutral.
+    let carl = duo_ask(&app, &llm, json!({"speakerSlug": "carl-cam"})).await;
+    assert_eq!(carl.0, ["[0:07:00] Carl Cam: Ich habe kein Profil."]);
+    assert_eq!(carl.1, neutral.1);
+
+    // Both names resolve: excerpts per speaker; the voice is the first speaker's profile.
+    let carl_alice = duo_ask(
+        &app,
+        &llm,
+        json!({"speakerSlug": "carl-cam", "speakerSlug2": "alice-ada"}),
+    )
+    .await;
+    assert_eq!(
+        carl_alice.0,
+        [
+            "Carl Cam:\n[no transcript entries found in window 1:00 - 2:00 \
+             (filtered by speaker: Carl Cam)]\n\n\
+             Alice Ada:\n[0:01:05] Alice Ada: Wir bauen eine Mondbasis.",
+            "Carl Cam:\n[0:07:00] Carl Cam: Ich habe kein Profil.\n\n\
+             Alice Ada:\n[no transcript entries found in window 6:40 - 7:40 \
+             (filtered by speaker: Alice Ada)]",
+        ]
+    );
+    assert_eq!(carl_alice.1, neutral.1, "the first speaker has no profile");
+    let alice_carl = duo_ask(
+        &app,
+        &llm,
+        json!({"speakerSlug": "alice-ada", "speakerSlug2": "carl-cam"}),
+    )
+    .await;
+    assert_eq!(alice_carl.0.len(), 2);
+    assert!(alice_carl.0[0].starts_with("Alice Ada:\n[0:01:05]"));
+    assert!(
+        alice_carl.1.starts_with("You are Alice Ada."),
+        "{}",
+        alice_carl.1
+    );
+    assert!(!alice_carl.1.contains("back-and-forth"));
+
+    // The second slug alone is neutral mode, whether or not that speaker has a profile.
+    for alone in [
+        json!({"speakerSlug2": "bob-bit"}),
+        json!({"speakerSlug2": "carl-cam"}),
+        json!({"speakerSlug": "nobody", "speakerSlug2": "bob-bit"}),
+        json!({"speakerSlug": "", "speakerSlug2": "bob-bit"}),
+    ] {
+        assert_eq!(duo_ask(&app, &llm, alone.clone()).await, neutral, "{alone}");
+    }
+
+    // Slugs that name no one, path-like ones included, are ignored.
+    let persona = duo_ask(&app, &llm, json!({"speakerSlug": "bob-bit"})).await;
+    assert!(persona.1.starts_with("You are Bob Bit."), "{}", persona.1);
+    let long = "b".repeat(201);
+    for slug in [
+        "nobody",
+        "",
+        "../bob-bit",
+        "speakers/bob-bit",
+        "bob-bit\u{0}",
+        "BOB-BIT",
+        long.as_str(),
+    ] {
+        let first = duo_ask(&app, &llm, json!({"speakerSlug": slug})).await;
+        assert_eq!(first, neutral, "{slug:?}");
+        let second = duo_ask(
+            &app,
+            &llm,
+            json!({"speakerSlug": "bob-bit", "speakerSlug2": slug}),
+        )
+        .await;
+        assert_eq!(second, persona, "{slug:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

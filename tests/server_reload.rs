@@ -301,7 +301,7 @@ async fn an_archive_broken_in_place_is_withdrawn_until_a_valid_one_replaces_it()
     assert_eq!(search_total(&client, &server.base, "p").await, 4);
 }
 
-/// `p` answers 404 on its routes while `q` keeps answering.
+/// `p` answers 404 on its routes (and has no speakers) while `q` keeps answering.
 async fn assert_withdrawn(client: &reqwest::Client, base: &str) {
     let search = json!({"query": "Thema", "podcastId": "p"});
     assert_eq!(
@@ -318,7 +318,11 @@ async fn assert_withdrawn(client: &reqwest::Client, base: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(speakers.status(), 404);
+    assert_eq!(speakers.status(), 200);
+    assert_eq!(
+        speakers.json::<Value>().await.unwrap(),
+        json!({"speakers": []})
+    );
     assert_eq!(items(client, base, "q").await, Some(5));
     assert_eq!(search_total(client, base, "q").await, 2, "q has 2 episodes");
     let cross = json!({"query": "Thema", "crossPodcast": true, "limit": 50});

@@ -6,9 +6,21 @@ use rayon::prelude::*;
 
 use super::api::SourceOut;
 use super::catalog::Podcast;
-use super::chat::Voice;
 use crate::search::Hit;
 use crate::transcript::{format_hms, Window};
+
+/// Whose transcript lines the excerpts keep: chosen, as in the original, by the speaker
+/// names that resolved (a speaker without a profile still filters the lines), independently
+/// of the voice the answer is written in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lines {
+    /// Everyone's: no speaker named, or only the second one resolved.
+    All,
+    /// Only this speaker's (the first slug resolved, the second did not).
+    One(String),
+    /// Each speaker's separately (both slugs resolved).
+    Two(String, String),
+}
 
 /// A source and the context block it contributes.
 pub struct Source {
@@ -18,17 +30,17 @@ pub struct Source {
 
 /// Up to `top_k` sources for the chat context, by the original's rules, excerpts cut
 /// concurrently. A hit without transcript lines in its window falls back to its own summary
-/// in neutral mode and is skipped in the speaker modes; a transcript that cannot be read
-/// counts as having none, it does not fail the answer.
+/// when all lines are kept and is skipped when they are filtered by speaker; a transcript
+/// that cannot be read counts as having none, it does not fail the answer.
 pub fn sources(
     podcast: &dyn Podcast,
     hits: &[Hit],
-    voice: &Voice,
+    lines: &Lines,
     top_k: usize,
 ) -> crate::Result<Vec<Source>> {
     let prepared: Vec<Option<Source>> = hits
         .par_iter()
-        .map(|hit| source(podcast, hit, voice))
+        .map(|hit| source(podcast, hit, lines))
         .collect::<crate::Result<_>>()?;
     Ok(prepared.into_iter().flatten().take(top_k).collect())
 }
@@ -77,32 +89,32 @@ fn excerpt(podcast: &dyn Podcast, episode: u32, window: Window) -> String {
     })
 }
 
-/// The source of one hit; `None` when the voice's speakers say nothing in its window.
-fn source(podcast: &dyn Podcast, hit: &Hit, voice: &Voice) -> crate::Result<Option<Source>> {
+/// The source of one hit; `None` when the speakers named say nothing in its window.
+fn source(podcast: &dyn Podcast, hit: &Hit, lines: &Lines) -> crate::Result<Option<Source>> {
     let item = podcast.index().item(hit.index as usize)?;
     let (episode, start, end) = (item.episode_number, item.start_sec, item.end_sec);
-    let text = match voice {
-        Voice::Neutral => {
+    let text = match lines {
+        Lines::All => {
             let text = excerpt(podcast, episode, window(start, end, None, 4000));
             match item.summary.filter(|s| !s.trim().is_empty()) {
                 Some(summary) if is_placeholder(&text) => format!("[summary] {}", summary.trim()),
                 _ => text,
             }
         }
-        Voice::Persona { name, .. } => {
+        Lines::One(name) => {
             let text = excerpt(podcast, episode, window(start, end, Some(name), 4000));
             if is_placeholder(&text) {
                 return Ok(None);
             }
             text
         }
-        Voice::Discussion { first, second } => {
-            let a = excerpt(podcast, episode, window(start, end, Some(&first.0), 2200));
-            let b = excerpt(podcast, episode, window(start, end, Some(&second.0), 2200));
+        Lines::Two(first, second) => {
+            let a = excerpt(podcast, episode, window(start, end, Some(first), 2200));
+            let b = excerpt(podcast, episode, window(start, end, Some(second), 2200));
             if is_placeholder(&a) && is_placeholder(&b) {
                 return Ok(None);
             }
-            format!("{}:\n{a}\n\n{}:\n{b}", first.0, second.0)
+            format!("{first}:\n{a}\n\n{second}:\n{b}")
         }
     };
     let start_hms = item.start_hms.map(str::to_owned);

@@ -24,9 +24,6 @@ pub enum ApiError {
     /// No podcast by this id (404); the id is shortened to 64 characters.
     #[error("unknown podcast: {0:?}")]
     UnknownPodcast(String),
-    /// No speaker by this slug (404); the slug is shortened to 64 characters.
-    #[error("unknown speaker: {0:?}")]
-    UnknownSpeaker(String),
     /// No route at this path (404).
     #[error("no such route")]
     NoRoute,
@@ -89,9 +86,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Rejected { status, .. } => *status,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::UnknownPodcast(_) | ApiError::UnknownSpeaker(_) | ApiError::NoRoute => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::UnknownPodcast(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::Analytics => StatusCode::NOT_IMPLEMENTED,
             ApiError::Embeddings(_) | ApiError::Dimensions { .. } | ApiError::Chat(_) => {
                 StatusCode::BAD_GATEWAY

@@ -19,7 +19,7 @@ use crate::server::api::{ChatOut, ChatRequest, SourceOut};
 use crate::server::auth::require_token;
 use crate::server::catalog::{Podcast, SpeakerInfo};
 use crate::server::chat::{self, Voice};
-use crate::server::context;
+use crate::server::context::{self, Lines};
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
 use crate::server::plan::embedding_for;
@@ -39,28 +39,21 @@ pub async fn chat(
         return Err(ApiError::ChatNotConfigured);
     };
     let podcast = podcast(&state, req.podcast_id.as_deref())?;
-    let mut people = Vec::new();
-    for slug in [&req.speaker_slug, &req.speaker_slug2]
-        .into_iter()
-        .flatten()
-    {
-        let slug = slug.trim();
-        if !valid_slug(slug) {
-            return Err(ApiError::BadRequest("speakerSlug is not a valid slug"));
-        }
-        let speaker = podcast
-            .speaker(slug)?
-            .ok_or_else(|| ApiError::UnknownSpeaker(ApiError::shown(slug)))?;
-        people.push(speaker);
-    }
-    let voice = voice(&people);
+    let first = resolve(podcast.as_ref(), req.speaker_slug.as_deref());
+    let second = resolve(podcast.as_ref(), req.speaker_slug2.as_deref());
+    let voice = voice(first.as_ref(), second.as_ref());
+    let lines = match (&first, &second) {
+        (Some(a), Some(b)) => Lines::Two(a.speaker.clone(), b.speaker.clone()),
+        (Some(a), None) => Lines::One(a.speaker.clone()),
+        (None, _) => Lines::All,
+    };
     let top_k = req.top_k.unwrap_or(state.settings.top_k).clamp(1, 20);
-    let search_k = if people.is_empty() { top_k } else { top_k * 3 };
+    let named = first.is_some() || second.is_some();
+    let search_k = if named { top_k * 3 } else { top_k };
     let hits = retrieve(&state, &podcast, &question, search_k).await?;
 
-    let voice_for_sources = voice.clone();
     let sources = tokio::task::spawn_blocking(move || {
-        context::sources(podcast.as_ref(), &hits, &voice_for_sources, top_k)
+        context::sources(podcast.as_ref(), &hits, &lines, top_k)
     })
     .await
     .map_err(ApiError::internal)??;
@@ -99,23 +92,28 @@ pub async fn chat(
         .into_response())
 }
 
-/// Who answers: a discussion when both speakers named have profiles, a persona when one
-/// does, else the neutral assistant.
-fn voice(people: &[SpeakerInfo]) -> Voice {
-    match people {
-        [a, b] if a.profile.is_some() && b.profile.is_some() => Voice::Discussion {
-            first: (a.speaker.clone(), a.profile.clone().unwrap_or_default()),
-            second: (b.speaker.clone(), b.profile.clone().unwrap_or_default()),
-        },
-        [a, ..] if a.profile.is_some() => Voice::Persona {
-            name: a.speaker.clone(),
-            profile: a.profile.clone().unwrap_or_default(),
-        },
-        [_, b] if b.profile.is_some() => Voice::Persona {
-            name: b.speaker.clone(),
-            profile: b.profile.clone().unwrap_or_default(),
-        },
-        _ => Voice::Neutral,
+/// The speaker a slug names, looked up by exact slug in the podcast's speaker index, as the
+/// original looked it up in `speakers/index.json`. A slug that names no one (unknown, stale,
+/// empty, or one that could only be a path, which no index row can hold) resolves to nobody
+/// and is ignored, as the original ignored it; so is an index that cannot be read. The slug
+/// is never used as a path.
+fn resolve(podcast: &dyn Podcast, slug: Option<&str>) -> Option<SpeakerInfo> {
+    let slug = slug.filter(|slug| valid_slug(slug))?;
+    podcast.speaker(slug).unwrap_or_else(|e| {
+        tracing::warn!(podcast = podcast.id(), "speaker index unreadable: {e}");
+        None
+    })
+}
+
+/// Who answers, as in the original: a discussion when both speakers resolved and have
+/// profiles, a persona when the first speaker has a profile, else the neutral assistant
+/// (the second speaker's profile alone gives no persona).
+fn voice(first: Option<&SpeakerInfo>, second: Option<&SpeakerInfo>) -> Voice {
+    let profiled = |s: Option<&SpeakerInfo>| Some((s?.speaker.clone(), s?.profile.clone()?));
+    match (profiled(first), profiled(second)) {
+        (Some(first), Some(second)) => Voice::Discussion { first, second },
+        (Some((name, profile)), None) => Voice::Persona { name, profile },
+        (None, _) => Voice::Neutral,
     }
 }
 

@@ -1,4 +1,7 @@
-//! `GET /api/speakers?podcast_id=…`: the podcast's speaker index.
+//! `GET /api/speakers?podcast_id=…`: the podcast's speaker index. A podcast that is not
+//! served (unknown id, or no `podcast_id` and no default podcast) has no speakers: an empty
+//! list, as the original answered when `podcasts/<id>/speakers/index.json` did not exist. No
+//! file is touched for it.
 
 use axum::extract::State;
 use axum::Json;
@@ -12,7 +15,15 @@ pub async fn speakers(
     State(state): Shared,
     ApiQuery(query): ApiQuery<SpeakersQuery>,
 ) -> Result<Json<SpeakersOut>, ApiError> {
-    let podcast = podcast(&state, query.podcast_id.as_deref())?;
+    let podcast = match podcast(&state, query.podcast_id.as_deref()) {
+        Ok(podcast) => podcast,
+        Err(ApiError::UnknownPodcast(_) | ApiError::BadRequest(_)) => {
+            return Ok(Json(SpeakersOut {
+                speakers: Vec::new(),
+            }))
+        }
+        Err(e) => return Err(e),
+    };
     let speakers = podcast
         .speakers()
         .map_err(ApiError::Speakers)?
