@@ -73,6 +73,11 @@ pub enum Error {
 
     #[error("this index has no embeddings; use lexical search")]
     NoEmbeddings,
+
+    /// A scan pass shared by concurrent searches panicked; the panic went on in the search
+    /// that ran the pass, and the others of that pass get this.
+    #[error("the scan this search shared with others failed; search again")]
+    ScanFailed,
 }
 
 impl Error {

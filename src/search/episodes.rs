@@ -39,8 +39,9 @@ pub struct EpisodePage {
     pub total: usize,
 }
 
-/// Groups `scored` by episode and returns the page `offset .. offset + page_size`. Only the
-/// hits of episodes on the page are kept, and only their items are read (for positions).
+/// Groups `scored` by episode and returns the page `offset .. offset + page_size` (empty when
+/// `offset` is past the last episode, however large either is). Only the hits of episodes on
+/// the page are kept, and only their items are read (for positions).
 pub fn rank_episodes(scored: &[Scored], offset: usize, page_size: usize) -> Result<EpisodePage> {
     let mut merged: Vec<(usize, Hit)> = scored
         .iter()
@@ -108,5 +109,81 @@ impl std::hash::Hasher for KeyHasher {
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::{Filter, ItemView};
+
+    /// Items of episodes `1 + i / 2`, starting `10 * i` seconds in.
+    struct Items(u32);
+
+    impl SearchIndex for Items {
+        fn len(&self) -> usize {
+            self.0 as usize
+        }
+        fn dims(&self) -> usize {
+            0
+        }
+        fn embedded_count(&self) -> usize {
+            0
+        }
+        fn model(&self) -> Option<&str> {
+            None
+        }
+        fn item(&self, index: usize) -> Result<ItemView<'_>> {
+            Ok(ItemView {
+                id: index as u32,
+                episode_number: self.episode_of(index),
+                episode_title: None,
+                topic: None,
+                subject_coarse: None,
+                subject_fine: None,
+                start_sec: 10.0 * index as f64,
+                end_sec: 10.0 * index as f64 + 5.0,
+                start_hms: None,
+                end_hms: None,
+                summary: None,
+                text: None,
+            })
+        }
+        fn episode_of(&self, index: usize) -> u32 {
+            1 + index as u32 / 2
+        }
+        fn search_vector(&self, _: &[f32], _: usize, _: &Filter) -> Result<Vec<Hit>> {
+            unreachable!("not searched")
+        }
+    }
+
+    #[test]
+    fn pages_past_the_end_are_empty_however_far() {
+        let index = Items(10);
+        let hits = (0..10)
+            .map(|i| Hit {
+                index: i,
+                score: (10 - i) as f32,
+            })
+            .collect();
+        let scored = [Scored {
+            index: &index,
+            hits,
+        }];
+        let total = 5;
+        let last = rank_episodes(&scored, total - 1, 3).unwrap();
+        assert_eq!(last.total, total);
+        assert_eq!(last.episodes.len(), 1);
+        assert_eq!(last.episodes[0].episode, 5);
+        assert_eq!(last.episodes[0].positions, [(80.0, 2.0), (90.0, 1.0)]);
+        let everything = rank_episodes(&scored, 0, usize::MAX).unwrap();
+        assert_eq!(everything.episodes.len(), total);
+        for offset in [total, u32::MAX as usize, usize::MAX - 1, usize::MAX] {
+            for page_size in [1, 50, usize::MAX] {
+                let page = rank_episodes(&scored, offset, page_size).unwrap();
+                assert_eq!(page.total, total, "{offset} {page_size}");
+                assert!(page.episodes.is_empty(), "{offset} {page_size}");
+            }
+        }
     }
 }

@@ -136,6 +136,7 @@ mod tests {
             (ApiError::BodyTimeout, 408),
             (ApiError::BodyTooLarge { limit: 1 }, 413),
             (ApiError::internal("task panicked"), 500),
+            (ApiError::Archive(crate::Error::ScanFailed), 500),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");

@@ -25,7 +25,7 @@ pub async fn latest(
         .collect();
     Ok(Json(EpisodesOut {
         episodes,
-        has_more: offset + limit < total,
+        has_more: offset.saturating_add(limit) < total,
         total,
         search_mode: None,
     }))

@@ -64,7 +64,7 @@ pub async fn search(
             .map_err(ApiError::internal)??;
     let body = EpisodesOut {
         episodes,
-        has_more: offset + page_size < total,
+        has_more: offset.saturating_add(page_size) < total,
         total,
         search_mode: Some(mode),
     };
