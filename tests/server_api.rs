@@ -1,5 +1,5 @@
 //! Every route of `podmap serve` through the router itself (no socket): status codes, error
-//! bodies and response shapes field by field, CORS, tokens and hostile ids.
+//! bodies and response shapes field by field, tokens and hostile ids (CORS: `server_layers`).
 
 mod common;
 
@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use podmap::server::catalog::load_mmap;
 use podmap::server::{router, AppState, Settings};
 use serde_json::{json, Value};
@@ -482,64 +482,6 @@ async fn chat_token_is_required_when_set() {
         .unwrap();
     let (status, _, body) = call(&app, right).await;
     assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE); // past the token, no LLM configured
-}
-
-#[tokio::test]
-async fn cors_allows_the_front_end_from_another_origin() {
-    let app = app(Settings::default());
-    let preflight = Request::builder()
-        .method(Method::OPTIONS)
-        .uri("/api/chat")
-        .header("origin", "https://explorer.example")
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-type,x-auth-token",
-        )
-        .body(Body::empty())
-        .unwrap();
-    let response = app.clone().oneshot(preflight).await.unwrap();
-    assert!(response.status().is_success());
-    let h = response.headers();
-    assert_eq!(h["access-control-allow-origin"], "*");
-    let methods = h["access-control-allow-methods"].to_str().unwrap();
-    assert!(
-        methods.contains("POST") && methods.contains("GET") && methods.contains("OPTIONS"),
-        "{methods}"
-    );
-    let allowed = h["access-control-allow-headers"].to_str().unwrap();
-    for header in ["content-type", "authorization", "x-auth-token"] {
-        assert!(allowed.contains(header), "{allowed}");
-    }
-
-    let restricted = app_with_origins(&["https://explorer.example"]);
-    let from = |origin: &'static str| {
-        Request::get("/api/health")
-            .header("origin", origin)
-            .body(Body::empty())
-            .unwrap()
-    };
-    let ok = restricted
-        .clone()
-        .oneshot(from("https://explorer.example"))
-        .await
-        .unwrap();
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        "https://explorer.example"
-    );
-    let other = restricted
-        .oneshot(from("https://elsewhere.example"))
-        .await
-        .unwrap();
-    assert!(other.headers().get("access-control-allow-origin").is_none());
-}
-
-fn app_with_origins(origins: &[&str]) -> axum::Router {
-    app(Settings {
-        cors_origins: origins.iter().map(|o| o.to_string()).collect(),
-        ..Settings::default()
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,13 @@
 //! The layers around every route: request ids taken or made and echoed, panics answered as
-//! 500 JSON that names no internals, compression by `Accept-Encoding` above 1 KiB.
+//! 500 JSON that names no internals, compression by `Accept-Encoding` above 1 KiB, CORS for
+//! the front end on another origin.
 
 mod common;
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Method, Request, StatusCode};
 use axum::routing::get;
 use podmap::server::catalog::load_mmap;
 use podmap::server::{middleware, router, AppState, Settings};
@@ -14,12 +15,16 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 fn app() -> (axum::Router, tempfile::TempDir) {
+    app_with(Settings::default())
+}
+
+fn app_with(settings: Settings) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (data, index) = (dir.path().join("data"), dir.path().join("index"));
     // 90 items over 30 episodes: a lexical search page of 30 episodes is well over 1 KiB.
     common::small_root(&data, "p", 90, 8);
     common::convert_quietly(&data, &index);
-    let state = AppState::new(load_mmap(&index).unwrap(), Settings::default());
+    let state = AppState::new(load_mmap(&index).unwrap(), settings);
     (router(Arc::new(state)), dir)
 }
 
@@ -108,4 +113,62 @@ async fn a_panicking_handler_answers_500_json_without_internals() {
     let message = body["error"].as_str().unwrap();
     assert!(message.contains("x-request-id"), "{message}");
     assert!(!message.contains("secret"), "{message}");
+}
+
+#[tokio::test]
+async fn cors_allows_the_front_end_from_another_origin() {
+    let (app, _dir) = app_with(Settings::default());
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/api/chat")
+        .header("origin", "https://explorer.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-auth-token",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(preflight).await.unwrap();
+    assert!(response.status().is_success());
+    let h = response.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    assert!(
+        methods.contains("POST") && methods.contains("GET") && methods.contains("OPTIONS"),
+        "{methods}"
+    );
+    let allowed = h["access-control-allow-headers"].to_str().unwrap();
+    for header in ["content-type", "authorization", "x-auth-token"] {
+        assert!(allowed.contains(header), "{allowed}");
+    }
+
+    let (restricted, _dir2) = app_with_origins(&["https://explorer.example"]);
+    let from = |origin: &'static str| {
+        Request::get("/api/health")
+            .header("origin", origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = restricted
+        .clone()
+        .oneshot(from("https://explorer.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://explorer.example"
+    );
+    let other = restricted
+        .oneshot(from("https://elsewhere.example"))
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+fn app_with_origins(origins: &[&str]) -> (axum::Router, tempfile::TempDir) {
+    app_with(Settings {
+        cors_origins: origins.iter().map(|o| o.to_string()).collect(),
+        ..Settings::default()
+    })
 }
