@@ -23,8 +23,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The same rule as build.rs, which decides which tests are ignored.
+# The same rule as build.rs, which decides which tests are ignored. The absolute path is
+# passed on, so that build.rs runs again for another checkout sharing the target directory
+# (its cached answer may be another checkout's).
 corpus=${PODMAP_CORPUS:-../shared/corpus}
+case "$corpus" in
+  /*) PODMAP_CORPUS=$corpus ;;
+  *) PODMAP_CORPUS=$PWD/$corpus ;;
+esac
+export PODMAP_CORPUS
 if [ ! -f "$corpus/queries.json" ]; then
   if $ci; then
     echo "tools/test.sh: no corpus at $corpus (no queries.json); CI needs ../shared/corpus beside the checkout" >&2
@@ -49,4 +56,10 @@ cargo test --release "$@" 2>&1 | tee "$log" || status=$?
 # Why tests were ignored, then one closing line for all test binaries together.
 sed -n 's/^test .* \.\.\. ignored, //p' "$log" | sort | uniq -c | awk '{ n = $1; $1 = ""; printf "ignored (%d):%s\n", n, $0 }'
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "all tests: %d passed, %d failed, %d ignored\n", p, f, s }' "$log"
+# CI has everything every test needs: a test reported as ignored there was not run, which is
+# a failure, not a skip.
+if $ci && [ "$status" -eq 0 ] && grep -q '^test .* \.\.\. ignored' "$log"; then
+  echo "tools/test.sh: tests were ignored under CI=true, which provides all their inputs" >&2
+  status=1
+fi
 exit "$status"
