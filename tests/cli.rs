@@ -2,25 +2,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-fn podmap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_podmap"))
-        .args(args)
-        .output()
-        .expect("run podmap")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{podmap, s, text};
 
 #[test]
 fn convert_search_inspect_verify_round() {

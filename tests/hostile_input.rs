@@ -11,20 +11,7 @@ use podmap::convert::{convert_all, ConvertOptions, Outcome, Report};
 use podmap::{Filter, MmapIndex, SearchIndex};
 use serde_json::json;
 
-fn podmap(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_podmap"))
-        .args(args)
-        .output()
-        .expect("run podmap")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{podmap, s, text};
 
 fn convert(data: &Path, out: &Path) -> Vec<Report> {
     let opts = ConvertOptions {

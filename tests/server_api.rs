@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -13,18 +13,8 @@ use podmap::server::{router, AppState, Settings};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// The fixtures converted once for this file.
 fn index_dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = tempfile::tempdir().unwrap();
-        common::convert_quietly(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data"),
-            out.path(),
-        );
-        out
-    })
-    .path()
+    common::fixtures_index()
 }
 
 fn app(settings: Settings) -> axum::Router {

@@ -339,7 +339,7 @@ fn remove(dir: &Path) {
 /// Fails, with the reason, where this process cannot lease archives: the tests below would
 /// then prove nothing.
 fn assert_leases_work(path: &Path) {
-    let state = MmapIndex::open(path).unwrap().take_lease();
+    let (_, state) = MmapIndex::open_leased(path).unwrap();
     assert_eq!(
         state,
         LeaseState::Taken,

@@ -212,7 +212,7 @@ impl<T: Record> LazyRecords<T> {
 /// process that opens the file for writing or truncates it is blocked and this process gets
 /// SIGIO, until the lease is released (the file closed and unmapped) or
 /// `/proc/sys/fs/lease-break-time` passes. SIGIO terminates a process by default, so only a
-/// caller that handles SIGIO may take one (see `MmapIndex::take_lease`).
+/// caller that handles SIGIO may take one (see `MmapIndex::open_leased`).
 #[cfg(all(target_os = "linux", feature = "server"))]
 pub(super) mod lease {
     use std::fs::File;
@@ -224,17 +224,6 @@ pub(super) mod lease {
         // SAFETY: F_SETLEASE takes an integer argument, no pointer; the descriptor is borrowed
         // from `file` for the duration of the call, so it is open and owned by this process.
         let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_RDLCK) };
-        if r == -1 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Gives the lease on `file` up (the file stays open and mapped).
-    pub(in crate::index) fn release(file: &File) -> io::Result<()> {
-        // SAFETY: as in `take_read`: an integer argument and a descriptor borrowed from `file`.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
         if r == -1 {
             Err(io::Error::last_os_error())
         } else {

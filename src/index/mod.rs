@@ -17,7 +17,6 @@ use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
 
 use rayon::prelude::*;
 
@@ -34,12 +33,9 @@ pub use views::{Entry, Episode, Item, Manifest, Speaker, Speakers, Transcript};
 /// An opened archive.
 pub struct MmapIndex {
     path: PathBuf,
-    /// The file mapped, kept open: a lease ([`MmapIndex::take_lease`]) lives as long as it.
+    /// The file mapped, kept open: a lease ([`MmapIndex::open_leased`]) lives as long as it.
     file: File,
-    /// Length and mtime when the file was mapped, to tell whether it changed before a lease
-    /// was taken.
-    opened: (u64, Option<SystemTime>),
-    /// Whether [`MmapIndex::take_lease`] took a lease.
+    /// Whether [`MmapIndex::open_leased`] took a lease.
     leased: AtomicBool,
     header: Header,
     mapped: Mapped,
@@ -48,14 +44,14 @@ pub struct MmapIndex {
     sections: Vec<(SectionKind, Range<usize>)>,
 }
 
-/// The outcome of [`MmapIndex::take_lease`].
+/// Whether [`MmapIndex::open_leased`] took a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
     /// A read lease is held: a writer's `open` (or `truncate`) of the file is held until this
     /// index is dropped, and this process gets SIGIO, [`MmapIndex::lease_broken`] then true.
     Taken,
-    /// The file is open for writing somewhere (EAGAIN), or it changed between mapping and
-    /// leasing: it is being written and its mapping must not be trusted.
+    /// The file is open for writing somewhere (EAGAIN): it is being written and must not be
+    /// mapped yet.
     Busy,
     /// Leases are not available for this file, with the reason: not Linux, not the file's
     /// owner without CAP_LEASE, a file system without leases, `fs.leases-enable = 0`, or a
@@ -93,11 +89,17 @@ impl MmapIndex {
     }
 
     /// [`MmapIndex::open`] with a Linux read lease taken on the file **before** a byte of it
-    /// is mapped or read, so that no writer can change or truncate it while it is checked
-    /// and served (see [`MmapIndex::take_lease`] for what a lease does and who may take one:
-    /// only a process that handles SIGIO). A file open for writing elsewhere is refused with
-    /// an I/O error of kind `ResourceBusy`: it is not finished. Where leases are unavailable
-    /// the archive opens without one, and the state says why.
+    /// is mapped or read: a process opening it for writing or truncating it (`cp` over it,
+    /// `rsync --inplace`) is blocked until this index is dropped (or
+    /// `/proc/sys/fs/lease-break-time`, 45 s by default, passes), instead of changing the
+    /// pages under the mapping. A file open for writing elsewhere is refused with an I/O
+    /// error of kind `ResourceBusy`: it is not finished. Where leases are unavailable the
+    /// archive opens without one, and the state says why.
+    ///
+    /// **Only for a process that handles SIGIO**: the kernel announces a writer with SIGIO,
+    /// whose default action terminates the process. The server installs a SIGIO handler
+    /// before it opens any archive, then polls [`MmapIndex::lease_broken`] to find the
+    /// archive being written.
     pub fn open_leased(path: &Path) -> Result<(Self, LeaseState)> {
         Self::open_file(path, true)
     }
@@ -120,7 +122,7 @@ impl MmapIndex {
             ));
         }
         let stat = file.metadata().map_err(|e| Error::io(path, e))?;
-        let (len, modified) = (stat.len(), stat.modified().ok());
+        let len = stat.len();
         if len < HEADER_SIZE as u64 {
             // Too short to map usefully; read what is there for the most precise message.
             let mut head = Vec::new();
@@ -216,7 +218,6 @@ impl MmapIndex {
         let index = MmapIndex {
             path: path.to_path_buf(),
             file,
-            opened: (len, modified),
             leased: AtomicBool::new(state == LeaseState::Taken),
             header,
             mapped,
@@ -238,48 +239,7 @@ impl MmapIndex {
         &self.path
     }
 
-    /// Takes a Linux read lease on the mapped file, so that a process opening it for writing
-    /// or truncating it (`cp` over it, `truncate`, `rsync --inplace`) is blocked until this
-    /// index is dropped (or `/proc/sys/fs/lease-break-time`, 45 s by default, passes), instead
-    /// of changing the pages under the mapping.
-    ///
-    /// **Never taken by [`MmapIndex::open`], and only to be taken by a process that handles
-    /// SIGIO**: the kernel announces a writer with SIGIO, whose default action terminates the
-    /// process. The server installs a SIGIO handler before it opens any archive, then polls
-    /// [`MmapIndex::lease_broken`] to find the archive being written.
-    ///
-    /// [`LeaseState::Busy`] when the file is open for writing somewhere, or changed (length or
-    /// mtime) since it was mapped: the mapping may not show a finished file.
-    pub fn take_lease(&self) -> LeaseState {
-        #[cfg(all(target_os = "linux", feature = "server"))]
-        {
-            match mapping::lease::take_read(&self.file) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return LeaseState::Busy,
-                Err(e) => return LeaseState::Unsupported(e.to_string()),
-            }
-            // Held from here on: a writer that comes now is blocked. One that came and went
-            // between the mapping and the lease left another length or mtime.
-            let now = self
-                .file
-                .metadata()
-                .map(|m| (m.len(), m.modified().ok()))
-                .ok();
-            if now != Some(self.opened) {
-                let _ = mapping::lease::release(&self.file);
-                return LeaseState::Busy;
-            }
-            self.leased.store(true, Ordering::Release);
-            LeaseState::Taken
-        }
-        #[cfg(not(all(target_os = "linux", feature = "server")))]
-        {
-            let _ = (&self.file, &self.opened, &self.leased);
-            LeaseState::Unsupported("file leases need Linux and podmap's \"server\" feature".into())
-        }
-    }
-
-    /// Whether a lease taken by [`MmapIndex::take_lease`] is being broken (a writer waits for
+    /// Whether a lease taken by [`MmapIndex::open_leased`] is being broken (a writer waits for
     /// it) or is gone: the file is about to change, and this index must be dropped soon for
     /// the writer to proceed. Always false without a lease.
     pub fn lease_broken(&self) -> bool {
@@ -292,6 +252,7 @@ impl MmapIndex {
         }
         #[cfg(not(all(target_os = "linux", feature = "server")))]
         {
+            let _ = &self.file; // kept open only for the lease
             false
         }
     }

@@ -121,3 +121,35 @@ pub fn convert_quietly(data_root: &Path, out: &Path) -> Vec<podmap::convert::Rep
     }
     reports
 }
+
+/// The bundled fixtures (`fixtures/data`), converted once per test binary.
+pub fn fixtures_index() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap();
+        convert_quietly(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data"),
+            out.path(),
+        );
+        out
+    })
+    .path()
+}
+
+/// Runs the `podmap` binary as a user runs it.
+pub fn podmap(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
+        .args(args)
+        .output()
+        .expect("run podmap")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}

@@ -63,8 +63,7 @@ impl MmapPodcast {
     /// Opens `path` and reads all of it ([`MmapIndex::verify`]) before it is served.
     pub fn open_verified(path: &Path) -> Result<Self> {
         let podcast = Self::open(path)?;
-        podcast.index.verify()?;
-        podcast.verified.store(true, Ordering::Release);
+        Podcast::verify(&podcast)?;
         Ok(podcast)
     }
 

@@ -7,7 +7,7 @@
 //! - **Replaced by rename** (a new inode, as `podmap convert` writes): the served mapping still
 //!   holds the old, intact file. The new file is opened and checked; if it is refused, the
 //!   error is logged and the previous archive keeps serving.
-//! - **Written in place, with a lease** (Linux; see [`crate::index::MmapIndex::take_lease`]):
+//! - **Written in place, with a lease** (Linux; see [`crate::index::MmapIndex::open_leased`]):
 //!   `cp` over the file, `truncate`, `rsync --inplace` or `dd conv=notrunc` opens it for
 //!   writing, and the kernel holds that `open` and sends this process SIGIO. [`watch`] wakes
 //!   up, finds the podcasts whose lease is being broken, and publishes a catalog without them
