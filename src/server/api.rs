@@ -3,6 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest `query` of a search or chat, in characters (not bytes), after trimming: far above
+/// any question a person types, and refused with 400 before it costs an embeddings call, an
+/// LLM call or a scan.
+pub const MAX_QUERY_CHARS: usize = 2_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchRequest {

@@ -16,15 +16,37 @@
 //! | stats token | `--stats-auth-token` | `RAG_STATS_AUTH_TOKEN` | `rag.statsAuthToken` | none (open) |
 //! | CORS origins | `--cors-origin` | `PODMAP_CORS_ORIGINS` (comma-separated) | `rag.corsOrigins` | any origin |
 //! | requests in flight | `--max-in-flight` | `PODMAP_MAX_IN_FLIGHT` | `rag.maxInFlight` | 256 |
+//! | trusted proxies | `--trusted-proxies` | `TRUSTED_PROXIES` (comma-separated CIDRs or addresses, or `none`) | `rag.trustedProxies` (string or array) | `127.0.0.0/8,::1/128` |
+//! | chat rate limit | `--rate-limit-chat` | `RATE_LIMIT_CHAT` | `rag.rateLimit.chat` | `10/min` per client |
+//! | search rate limit | `--rate-limit-search` | `RATE_LIMIT_SEARCH` | `rag.rateLimit.search` | `120/min` per client |
+//! | other API rate limit | `--rate-limit-other` | `RATE_LIMIT_OTHER` | `rag.rateLimit.other` | `600/min` per client |
+//! | latest, speakers, podcasts deadline | `--timeout-short` | `REQUEST_TIMEOUT_SHORT` | `rag.timeout.short` | `5s` |
+//! | search deadline | `--timeout-search` | `REQUEST_TIMEOUT_SEARCH` | `rag.timeout.search` | `15s` |
+//! | chat deadline (until the answer starts) | `--timeout-chat` | `REQUEST_TIMEOUT_CHAT` | `rag.timeout.chat` | `120s` |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
+//!
+//! **Admission** (see [`admission`](super::admission)): a client is its socket address, or
+//! behind a trusted proxy the address the proxies name ([`client`](super::client)). Rates are
+//! `N/s`, `N/min`, `N/h` or `off`, per client and route class; a client may spend its whole
+//! quota at once (burst = N), then gets one request back every period/N. The defaults: chat
+//! `10/min`, because every answer is a paid LLM call and a person asks a question every few
+//! seconds at most; search `120/min`, because each costs an embeddings call and a scan, and
+//! paging through results or typing a query a word at a time makes a few a second in short
+//! bursts; other `600/min`, because listings are cheap reads of the mapped archives and the
+//! front end loads several at once. A client behind a shared address (an office NAT) shares
+//! its quota, so the defaults leave room for a few people. Deadlines are seconds (`15`,
+//! `15s`, `0.5s`), `500ms` or `2min`; a timeout answers 504. Malformed values stop the server
+//! with an error naming the setting and the value.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::Value;
+
+use super::admission::{Admission, AdmissionArgs};
 
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
 #[derive(Debug, Clone, Default, Args)]
@@ -95,6 +117,9 @@ pub struct SettingsArgs {
     /// [default: 256].
     #[arg(long, env = "PODMAP_MAX_IN_FLIGHT", value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// Trusted proxies, rate limits and deadlines.
+    #[command(flatten)]
+    pub admission: AdmissionArgs,
 }
 
 /// Why the settings cannot be loaded: the config file named, and the reason as the source.
@@ -111,6 +136,13 @@ pub enum ConfigError {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    #[error("invalid {setting} value '{value}'")]
+    Invalid {
+        setting: &'static str,
+        value: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -135,6 +167,8 @@ pub struct Settings {
     pub body_timeout: std::time::Duration,
     /// Largest request body (413 above it); the API's bodies are a few hundred bytes.
     pub max_body_bytes: usize,
+    /// Trusted proxies, rate limits and deadlines.
+    pub admission: Admission,
 }
 
 impl Default for Settings {
@@ -159,7 +193,13 @@ impl Settings {
             }
             None => Value::Null,
         };
-        Ok(Settings::resolve(args, &file))
+        // The admission settings are the ones that can be malformed; `resolve` takes their
+        // defaults and they are checked here.
+        let admission = Admission::resolve(&args.admission, &file)?;
+        Ok(Settings {
+            admission,
+            ..Settings::resolve(args, &file)
+        })
     }
 
     fn resolve(args: SettingsArgs, file: &Value) -> Settings {
@@ -240,6 +280,7 @@ impl Settings {
                 .max(1),
             body_timeout: std::time::Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            admission: Admission::default(),
         }
     }
 }
@@ -322,6 +363,11 @@ mod tests {
             e.to_string(),
             format!("config file {} is not valid JSON", broken.display())
         );
+        let invalid = dir.path().join("limits.json");
+        std::fs::write(&invalid, r#"{"rag": {"rateLimit": {"chat": "10/day"}}}"#).unwrap();
+        let e = load(&invalid).unwrap_err();
+        assert_eq!(e.to_string(), "invalid RATE_LIMIT_CHAT value '10/day'");
+        assert!(std::error::Error::source(&e).is_some());
         let fine = dir.path().join("settings.json");
         std::fs::write(&fine, r#"{"rag": {"topK": 3}}"#).unwrap();
         assert_eq!(load(&fine).unwrap().top_k, 3);

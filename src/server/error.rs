@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::chat::ChatError;
+use super::deadline::Timeout;
 use super::embeddings::EmbedError;
 
 /// Why a request was not answered.
@@ -59,6 +60,18 @@ pub enum ApiError {
     /// The body is larger than any request of the API (413).
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// A search or chat query longer than any question (400), counted in characters.
+    #[error("query must be at most {limit} characters long")]
+    QueryTooLong { limit: usize },
+    /// The route exists but not for this method (405); the `Allow` header lists the methods.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The client used up its quota for this route class (429, with `Retry-After`).
+    #[error("too many requests; retry after {seconds} s")]
+    RateLimited { seconds: u64 },
+    /// The route's deadline passed before its answer started (504).
+    #[error("no answer within {after}; try again later")]
+    TimedOut { after: Timeout },
     /// The podcast's speaker index cannot be read (500).
     #[error("Failed to load speakers: {0}")]
     Speakers(crate::Error),
@@ -94,6 +107,10 @@ impl ApiError {
             ApiError::ChatNotConfigured | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QueryTooLong { .. } => StatusCode::BAD_REQUEST,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Speakers(_)
             | ApiError::Archive(_)
             | ApiError::Internal(_)
@@ -135,6 +152,15 @@ mod tests {
             (ApiError::Overloaded, 503),
             (ApiError::BodyTimeout, 408),
             (ApiError::BodyTooLarge { limit: 1 }, 413),
+            (ApiError::QueryTooLong { limit: 2000 }, 400),
+            (ApiError::MethodNotAllowed, 405),
+            (ApiError::RateLimited { seconds: 3 }, 429),
+            (
+                ApiError::TimedOut {
+                    after: Timeout(std::time::Duration::from_secs(15)),
+                },
+                504,
+            ),
             (ApiError::internal("task panicked"), 500),
             (ApiError::Archive(crate::Error::ScanFailed), 500),
         ];
@@ -144,5 +170,9 @@ mod tests {
         let long = ApiError::UnknownPodcast(ApiError::shown(&"x".repeat(100))).to_string();
         assert_eq!(long, format!("unknown podcast: {:?}", "x".repeat(64)));
         assert_eq!(ApiError::Forbidden.to_string(), "permission denied");
+        assert_eq!(
+            ApiError::RateLimited { seconds: 3 }.to_string(),
+            "too many requests; retry after 3 s"
+        );
     }
 }

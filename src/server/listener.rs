@@ -6,18 +6,21 @@
 //! loop gives every connection a deadline for its request headers (which also closes
 //! keep-alive connections that stay idle), caps the open connections below the descriptor
 //! limit (a connection over the cap waits in the kernel's backlog), and drains connections
-//! on shutdown. Request bodies get their own deadline in `middleware::buffer_body`.
+//! on shutdown. Request bodies get their own deadline in `middleware::buffer_body`. Every
+//! request carries its connection's peer address as `ConnectInfo<SocketAddr>`.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::Layer;
 
 /// Deadlines and caps of the accept loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,9 +85,9 @@ pub async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: wait a little
                     // instead of spinning, and go on.
@@ -96,7 +99,9 @@ pub async fn serve_connections(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The peer reaches the handlers as `ConnectInfo`, as with axum's own `serve`: the
+        // client identity (`client::identify`) starts from it.
+        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let (builder, header_timeout) = (builder.clone(), limits.header_timeout);
         let watcher = graceful.watcher();
         tokio::spawn(async move {

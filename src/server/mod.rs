@@ -11,6 +11,10 @@
 //! | `extract` | `Json` and `Query` extractors whose rejections answer like other errors |
 //! | `auth` | the chat token |
 //! | `middleware` | CORS, the overload answer, reading bodies before admission |
+//! | [`client`] | who the client is: the peer, or the address trusted proxies name |
+//! | [`limits`] | per-client rate limits per route class (429 with `Retry-After`) |
+//! | [`deadline`] | per-route deadlines answered as 504 JSON |
+//! | [`admission`] | the settings of those three |
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`config`] | settings from flags, environment and the original's config file |
@@ -21,24 +25,35 @@
 //! 1. **trace**: every request, including those refused by the layers below, is logged.
 //! 2. **CORS**: the front end calls from another origin; preflights are answered here, before
 //!    the limit, so they pass even under load.
-//! 3. **`/api/health`**, answered here, outside every limit below: liveness must answer under
-//!    overload.
-//! 4. **the body, read whole** within a deadline (408) and a size cap (413) before the request
+//! 3. **`/api/health` and `/api/ready`**, answered here, outside every limit below: liveness
+//!    and readiness must answer under overload and whoever asks.
+//! 4. **client identity** ([`client::identify`]): the peer, or behind a trusted proxy the
+//!    address it names, stored for the layers and handlers below.
+//! 5. **rate limits** per client and route class ([`limits`]): 429 with `Retry-After` before
+//!    the body is read or a slot is taken, so a client over its quota costs next to nothing.
+//! 6. **the body, read whole** within a deadline (408) and a size cap (413) before the request
 //!    is admitted, so a stalled body never holds a request slot.
-//! 5. **load shedding over one concurrency limit** shared by all routes: overload answers 503
+//! 7. **load shedding over one concurrency limit** shared by all routes: overload answers 503
 //!    at once instead of queueing without bound.
-//! 6. **the routes**. Handlers take one snapshot of the catalog and run CPU work (scans,
-//!    excerpts) on the blocking pool, never on the async workers.
+//! 8. **per-route deadlines** ([`deadline`]): 504 JSON when a route's answer has not started in
+//!    time; inside the slot, so the clock counts only the route's own work.
+//! 9. **the routes**. Handlers take one snapshot of the catalog and run CPU work (scans,
+//!    excerpts) on the blocking pool, never on the async workers. A route asked with the wrong
+//!    method answers 405 JSON with `Allow`.
 
+pub mod admission;
 pub mod api;
 mod auth;
 pub mod catalog;
 pub mod chat;
+pub mod client;
 pub mod config;
 mod context;
+pub mod deadline;
 pub mod embeddings;
 pub mod error;
 mod extract;
+pub mod limits;
 pub mod listener;
 pub mod middleware;
 mod plan;
@@ -79,12 +94,38 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.settings.max_in_flight,
         ));
     let bodies = axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body);
+    let admission = &state.settings.admission;
+    let rate_limits = axum::middleware::from_fn_with_state(
+        limits::Limiters::new(&admission.rate_limits),
+        limits::rate_limit,
+    );
+    let identify = axum::middleware::from_fn_with_state(
+        Arc::new(admission.trusted_proxies.clone()),
+        client::identify,
+    );
+    let t = admission.timeouts;
+    let timed = |path, route, after| deadline::with_deadline(route, path, after);
     let api = Router::new()
-        .route("/api/podcasts", get(podcasts::podcasts))
-        .route("/api/speakers", get(speakers::speakers))
-        .route("/api/episodes/search", post(search::search))
-        .route("/api/episodes/latest", post(latest::latest))
-        .route("/api/chat", post(routes::chat::chat))
+        .route(
+            "/api/podcasts",
+            timed("/api/podcasts", get(podcasts::podcasts), t.short),
+        )
+        .route(
+            "/api/speakers",
+            timed("/api/speakers", get(speakers::speakers), t.short),
+        )
+        .route(
+            "/api/episodes/search",
+            timed("/api/episodes/search", post(search::search), t.search),
+        )
+        .route(
+            "/api/episodes/latest",
+            timed("/api/episodes/latest", post(latest::latest), t.short),
+        )
+        .route(
+            "/api/chat",
+            timed("/api/chat", post(routes::chat::chat), t.chat),
+        )
         .route("/api/analytics/track", post(podcasts::analytics))
         .route(
             "/api/analytics/track-episode-play",
@@ -93,13 +134,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/analytics/stats", get(podcasts::analytics))
         .route("/api/analytics/test-data", get(podcasts::analytics))
         .fallback(podcasts::not_found)
+        .method_not_allowed_fallback(podcasts::method_not_allowed)
         .with_state(state.clone())
         .layer(limit)
-        .layer(bodies);
+        .layer(bodies)
+        .layer(rate_limits)
+        .layer(identify);
     let settings = state.settings.clone();
     let routes = Router::new()
         .route("/api/health", get(podcasts::health))
         .route("/api/ready", get(podcasts::ready))
+        .method_not_allowed_fallback(podcasts::method_not_allowed)
         .with_state(state)
         .merge(api);
     middleware::service_layers(routes, &settings)

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 
-use super::{podcast, Shared};
+use super::{podcast, query_text, Shared};
 use crate::input::library::valid_slug;
 use crate::search::{Filter, Hit};
 use crate::server::api::{ChatOut, ChatRequest, SourceOut};
@@ -31,10 +31,7 @@ pub async fn chat(
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     require_token(&headers, state.settings.auth_token.as_deref())?;
-    let question = req.query.trim().to_owned();
-    if question.is_empty() {
-        return Err(ApiError::BadRequest("query must not be empty"));
-    }
+    let question = query_text(&req.query)?;
     let Some(client) = state.chat.clone() else {
         return Err(ApiError::ChatNotConfigured);
     };

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 
-use super::api::EpisodeOut;
+use super::api::{EpisodeOut, MAX_QUERY_CHARS};
 use super::catalog::{EpisodeInfo, Podcast};
 use super::error::ApiError;
 use super::AppState;
@@ -45,6 +45,21 @@ fn podcast(state: &AppState, id: Option<&str>) -> Result<Arc<dyn Podcast>, ApiEr
         .get(id)
         .cloned()
         .ok_or_else(|| ApiError::UnknownPodcast(ApiError::shown(id)))
+}
+
+/// The query of a search or chat, trimmed: 400 when it is empty or longer than
+/// [`MAX_QUERY_CHARS`] characters, checked before anything is looked up or called.
+fn query_text(raw: &str) -> Result<String, ApiError> {
+    let query = raw.trim();
+    if query.is_empty() {
+        return Err(ApiError::BadRequest("query must not be empty"));
+    }
+    if query.chars().nth(MAX_QUERY_CHARS).is_some() {
+        return Err(ApiError::QueryTooLong {
+            limit: MAX_QUERY_CHARS,
+        });
+    }
+    Ok(query.to_owned())
 }
 
 /// An episode as the API lists it; an episode without metadata is "Episode <n>".

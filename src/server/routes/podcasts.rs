@@ -63,6 +63,11 @@ pub async fn not_found() -> ApiError {
     ApiError::NoRoute
 }
 
+/// A route asked with a method it does not serve: axum's 405 (with `Allow`) as JSON.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
 /// The original's analytics routes.
 pub async fn analytics() -> ApiError {
     ApiError::Analytics

@@ -9,7 +9,7 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{episode_out, podcast, Shared};
+use super::{episode_out, podcast, query_text, Shared};
 use crate::search;
 use crate::server::api::{EpisodeOut, EpisodesOut, SearchRequest};
 use crate::server::catalog::Podcast;
@@ -24,10 +24,7 @@ pub async fn search(
     State(state): Shared,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Result<Response, ApiError> {
-    let query = req.query.trim().to_owned();
-    if query.is_empty() {
-        return Err(ApiError::BadRequest("query must not be empty"));
-    }
+    let query = query_text(&req.query)?;
     let page_size = req.limit.or(req.top_k).unwrap_or(10).clamp(1, 50);
     let offset = req.offset.unwrap_or(0);
     let cross = req.cross_podcast.unwrap_or(false);
