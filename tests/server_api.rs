@@ -19,7 +19,10 @@ fn index_dir() -> &'static Path {
 
 fn app(settings: Settings) -> axum::Router {
     let catalog = load_mmap(index_dir()).unwrap();
-    router(Arc::new(AppState::new(catalog, settings)))
+    router(Arc::new(AppState::new(
+        catalog,
+        common::unlimited(settings),
+    )))
 }
 
 async fn call(

@@ -41,7 +41,7 @@ async fn start() -> Server {
     .unwrap();
     let state = Arc::new(AppState::new(
         load_mmap(&index).unwrap(),
-        Settings::default(),
+        common::unlimited(Settings::default()),
     ));
     tokio::spawn(watch(index.clone(), state.catalog.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -65,6 +65,11 @@ pub fn spawn_server(name: &'static str, root: &Path, embeddings: &str) -> Server
         &addr.to_string(),
         "--embedding-base-url",
         embeddings,
+        // The load comes from one client on loopback: rate limits would measure the limiter.
+        "--rate-limit-search",
+        "off",
+        "--rate-limit-other",
+        "off",
     ])
     // Per-request tracing is at debug level: keep it off whatever the environment says,
     // and keep every call on loopback.

@@ -153,3 +153,15 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// `settings` without rate limits: for tests that send many requests as one client (through
+/// `oneshot` every request is the one unknown client). The limits have their own tests.
+pub fn unlimited(settings: podmap::server::Settings) -> podmap::server::Settings {
+    podmap::server::Settings {
+        admission: podmap::server::admission::Admission {
+            rate_limits: podmap::server::limits::RateLimits::off(),
+            ..settings.admission
+        },
+        ..settings
+    }
+}

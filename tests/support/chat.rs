@@ -49,14 +49,14 @@ pub fn converted() -> &'static Path {
 
 /// Settings with the chat API and/or the embeddings API at stand-ins.
 pub fn settings(llm: Option<&StandIn>, embeddings: Option<&StandIn>) -> Settings {
-    Settings {
+    crate::common::unlimited(Settings {
         llm_base_url: llm.map(|s| s.base_url.clone()),
         llm_api_key: llm.map(|_| LLM_KEY.to_owned()),
         llm_model: CHAT_MODEL.to_owned(),
         embedding_base_url: embeddings.map(|s| s.base_url.clone()),
         embedding_api_key: embeddings.map(|_| EMBED_KEY.to_owned()),
         ..Settings::default()
-    }
+    })
 }
 
 pub fn app_in(index_dir: &Path, settings: Settings) -> Router {
