@@ -375,6 +375,11 @@ async fn bad_requests_get_the_original_status_with_a_json_error() {
 async fn hostile_podcast_ids_and_slugs_touch_no_file() {
     let app = app(Settings {
         llm_base_url: Some("http://127.0.0.1:9/v1".into()),
+        // Every chat below fails the same way; the breaker must not open between them.
+        breaker: podmap::server::breaker::BreakerConfig {
+            failures: 1_000,
+            ..Default::default()
+        },
         ..Settings::default()
     });
     let long = "a".repeat(4096);

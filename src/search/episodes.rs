@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn mixed_modes_interleave_by_reciprocal_rank() {
-        // A lexical podcast (counts of 2 and up) beside a semantic one (cosines under 1).
+        // A lexical podcast (counts of 1 and up) beside a semantic one (cosines under 1).
         let lexical = Items(6);
         let semantic = Items(6);
         let hits = |scores: &[f32]| {

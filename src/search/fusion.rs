@@ -3,7 +3,8 @@
 //!
 //! Within one search mode scores compare as they are: cosines with cosines, the lexical
 //! counts of the original's scoring with each other. Across modes they do not: a lexical
-//! score is a count of matches (2 and up), a cosine is at most 1, so sorting them together
+//! score is a count of matching query words (1 and up, 2 more for the whole query), a cosine
+//! is at most 1, so sorting them together
 //! would put every lexical episode before every semantic one. A cross-podcast search that
 //! mixes modes therefore ranks by **reciprocal-rank fusion** (RRF): each episode's score is
 //! `1 / (k + r)`, where `r` is its rank (from 1) among its own podcast's episodes, by its best
