@@ -127,7 +127,7 @@ impl Breaker {
             clock,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
         };
-        breaker.publish(State::Closed);
+        breaker.gauge(State::Closed);
         Arc::new(breaker)
     }
 
@@ -170,9 +170,14 @@ impl Breaker {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, state: State) {
+    fn gauge(&self, state: State) {
         metrics::gauge!("podmap_upstream_breaker_state", "upstream" => self.upstream)
             .set(state.gauge());
+    }
+
+    /// A transition: the gauge, and a log line (a warning unless it closed).
+    fn publish(&self, state: State) {
+        self.gauge(state);
         if state != State::Closed {
             tracing::warn!(upstream = self.upstream, "circuit breaker {state:?}");
         } else {

@@ -221,6 +221,146 @@ mod tests {
         assert!(refused.to_string().contains("LLM API"), "{refused}");
     }
 
+    /// A recorder that writes down every metric operation as `name{labels} op`.
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<String>>>);
+
+    struct Handle(String, Log);
+
+    impl Log {
+        fn handle(&self, key: &metrics::Key) -> Arc<Handle> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            Arc::new(Handle(name, self.clone()))
+        }
+
+        fn lines(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    impl Handle {
+        fn push(&self, op: String) {
+            (self.1).0.lock().unwrap().push(format!("{} {op}", self.0));
+        }
+    }
+
+    impl metrics::CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            self.push(format!("+{value}"));
+        }
+        fn absolute(&self, value: u64) {
+            self.push(format!("={value}"));
+        }
+    }
+
+    impl metrics::GaugeFn for Handle {
+        fn increment(&self, value: f64) {
+            self.push(format!("+{value}"));
+        }
+        fn decrement(&self, value: f64) {
+            self.push(format!("-{value}"));
+        }
+        fn set(&self, value: f64) {
+            self.push(format!("={value}"));
+        }
+    }
+
+    impl metrics::HistogramFn for Handle {
+        fn record(&self, _: f64) {
+            self.push("observed".into());
+        }
+    }
+
+    impl metrics::Recorder for Log {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::from_arc(self.handle(key))
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::from_arc(self.handle(key))
+        }
+        fn register_histogram(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::from_arc(self.handle(key))
+        }
+    }
+
+    #[test]
+    fn calls_breaker_states_and_retries_are_emitted() {
+        let log = Log::default();
+        metrics::with_local_recorder(&log, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let guard = Guard::new(LLM, config(1, 2));
+                guard.admit().await.unwrap().finish(Outcome::Ok);
+                guard.admit().await.unwrap().finish(Outcome::Rejected);
+                guard.retried();
+                let held = guard.admit().await.unwrap();
+                assert!(guard.admit().await.is_err(), "busy");
+                held.finish(Outcome::Transient);
+                guard.admit().await.unwrap().finish(Outcome::Transient);
+                assert!(guard.admit().await.is_err(), "open");
+            });
+        });
+        let lines = log.lines();
+        let count = |line: &str| lines.iter().filter(|l| *l == line).count();
+        let requests = "podmap_upstream_requests_total{upstream=llm,outcome=";
+        assert_eq!(count(&format!("{requests}ok}} +1")), 1, "{lines:#?}");
+        assert_eq!(count(&format!("{requests}error}} +1")), 3, "{lines:#?}");
+        assert_eq!(count(&format!("{requests}rejected_busy}} +1")), 1);
+        assert_eq!(count(&format!("{requests}rejected_open}} +1")), 1);
+        assert_eq!(
+            count("podmap_upstream_request_duration_seconds{upstream=llm} observed"),
+            4
+        );
+        assert_eq!(count("podmap_upstream_retries_total{upstream=llm} +1"), 1);
+        let states: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("podmap_upstream_breaker_state{upstream=llm}"))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "podmap_upstream_breaker_state{upstream=llm} =0",
+                "podmap_upstream_breaker_state{upstream=llm} =2"
+            ]
+        );
+    }
+
     #[test]
     fn retry_after_in_seconds() {
         let mut headers = reqwest::header::HeaderMap::new();
