@@ -482,7 +482,8 @@ async fn chat_token_is_required_when_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_answered_503_at_once_instead_of_queueing() {
     // An embeddings endpoint that accepts connections and never answers keeps one search
-    // in flight (until the client's 10 s timeout) while the next request arrives.
+    // in flight (until it gives up waiting, after 2 s, and answers lexically) while the next
+    // request arrives.
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", hung.local_addr().unwrap());
     tokio::spawn(async move {
