@@ -378,6 +378,11 @@ async fn bad_requests_get_the_original_status_with_a_json_error() {
 async fn hostile_podcast_ids_and_slugs_touch_no_file() {
     let app = app(Settings {
         llm_base_url: Some("http://127.0.0.1:9/v1".into()),
+        // Every chat below fails the same way; the breaker must not open between them.
+        breaker: podmap::server::breaker::BreakerConfig {
+            failures: 1_000,
+            ..Default::default()
+        },
         ..Settings::default()
     });
     let long = "a".repeat(4096);
@@ -480,7 +485,8 @@ async fn chat_token_is_required_when_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_answered_503_at_once_instead_of_queueing() {
     // An embeddings endpoint that accepts connections and never answers keeps one search
-    // in flight (until the client's 10 s timeout) while the next request arrives.
+    // in flight (until it gives up waiting, after 2 s, and answers lexically) while the next
+    // request arrives.
     let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", hung.local_addr().unwrap());
     tokio::spawn(async move {

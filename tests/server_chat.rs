@@ -344,8 +344,13 @@ async fn llm_failures_are_502_json() {
             json!({"query": "Raketenantriebe", "podcastId": "raumzeit", "stream": stream}),
         )
         .await;
-        let message = error_of(&answer, StatusCode::BAD_GATEWAY);
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.json);
+        let message = answer.json["error"].as_str().expect("a JSON error");
         assert!(message.contains("500"), "{message}");
+        let sources = answer.json["sources"]
+            .as_array()
+            .expect("the sources found");
+        assert!(!sources.is_empty(), "{}", answer.json);
     }
     assert_eq!(llm.chat_requests().len(), 2, "chat is not retried");
 }

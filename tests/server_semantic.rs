@@ -47,6 +47,9 @@ async fn query_texts_find_the_ground_truth_episodes_in_order() {
     common::convert_quietly(&corpus, dir.path());
     let settings = Settings {
         embedding_base_url: Some(url),
+        // This checks the ranking, not latency: on a loaded machine an embedding may take
+        // longer than a search waits by default, and the search would be answered lexically.
+        search_embedding_wait: std::time::Duration::from_secs(60),
         ..Settings::default()
     };
     let state = Arc::new(AppState::new(load_mmap(dir.path()).unwrap(), settings));

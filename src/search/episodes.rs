@@ -1,13 +1,15 @@
 //! Hits grouped into episodes: what the HTTP search answers.
 //!
 //! An episode's score is its best hit's. Episodes are ranked by that score across every
-//! podcast searched, and each episode on the requested page carries up to three positions
+//! podcast searched (or, when the podcasts were searched in different modes, by the fused
+//! score of [`fusion`](super::fusion)), and each episode on the requested page carries up to three positions
 //! (start times more than a second apart, best first). `total` counts every episode with a
 //! hit, so paging walks through all of them.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
+use super::fusion::Fusion;
 use super::{Hit, SearchIndex};
 use crate::error::Result;
 
@@ -26,9 +28,10 @@ pub struct RankedEpisode {
     /// Which of the [`Scored`] lists the episode comes from.
     pub source: usize,
     pub episode: u32,
-    /// The best hit's score.
+    /// The best hit's score (with [`Fusion::ReciprocalRank`], the episode's fused score).
     pub score: f32,
-    /// `(start second, score)` of up to three hits more than a second apart, best first.
+    /// `(start second, score)` of up to three hits more than a second apart, best first; the
+    /// scores are the hits' own, whatever the fusion.
     pub positions: Vec<(f64, f32)>,
 }
 
@@ -43,26 +46,39 @@ pub struct EpisodePage {
 /// `offset` is past the last episode, however large either is). Only the hits of episodes on
 /// the page are kept, and only their items are read (for positions).
 pub fn rank_episodes(scored: &[Scored], offset: usize, page_size: usize) -> Result<EpisodePage> {
-    let mut merged: Vec<(usize, Hit)> = scored
+    rank_episodes_fused(scored, Fusion::Scores, offset, page_size)
+}
+
+/// [`rank_episodes`] with the scores of the lists compared by `fusion`.
+pub fn rank_episodes_fused(
+    scored: &[Scored],
+    fusion: Fusion,
+    offset: usize,
+    page_size: usize,
+) -> Result<EpisodePage> {
+    let mut merged: Vec<(usize, Hit, f32)> = scored
         .iter()
         .enumerate()
-        .flat_map(|(s, list)| list.hits.iter().map(move |h| (s, *h)))
+        .flat_map(|(s, list)| {
+            let keys = fusion.keys(list);
+            list.hits.iter().zip(keys).map(move |(h, key)| (s, *h, key))
+        })
         .collect();
     if scored.len() > 1 {
         // Best first across podcasts; stable, so ties keep podcast and row order.
-        merged.sort_by(|a, b| b.1.score.total_cmp(&a.1.score));
+        merged.sort_by(|a, b| b.2.total_cmp(&a.2));
     }
     let page = offset..offset.saturating_add(page_size);
     let mut groups: Vec<(RankedEpisode, Vec<Hit>)> = Vec::new();
     let mut by_key: HashMap<u64, usize, BuildHasherDefault<KeyHasher>> = HashMap::default();
-    for (s, hit) in merged {
+    for (s, hit, by) in merged {
         let episode = scored[s].index.episode_of(hit.index as usize);
         let key = (s as u64) << 32 | u64::from(episode);
         let g = *by_key.entry(key).or_insert_with(|| {
             let ranked = RankedEpisode {
                 source: s,
                 episode,
-                score: hit.score,
+                score: by,
                 positions: Vec::new(),
             };
             groups.push((ranked, Vec::new()));
@@ -155,6 +171,60 @@ mod tests {
         fn search_vector(&self, _: &[f32], _: usize, _: &Filter) -> Result<Vec<Hit>> {
             unreachable!("not searched")
         }
+    }
+
+    #[test]
+    fn mixed_modes_interleave_by_reciprocal_rank() {
+        // A lexical podcast (counts of 1 and up) beside a semantic one (cosines under 1).
+        let lexical = Items(6);
+        let semantic = Items(6);
+        let hits = |scores: &[f32]| {
+            scores
+                .iter()
+                .enumerate()
+                .map(|(i, &score)| Hit {
+                    index: i as u32,
+                    score,
+                })
+                .collect::<Vec<_>>()
+        };
+        let scored = [
+            Scored {
+                index: &lexical,
+                hits: hits(&[9.0, 8.0, 6.0, 5.0, 3.0, 2.0]),
+            },
+            Scored {
+                index: &semantic,
+                hits: hits(&[0.9, 0.8, 0.7, 0.6, 0.5, 0.4]),
+            },
+        ];
+        let order = |fusion| {
+            rank_episodes_fused(&scored, fusion, 0, 10)
+                .unwrap()
+                .episodes
+                .iter()
+                .map(|e| (e.source, e.episode))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(Fusion::Scores),
+            [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)],
+            "raw scores put every lexical episode first"
+        );
+        assert_eq!(
+            order(Fusion::reciprocal_rank()),
+            [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3), (1, 3)]
+        );
+        let fused = rank_episodes_fused(&scored, Fusion::reciprocal_rank(), 0, 10).unwrap();
+        assert_eq!(fused.total, 6);
+        let first = &fused.episodes[0];
+        assert_eq!(first.score, 1.0 / 61.0);
+        assert_eq!(fused.episodes[2].score, 1.0 / 62.0);
+        assert_eq!(
+            first.positions,
+            [(0.0, 9.0), (10.0, 8.0)],
+            "positions keep the hits' own scores"
+        );
     }
 
     #[test]

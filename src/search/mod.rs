@@ -8,18 +8,21 @@
 //!
 //! - [`scan`] scores a [`scan::Matrix`] (the archive's mapped rows) on every core;
 //! - [`batch`] lets concurrent searches of one matrix share a pass;
-//! - [`episodes`] groups scored items into the episodes the HTTP search returns;
+//! - [`episodes`] groups scored items into the episodes the HTTP search returns, with
+//!   [`fusion`] putting the scores of podcasts searched in different modes on one scale;
 //! - [`kernel`] (SIMD dot products), [`topk`] and [`lexical`] are their parts.
 
 pub mod batch;
 pub mod episodes;
+pub mod fusion;
 pub mod kernel;
 pub mod lexical;
 pub mod scan;
 pub mod topk;
 
 pub use batch::ScanBatcher;
-pub use episodes::{rank_episodes, EpisodePage, RankedEpisode, Scored};
+pub use episodes::{rank_episodes, rank_episodes_fused, EpisodePage, RankedEpisode, Scored};
+pub use fusion::{Fusion, RRF_K};
 
 use crate::error::{Error, Result};
 

@@ -5,11 +5,17 @@
 //! carries `"stream": true` and the answer arrives as server-sent `data:` lines whose
 //! `choices[0].delta.content` pieces are forwarded as they come. Chat has its own, longer
 //! timeout than embeddings: answers take tens of seconds.
+//!
+//! Every call passes the LLM's [`Guard`] (circuit breaker, bound on calls in flight); a
+//! streamed answer keeps its slot until the stream ends. Calls are not retried: an answer
+//! costs tokens and tens of seconds, and the client can ask again.
 
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
+
+use super::upstream::{self, Call, Guard, GuardConfig, Outcome, Refusal};
 
 /// Why an answer could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -20,6 +26,16 @@ pub enum ChatError {
     Transport(String),
     #[error("LLM API answer has no content: {0}")]
     Decode(String),
+    /// Not sent: the breaker is open or every slot is taken.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl ChatError {
+    /// Whether the LLM was not called at all (503) rather than failing (502).
+    pub fn refused(&self) -> bool {
+        matches!(self, ChatError::Refused(_))
+    }
 }
 
 /// Who answers: the prompt mode.
@@ -88,6 +104,7 @@ pub struct ChatClient {
     base_url: String,
     api_key: Option<String>,
     model: String,
+    guard: Guard,
 }
 
 /// Long enough for a long answer, short enough that a hung upstream frees its request.
@@ -106,7 +123,18 @@ impl ChatClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             model: model.to_owned(),
+            guard: Guard::new(upstream::LLM, GuardConfig::new(8, Default::default())),
         }
+    }
+
+    /// The same client behind `guard` (breaker and concurrency bound from the settings).
+    pub fn with_guard(self, guard: Guard) -> Self {
+        ChatClient { guard, ..self }
+    }
+
+    /// The upstream's breaker and slots.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     fn request(&self, system: &str, user: &str, stream: bool) -> reqwest::RequestBuilder {
@@ -136,30 +164,51 @@ impl ChatClient {
         system: &str,
         user: &str,
         stream: bool,
-    ) -> Result<reqwest::Response, ChatError> {
-        let response = self
-            .request(system, user, stream)
-            .send()
-            .await
-            .map_err(|e| ChatError::Transport(e.to_string()))?;
+    ) -> Result<(reqwest::Response, Call), ChatError> {
+        let call = self.guard.admit().await?;
+        let response = match self.request(system, user, stream).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                call.finish(Outcome::Transient);
+                return Err(ChatError::Transport(e.to_string()));
+            }
+        };
         let status = response.status();
         if !status.is_success() {
+            let transient = status.as_u16() == 429 || status.is_server_error();
+            call.finish(if transient {
+                Outcome::Transient
+            } else {
+                Outcome::Rejected
+            });
             let body = response.text().await.unwrap_or_default();
             return Err(ChatError::Status {
                 status: status.as_u16(),
                 body: body.chars().take(300).collect(),
             });
         }
-        Ok(response)
+        Ok((response, call))
     }
 
     /// The whole answer.
     pub async fn answer(&self, system: &str, user: &str) -> Result<String, ChatError> {
-        let response = self.send(system, user, false).await?;
-        let value: Value = response
-            .json()
-            .await
-            .map_err(|e| ChatError::Decode(e.to_string()))?;
+        let (response, call) = self.send(system, user, false).await?;
+        let value: Result<Value, _> = response.json().await;
+        let value = match value {
+            Ok(value) => {
+                call.finish(Outcome::Ok);
+                value
+            }
+            Err(e) => {
+                let outcome = if e.is_decode() {
+                    Outcome::Rejected
+                } else {
+                    Outcome::Transient
+                };
+                call.finish(outcome);
+                return Err(ChatError::Decode(e.to_string()));
+            }
+        };
         value
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)
@@ -173,9 +222,12 @@ impl ChatClient {
         system: &str,
         user: &str,
     ) -> Result<impl Stream<Item = Result<String, ChatError>> + Send + 'static, ChatError> {
-        let response = self.send(system, user, true).await?;
+        let (response, call) = self.send(system, user, true).await?;
+        // The call is counted when the stream starts; its slot is held until it ends.
+        let slot = call.finish_keeping_slot(Outcome::Ok);
         let mut bytes = response.bytes_stream();
         Ok(async_stream(move |tx| async move {
+            let _slot = slot;
             let mut lines = SseLines::default();
             while let Some(chunk) = bytes.next().await {
                 let chunk = match chunk {

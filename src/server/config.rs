@@ -23,6 +23,11 @@
 //! | latest, speakers, podcasts deadline | `--timeout-short` | `REQUEST_TIMEOUT_SHORT` | `rag.timeout.short` | `5s` |
 //! | search deadline | `--timeout-search` | `REQUEST_TIMEOUT_SEARCH` | `rag.timeout.search` | `15s` |
 //! | chat deadline (until the answer starts) | `--timeout-chat` | `REQUEST_TIMEOUT_CHAT` | `rag.timeout.chat` | `120s` |
+//! | embeddings calls in flight | `--embedding-max-concurrency` | `EMBEDDING_MAX_CONCURRENCY` | `embedding.maxConcurrency` | 16 |
+//! | LLM calls in flight | `--llm-max-concurrency` | `LLM_MAX_CONCURRENCY` | `llm.maxConcurrency` | 8 |
+//! | search's wait for an embedding | `--search-embedding-wait-ms` | `PODMAP_SEARCH_EMBEDDING_WAIT_MS` | `rag.searchEmbeddingWaitMs` | 2000 (then lexical) |
+//! | failures that open a breaker | `--breaker-failures` | `PODMAP_BREAKER_FAILURES` | `rag.breakerFailures` | 5 consecutive |
+//! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -42,11 +47,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
 
 use super::admission::{Admission, AdmissionArgs};
+use super::breaker::BreakerConfig;
 
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
 #[derive(Debug, Clone, Default, Args)]
@@ -120,6 +127,25 @@ pub struct SettingsArgs {
     /// Trusted proxies, rate limits and deadlines.
     #[command(flatten)]
     pub admission: AdmissionArgs,
+    /// Embeddings API calls in flight at once; a call that finds none free within 250 ms is
+    /// refused and the search answers lexically [default: 16].
+    #[arg(long, env = "EMBEDDING_MAX_CONCURRENCY", value_name = "N")]
+    pub embedding_max_concurrency: Option<usize>,
+    /// LLM API calls (chat answers) in flight at once; more are answered 503 [default: 8].
+    #[arg(long, env = "LLM_MAX_CONCURRENCY", value_name = "N")]
+    pub llm_max_concurrency: Option<usize>,
+    /// How long a search waits for its query embedding before it answers lexically
+    /// [default: 2000].
+    #[arg(long, env = "PODMAP_SEARCH_EMBEDDING_WAIT_MS", value_name = "MS")]
+    pub search_embedding_wait_ms: Option<u64>,
+    /// Consecutive transient failures (timeouts, dropped connections, 5xx, 429) of an upstream
+    /// API after which it is not called until its cool-down has passed [default: 5].
+    #[arg(long, env = "PODMAP_BREAKER_FAILURES", value_name = "N")]
+    pub breaker_failures: Option<u32>,
+    /// How long an upstream API with an open breaker is not called before one probe call
+    /// tries it again [default: 10000].
+    #[arg(long, env = "PODMAP_BREAKER_COOL_DOWN_MS", value_name = "MS")]
+    pub breaker_cool_down_ms: Option<u64>,
 }
 
 /// Why the settings cannot be loaded: the config file named, and the reason as the source.
@@ -169,6 +195,13 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Trusted proxies, rate limits and deadlines.
     pub admission: Admission,
+    pub embedding_max_concurrency: usize,
+    pub llm_max_concurrency: usize,
+    /// How long a search (or a chat's retrieval) waits for its query embedding before it is
+    /// answered lexically.
+    pub search_embedding_wait: Duration,
+    /// When each upstream's circuit breaker opens, and for how long.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for Settings {
@@ -281,6 +314,32 @@ impl Settings {
             body_timeout: std::time::Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             admission: Admission::default(),
+            embedding_max_concurrency: args
+                .embedding_max_concurrency
+                .or_else(|| number(&["embedding", "maxConcurrency"]))
+                .unwrap_or(16)
+                .max(1),
+            llm_max_concurrency: args
+                .llm_max_concurrency
+                .or_else(|| number(&["llm", "maxConcurrency"]))
+                .unwrap_or(8)
+                .max(1),
+            search_embedding_wait: Duration::from_millis(
+                args.search_embedding_wait_ms
+                    .or_else(|| number(&["rag", "searchEmbeddingWaitMs"]).map(|n| n as u64))
+                    .unwrap_or(2_000),
+            ),
+            breaker: BreakerConfig {
+                failures: args
+                    .breaker_failures
+                    .or_else(|| number(&["rag", "breakerFailures"]).map(|n| n as u32))
+                    .unwrap_or(super::breaker::DEFAULT_FAILURES)
+                    .max(1),
+                cool_down: args
+                    .breaker_cool_down_ms
+                    .or_else(|| number(&["rag", "breakerCoolDownMs"]).map(|n| n as u64))
+                    .map_or(super::breaker::DEFAULT_COOL_DOWN, Duration::from_millis),
+            },
         }
     }
 }
@@ -371,6 +430,59 @@ mod tests {
         let fine = dir.path().join("settings.json");
         std::fs::write(&fine, r#"{"rag": {"topK": 3}}"#).unwrap();
         assert_eq!(load(&fine).unwrap().top_k, 3);
+    }
+
+    #[test]
+    fn upstream_limits_from_flags_file_and_defaults() {
+        let defaults = Settings::default();
+        assert_eq!(
+            (
+                defaults.embedding_max_concurrency,
+                defaults.llm_max_concurrency
+            ),
+            (16, 8)
+        );
+        assert_eq!(defaults.search_embedding_wait, Duration::from_secs(2));
+        assert_eq!(defaults.breaker, BreakerConfig::default());
+        assert_eq!(
+            (defaults.breaker.failures, defaults.breaker.cool_down),
+            (5, Duration::from_secs(10))
+        );
+        let file = json!({
+            "embedding": {"maxConcurrency": 3},
+            "llm": {"maxConcurrency": 0},
+            "rag": {"searchEmbeddingWaitMs": 500, "breakerFailures": 2, "breakerCoolDownMs": 250}
+        });
+        let from_file = Settings::resolve(SettingsArgs::default(), &file);
+        assert_eq!(from_file.embedding_max_concurrency, 3);
+        assert_eq!(from_file.llm_max_concurrency, 1, "at least one call");
+        assert_eq!(from_file.search_embedding_wait, Duration::from_millis(500));
+        assert_eq!(
+            from_file.breaker,
+            BreakerConfig {
+                failures: 2,
+                cool_down: Duration::from_millis(250)
+            }
+        );
+        let args = SettingsArgs {
+            embedding_max_concurrency: Some(7),
+            llm_max_concurrency: Some(2),
+            search_embedding_wait_ms: Some(0),
+            breaker_failures: Some(9),
+            breaker_cool_down_ms: Some(1),
+            ..SettingsArgs::default()
+        };
+        let flagged = Settings::resolve(args, &file);
+        assert_eq!(
+            (
+                flagged.embedding_max_concurrency,
+                flagged.llm_max_concurrency
+            ),
+            (7, 2)
+        );
+        assert_eq!(flagged.search_embedding_wait, Duration::ZERO);
+        assert_eq!(flagged.breaker.failures, 9);
+        assert_eq!(flagged.breaker.cool_down, Duration::from_millis(1));
     }
 
     #[test]

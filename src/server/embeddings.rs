@@ -5,6 +5,12 @@
 //! backoff and jitter, bounded in attempts and in total time. Embeddings are cached by
 //! (model, normalised query) in a byte-bounded moka cache, and concurrent requests for the same
 //! query share one call, so paging through results or asking again costs no API call.
+//!
+//! Every attempt passes the upstream's [`Guard`]: its circuit breaker and its bound on calls in
+//! flight (the idle-connection pool of [`ClientLimits`] bounds no calls). A refused attempt is
+//! not retried: the breaker is open or the API is saturated, and waiting would only hold the
+//! request. A 429's `Retry-After` is honoured as the least delay before the next attempt; one
+//! longer than what is left of the retry budget ends the retries at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,11 +19,18 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use serde::Deserialize;
 
+use super::upstream::{self, Guard, GuardConfig, Outcome, Refusal};
+
 /// Why an embedding could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
     #[error("embedding API error: {status} - {body}")]
-    Status { status: u16, body: String },
+    Status {
+        status: u16,
+        body: String,
+        /// The answer's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
     #[error("embedding API unreachable: {0}")]
     Transport(String),
     #[error("embedding API answered something else than embeddings: {0}")]
@@ -28,6 +41,9 @@ pub enum EmbedError {
         elapsed_ms: u128,
         last: Box<EmbedError>,
     },
+    /// Not sent: the breaker is open or every slot is taken.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl EmbedError {
@@ -35,7 +51,15 @@ impl EmbedError {
         match self {
             EmbedError::Status { status, .. } => *status == 429 || *status >= 500,
             EmbedError::Transport(_) => true,
-            EmbedError::Decode(_) | EmbedError::Exhausted { .. } => false,
+            EmbedError::Decode(_) | EmbedError::Exhausted { .. } | EmbedError::Refused(_) => false,
+        }
+    }
+
+    /// The refusal behind this error, when the call was never sent.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            EmbedError::Refused(r) => Some(*r),
+            _ => None,
         }
     }
 }
@@ -93,6 +117,7 @@ pub struct Embedder {
     retry: RetryPolicy,
     cache: Cache<Key, Arc<Vec<f32>>>,
     calls: Arc<AtomicU64>,
+    guard: Guard,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +157,21 @@ impl Embedder {
             retry,
             cache,
             calls: Arc::new(AtomicU64::new(0)),
+            guard: Guard::new(
+                upstream::EMBEDDINGS,
+                GuardConfig::new(16, Default::default()),
+            ),
         }
+    }
+
+    /// The same client behind `guard` (breaker and concurrency bound from the settings).
+    pub fn with_guard(self, guard: Guard) -> Self {
+        Embedder { guard, ..self }
+    }
+
+    /// The upstream's breaker and slots.
+    pub fn guard(&self) -> &Guard {
+        &self.guard
     }
 
     /// API calls made so far (cache misses, retries included).
@@ -164,11 +203,18 @@ impl Embedder {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let error = match self.call(model, query).await {
+            let error = match self.attempt(model, query).await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            let delay = backoff(&self.retry, attempt);
+            let mut delay = backoff(&self.retry, attempt);
+            if let EmbedError::Status {
+                retry_after: Some(after),
+                ..
+            } = &error
+            {
+                delay = delay.max(*after);
+            }
             let out_of_time = started.elapsed() + delay >= self.retry.total_budget;
             if !error.retryable() || attempt >= self.retry.max_attempts || out_of_time {
                 if attempt == 1 || !error.retryable() {
@@ -181,8 +227,22 @@ impl Embedder {
                 });
             }
             tracing::warn!(attempt, ?delay, "embedding call failed, retrying: {error}");
+            self.guard.retried();
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// One attempt through the guard, its outcome recorded.
+    async fn attempt(&self, model: &str, query: &str) -> Result<Vec<f32>, EmbedError> {
+        let call = self.guard.admit().await?;
+        let result = self.call(model, query).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) if e.retryable() => Outcome::Transient,
+            Err(_) => Outcome::Rejected,
+        };
+        call.finish(outcome);
+        result
     }
 
     async fn call(&self, model: &str, query: &str) -> Result<Vec<f32>, EmbedError> {
@@ -200,10 +260,12 @@ impl Embedder {
             .map_err(|e| EmbedError::Transport(e.to_string()))?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = upstream::retry_after(response.headers());
             let body = response.text().await.unwrap_or_default();
             return Err(EmbedError::Status {
                 status: status.as_u16(),
                 body: body.chars().take(300).collect(),
+                retry_after,
             });
         }
         let bytes = response
@@ -275,10 +337,13 @@ mod tests {
         let status = |s| EmbedError::Status {
             status: s,
             body: String::new(),
+            retry_after: None,
         };
         assert!(status(429).retryable() && status(503).retryable());
         assert!(!status(400).retryable() && !status(401).retryable());
         assert!(EmbedError::Transport("reset".into()).retryable());
         assert!(!EmbedError::Decode("x".into()).retryable());
+        let refused = EmbedError::from(Refusal::Open(upstream::EMBEDDINGS));
+        assert!(!refused.retryable() && refused.refusal().is_some());
     }
 }

@@ -101,6 +101,9 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::UnknownPodcast(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
             ApiError::Analytics => StatusCode::NOT_IMPLEMENTED,
+            // Not called at all (breaker open, every slot taken): unavailable, not failed.
+            ApiError::Embeddings(EmbedError::Refused(_))
+            | ApiError::Chat(ChatError::Refused(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Embeddings(_) | ApiError::Dimensions { .. } | ApiError::Chat(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -138,6 +141,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::upstream::Refusal;
 
     #[test]
     fn kinds_answer_with_their_status_and_message() {
@@ -148,6 +152,8 @@ mod tests {
             (ApiError::NoRoute, 404),
             (ApiError::Analytics, 501),
             (ApiError::Chat(ChatError::Transport("down".into())), 502),
+            (ApiError::Chat(Refusal::Open("llm").into()), 503),
+            (ApiError::Chat(Refusal::Busy("llm").into()), 503),
             (ApiError::ChatNotConfigured, 503),
             (ApiError::Overloaded, 503),
             (ApiError::BodyTimeout, 408),

@@ -17,6 +17,7 @@
 //! | [`admission`] | the settings of those three |
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
+//! | [`upstream`], [`breaker`] | what guards those calls: a circuit breaker and a bound on calls in flight per API |
 //! | [`config`] | settings from flags, environment and the original's config file |
 //! | `state` | [`AppState`], what every handler shares |
 //!
@@ -44,6 +45,7 @@
 pub mod admission;
 pub mod api;
 mod auth;
+pub mod breaker;
 pub mod catalog;
 pub mod chat;
 pub mod client;
@@ -59,6 +61,7 @@ pub mod middleware;
 mod plan;
 mod routes;
 mod state;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

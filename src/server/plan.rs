@@ -1,11 +1,24 @@
 //! How a query is searched in one podcast: semantically, when an embeddings endpoint is
 //! configured and the podcast's archive was embedded with the model it serves, else lexically.
 //! Search and chat both plan their podcasts here, and `/api/podcasts` reports the outcome.
+//!
+//! **Degradation.** A query that could be semantic is searched lexically when its embedding
+//! cannot be had in time: the embeddings API is down or failing (after its retries), its
+//! breaker is open, every slot is taken, or no answer came within the search's wait
+//! (`--search-embedding-wait-ms`). The answer then says `lexical`, and
+//! `podmap_search_degraded_total{reason}` counts it (`breaker_open`, `busy`, `timeout`,
+//! `upstream_error`). A call that outlives the wait goes on in the background: its outcome
+//! still reaches the breaker (so a hung API opens it) and its embedding the cache. An answer
+//! of the wrong dimension is a misconfiguration, not an outage, and stays an error (502).
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::catalog::Podcast;
+use super::embeddings::EmbedError;
 use super::error::ApiError;
+use super::upstream::Refusal;
 use super::AppState;
 use crate::search::{Filter, Hit};
 
@@ -29,19 +42,105 @@ pub fn semantic_model(state: &AppState, podcast: &dyn Podcast) -> Option<String>
     }
 }
 
-/// The query's embedding for `podcast`, when its search is semantic (see [`semantic_model`]).
-/// A model that answers with another dimension than the index's is an error, and its answer
-/// is not kept in the cache.
-pub async fn embedding_for(
+/// Why a query that could be searched semantically was searched lexically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Degraded {
+    /// The embeddings API's breaker is open.
+    BreakerOpen,
+    /// Every embeddings slot stayed taken.
+    Busy,
+    /// No embedding within the search's wait.
+    Timeout,
+    /// The embeddings API failed.
+    UpstreamError,
+}
+
+impl Degraded {
+    /// The `reason` label of `podmap_search_degraded_total`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Degraded::BreakerOpen => "breaker_open",
+            Degraded::Busy => "busy",
+            Degraded::Timeout => "timeout",
+            Degraded::UpstreamError => "upstream_error",
+        }
+    }
+
+    fn of(error: &EmbedError) -> Degraded {
+        match error.refusal() {
+            Some(Refusal::Open(_)) => Degraded::BreakerOpen,
+            Some(Refusal::Busy(_)) => Degraded::Busy,
+            None => Degraded::UpstreamError,
+        }
+    }
+
+    /// Counts one search (or chat retrieval) answered lexically for this reason.
+    pub fn count(self) {
+        metrics::counter!("podmap_search_degraded_total", "reason" => self.reason()).increment(1);
+    }
+}
+
+/// How a podcast is searched for one query.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// By cosine with the query's embedding.
+    Semantic(Arc<Vec<f32>>),
+    /// Lexically: the podcast has no usable embeddings, or none are configured.
+    Lexical,
+    /// Lexically, because the query's embedding could not be had.
+    Degraded(Degraded),
+}
+
+impl Mode {
+    pub fn embedding(&self) -> Option<Arc<Vec<f32>>> {
+        match self {
+            Mode::Semantic(v) => Some(v.clone()),
+            Mode::Lexical | Mode::Degraded(_) => None,
+        }
+    }
+
+    pub fn degraded(&self) -> Option<Degraded> {
+        match self {
+            Mode::Degraded(why) => Some(*why),
+            _ => None,
+        }
+    }
+}
+
+/// How `podcast` is searched for `query`, waiting for the embedding until `deadline` at most
+/// (see the module docs). A model that answers with another dimension than the index's is an
+/// error, and its answer is not kept in the cache.
+pub async fn mode(
     state: &AppState,
     podcast: &Arc<dyn Podcast>,
     query: &str,
-) -> Result<Option<Arc<Vec<f32>>>, ApiError> {
+    deadline: Instant,
+) -> Result<Mode, ApiError> {
     let Some(model) = semantic_model(state, podcast.as_ref()) else {
-        return Ok(None);
+        return Ok(Mode::Lexical);
     };
-    let embedder = state.embedder.as_ref().expect("checked by semantic_model");
-    let v = embedder.embed_query(&model, query).await?;
+    let embedder = state.embedder.clone().expect("checked by semantic_model");
+    let fetch = tokio::spawn({
+        let (embedder, model, query) = (embedder.clone(), model.clone(), query.to_owned());
+        async move { embedder.embed_query(&model, &query).await }
+    });
+    let v = match tokio::time::timeout_at(deadline, fetch).await {
+        Ok(Ok(Ok(v))) => v,
+        Ok(Ok(Err(e))) => {
+            let why = Degraded::of(&e);
+            tracing::warn!(podcast = podcast.id(), "searched lexically: {e}");
+            return Ok(Mode::Degraded(why));
+        }
+        Ok(Err(e)) => return Err(ApiError::internal(e)),
+        Err(_) => {
+            tracing::warn!(
+                podcast = podcast.id(),
+                "searched lexically: no query embedding within {:?}",
+                state.settings.search_embedding_wait
+            );
+            return Ok(Mode::Degraded(Degraded::Timeout));
+        }
+    };
     let dims = podcast.index().dims();
     if v.len() != dims {
         embedder.forget(&model, query).await;
@@ -52,7 +151,12 @@ pub async fn embedding_for(
             dims,
         });
     }
-    Ok(Some(v))
+    Ok(Mode::Semantic(v))
+}
+
+/// The deadline of a search's wait for embeddings, from now.
+pub fn embedding_deadline(state: &AppState) -> Instant {
+    Instant::now() + state.settings.search_embedding_wait
 }
 
 /// Every scored item of a podcast, best first: by cosine with `embedding`, or lexically.

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use super::catalog::Catalog;
 use super::chat::ChatClient;
 use super::embeddings::{ClientLimits, Embedder, RetryPolicy};
+use super::upstream::{self, Guard, GuardConfig};
 use super::Settings;
 
 /// What every handler shares.
@@ -28,11 +29,19 @@ impl AppState {
                 ClientLimits::default(),
                 RetryPolicy::default(),
             )
+            .with_guard(Guard::new(
+                upstream::EMBEDDINGS,
+                GuardConfig::new(settings.embedding_max_concurrency, settings.breaker),
+            ))
         });
-        let chat = settings
-            .llm_base_url
-            .as_deref()
-            .map(|url| ChatClient::new(url, settings.llm_api_key.clone(), &settings.llm_model));
+        let chat = settings.llm_base_url.as_deref().map(|url| {
+            ChatClient::new(url, settings.llm_api_key.clone(), &settings.llm_model).with_guard(
+                Guard::new(
+                    upstream::LLM,
+                    GuardConfig::new(settings.llm_max_concurrency, settings.breaker),
+                ),
+            )
+        });
         AppState {
             catalog: Arc::new(ArcSwap::from_pointee(catalog)),
             settings,

@@ -54,6 +54,10 @@ pub enum ChatMode {
     Ok,
     /// `status` with OpenAI's error body.
     Fail(u16),
+    /// `status` for the first `times` requests, then `Ok`.
+    FailFirst { status: u16, times: usize },
+    /// Waits this long before answering as `Ok`.
+    Slow(Duration),
 }
 
 /// What one stand-in does.
@@ -125,6 +129,7 @@ struct Shared {
     behaviour: Behaviour,
     log: Mutex<Vec<Recorded>>,
     embed_calls: AtomicUsize,
+    chat_calls: AtomicUsize,
 }
 
 /// A running stand-in; it stops with the test's runtime.
@@ -145,6 +150,7 @@ impl StandIn {
             behaviour,
             log: Mutex::new(Vec::new()),
             embed_calls: AtomicUsize::new(0),
+            chat_calls: AtomicUsize::new(0),
         });
         if drop_mode {
             tokio::spawn(drop_connections(listener, shared.clone()));
@@ -276,8 +282,12 @@ async fn embeddings(
 async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let body = record(&shared, "/v1/chat/completions", &headers, &body);
     let b = &shared.behaviour;
-    if let ChatMode::Fail(status) = b.chat {
-        return openai_error(status);
+    let n = shared.chat_calls.fetch_add(1, Ordering::SeqCst);
+    match b.chat {
+        ChatMode::Fail(status) => return openai_error(status),
+        ChatMode::FailFirst { status, times } if n < times => return openai_error(status),
+        ChatMode::Slow(pause) => tokio::time::sleep(pause).await,
+        ChatMode::Ok | ChatMode::FailFirst { .. } => {}
     }
     let model = body.get("model").cloned().unwrap_or(Value::Null);
     if body.get("stream").and_then(Value::as_bool) != Some(true) {

@@ -2,6 +2,11 @@
 //! voice from the speakers named, retrieves hits (semantic when possible), builds the context
 //! (see [`context`](crate::server::context)) and answers in one JSON body or as server-sent
 //! events (`sources`, `delta` pieces, `done`).
+//!
+//! When the LLM fails (502) or is not called (503: its breaker is open or every slot is
+//! taken), the answer is the JSON error **with the sources found**, `{"error", "sources"}`, so
+//! the front end can still show them. Retrieval degrades as search does: without an embedding
+//! in time it is lexical.
 
 use std::sync::Arc;
 
@@ -22,7 +27,7 @@ use crate::server::chat::{self, Voice};
 use crate::server::context::{self, Lines};
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
-use crate::server::plan::embedding_for;
+use crate::server::plan::{embedding_deadline, mode};
 use crate::server::AppState;
 
 pub async fn chat(
@@ -59,10 +64,15 @@ pub async fn chat(
     let sources: Vec<SourceOut> = sources.into_iter().map(|s| s.out).collect();
 
     if !req.stream {
-        let answer = client.answer(&system, &user).await?;
-        return Ok(Json(ChatOut { answer, sources }).into_response());
+        return Ok(match client.answer(&system, &user).await {
+            Ok(answer) => Json(ChatOut { answer, sources }).into_response(),
+            Err(e) => unanswered(e.into(), sources),
+        });
     }
-    let pieces = client.answer_stream(&system, &user).await?;
+    let pieces = match client.answer_stream(&system, &user).await {
+        Ok(pieces) => pieces,
+        Err(e) => return Ok(unanswered(e.into(), sources)),
+    };
     let first = Event::default()
         .event("sources")
         .json_data(&sources)
@@ -87,6 +97,17 @@ pub async fn chat(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// The LLM gave no answer: the error's status and message, with the sources that were found
+/// (in the shape of a successful answer's).
+fn unanswered(error: ApiError, sources: Vec<SourceOut>) -> Response {
+    let status = error.status();
+    if status.is_server_error() && status != axum::http::StatusCode::INTERNAL_SERVER_ERROR {
+        let body = serde_json::json!({ "error": error.to_string(), "sources": sources });
+        return (status, Json(body)).into_response();
+    }
+    error.into_response()
 }
 
 /// The speaker a slug names, looked up by exact slug in the podcast's speaker index, as the
@@ -114,14 +135,19 @@ fn voice(first: Option<&SpeakerInfo>, second: Option<&SpeakerInfo>) -> Voice {
     }
 }
 
-/// The top `k` hits for the chat: semantic when possible, else lexical.
+/// The top `k` hits for the chat: semantic when possible, else (also when the query's
+/// embedding cannot be had in time) lexical.
 async fn retrieve(
     state: &AppState,
     podcast: &Arc<dyn Podcast>,
     query: &str,
     k: usize,
 ) -> Result<Vec<Hit>, ApiError> {
-    let embedding = embedding_for(state, podcast, query).await?;
+    let mode = mode(state, podcast, query, embedding_deadline(state)).await?;
+    if let Some(why) = mode.degraded() {
+        why.count();
+    }
+    let embedding = mode.embedding();
     let (podcast, query) = (podcast.clone(), query.to_owned());
     let hits = tokio::task::spawn_blocking(move || {
         let index = podcast.index();

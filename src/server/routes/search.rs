@@ -1,6 +1,12 @@
 //! `POST /api/episodes/search`: one podcast or all of them, each searched semantically or
 //! lexically (see [`plan`](crate::server::plan)), ranked into episodes by
-//! [`search::rank_episodes`], a page of them with their metadata.
+//! [`search::rank_episodes_fused`], a page of them with their metadata.
+//!
+//! When the query embedding cannot be had in time (the embeddings API down, failing, busy, or
+//! its breaker open), the search is answered lexically within the wait, and says so
+//! (`searchMode` and the `x-podmap-search-mode` header). A cross-podcast search whose podcasts
+//! were searched in different modes (`mixed`) ranks by reciprocal-rank fusion
+//! ([`search::fusion`]), since lexical counts and cosines are not on one scale.
 
 use std::sync::Arc;
 
@@ -10,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{episode_out, podcast, query_text, Shared};
-use crate::search;
+use crate::search::{self, Fusion};
 use crate::server::api::{EpisodeOut, EpisodesOut, SearchRequest};
 use crate::server::catalog::Podcast;
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
-use crate::server::plan::{embedding_for, score, Plan};
+use crate::server::plan::{embedding_deadline, mode, score, Plan};
 
 /// The response header saying how a search was answered (`semantic`, `lexical`, `mixed`).
 pub const SEARCH_MODE_HEADER: &str = "x-podmap-search-mode";
@@ -37,9 +43,15 @@ pub async fn search(
         return Err(ApiError::BadRequest("no podcasts are loaded"));
     }
     let mut plans = Vec::with_capacity(podcasts.len());
+    let mut degraded = None;
+    // One wait for the whole request, however many podcasts it searches.
+    let deadline = embedding_deadline(&state);
     for podcast in podcasts {
-        match embedding_for(&state, &podcast, &query).await {
-            Ok(embedding) => plans.push((podcast, embedding)),
+        match mode(&state, &podcast, &query, deadline).await {
+            Ok(mode) => {
+                degraded = degraded.or(mode.degraded());
+                plans.push((podcast, mode.embedding()));
+            }
             Err(e) if cross => {
                 tracing::warn!(
                     podcast = podcast.id(),
@@ -55,8 +67,15 @@ pub async fn search(
         (0, _) => "lexical",
         _ => "mixed",
     };
+    if let Some(why) = degraded {
+        why.count();
+    }
+    let fusion = match mode {
+        "mixed" => Fusion::reciprocal_rank(),
+        _ => Fusion::Scores,
+    };
     let (episodes, total) =
-        tokio::task::spawn_blocking(move || rank(&plans, &query, offset, page_size))
+        tokio::task::spawn_blocking(move || rank(&plans, fusion, &query, offset, page_size))
             .await
             .map_err(ApiError::internal)??;
     let body = EpisodesOut {
@@ -72,10 +91,11 @@ pub async fn search(
     Ok(response)
 }
 
-/// Scores every planned podcast, asks [`search::rank_episodes`] for the page, and adds each
-/// episode's metadata.
+/// Scores every planned podcast, asks [`search::rank_episodes_fused`] for the page, and adds
+/// each episode's metadata.
 fn rank(
     plans: &[Plan],
+    fusion: Fusion,
     query: &str,
     offset: usize,
     page_size: usize,
@@ -90,7 +110,7 @@ fn rank(
             })
         })
         .collect::<crate::Result<Vec<_>>>()?;
-    let page = search::rank_episodes(&scored, offset, page_size)?;
+    let page = search::rank_episodes_fused(&scored, fusion, offset, page_size)?;
     let mut episodes = Vec::with_capacity(page.episodes.len());
     for ranked in page.episodes {
         let podcast = &plans[ranked.source].0;
