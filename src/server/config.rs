@@ -16,6 +16,7 @@
 //! | stats token | `--stats-auth-token` | `RAG_STATS_AUTH_TOKEN` | `rag.statsAuthToken` | none (open) |
 //! | CORS origins | `--cors-origin` | `PODMAP_CORS_ORIGINS` (comma-separated) | `rag.corsOrigins` | any origin |
 //! | requests in flight | `--max-in-flight` | `PODMAP_MAX_IN_FLIGHT` | `rag.maxInFlight` | 256 |
+//! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -23,7 +24,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
@@ -95,6 +96,27 @@ pub struct SettingsArgs {
     /// [default: 256].
     #[arg(long, env = "PODMAP_MAX_IN_FLIGHT", value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// Log lines on stderr: `text` for people, `json` (one object a line, with the request's
+    /// id, method, path and route) for log shippers [default: text].
+    #[arg(long, env = "PODMAP_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How `podmap serve` writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the request's span.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`, as in the flag and the config file.
+    fn parse(name: &str) -> Option<LogFormat> {
+        LogFormat::from_str(name.trim(), true).ok()
+    }
 }
 
 /// Why the settings cannot be loaded: the config file named, and the reason as the source.
@@ -135,6 +157,7 @@ pub struct Settings {
     pub body_timeout: std::time::Duration,
     /// Largest request body (413 above it); the API's bodies are a few hundred bytes.
     pub max_body_bytes: usize,
+    pub log_format: LogFormat,
 }
 
 impl Default for Settings {
@@ -240,6 +263,10 @@ impl Settings {
                 .max(1),
             body_timeout: std::time::Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            log_format: args
+                .log_format
+                .or_else(|| text(&["rag", "logFormat"]).and_then(|f| LogFormat::parse(&f)))
+                .unwrap_or_default(),
         }
     }
 }
@@ -335,6 +362,28 @@ mod tests {
         assert_eq!((s.top_k, s.max_context_chars), (6, 24_000));
         assert!(
             s.llm_base_url.is_none() && s.embedding_base_url.is_none() && s.cors_origins.is_empty()
+        );
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn log_format_from_flag_then_file() {
+        let file = json!({"rag": {"logFormat": "JSON"}});
+        let from_file = Settings::resolve(SettingsArgs::default(), &file);
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        let flagged = Settings::resolve(
+            SettingsArgs {
+                log_format: Some(LogFormat::Text),
+                ..SettingsArgs::default()
+            },
+            &file,
+        );
+        assert_eq!(flagged.log_format, LogFormat::Text);
+        let unknown = json!({"rag": {"logFormat": "xml"}});
+        assert_eq!(
+            Settings::resolve(SettingsArgs::default(), &unknown).log_format,
+            LogFormat::Text,
+            "an unknown format in the file falls back to the default"
         );
     }
 }

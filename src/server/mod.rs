@@ -11,6 +11,7 @@
 //! | `extract` | `Json` and `Query` extractors whose rejections answer like other errors |
 //! | `auth` | the chat token |
 //! | `middleware` | CORS, the overload answer, reading bodies before admission |
+//! | [`metrics`] | Prometheus metrics: the recorder, `GET /metrics`, the request metrics layer |
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`config`] | settings from flags, environment and the original's config file |
@@ -18,11 +19,14 @@
 //!
 //! Layers, outermost first, as [`router`] applies them:
 //!
+//! 0. **metrics**: every request is counted once by its matched route, method and status,
+//!    including those refused by the layers below (the layer runs after routing, so it sees
+//!    the route template: `Router::layer` wraps each route in axum 0.8).
 //! 1. **trace**: every request, including those refused by the layers below, is logged.
 //! 2. **CORS**: the front end calls from another origin; preflights are answered here, before
 //!    the limit, so they pass even under load.
-//! 3. **`/api/health`**, answered here, outside every limit below: liveness must answer under
-//!    overload.
+//! 3. **`/api/health`** and **`/metrics`**, answered here, outside every limit below: liveness
+//!    and monitoring must answer under overload.
 //! 4. **the body, read whole** within a deadline (408) and a size cap (413) before the request
 //!    is admitted, so a stalled body never holds a request slot.
 //! 5. **load shedding over one concurrency limit** shared by all routes: overload answers 503
@@ -40,6 +44,7 @@ pub mod embeddings;
 pub mod error;
 mod extract;
 pub mod listener;
+pub mod metrics;
 pub mod middleware;
 mod plan;
 mod routes;
@@ -55,7 +60,7 @@ use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 pub use catalog::{Catalog, Podcast};
-pub use config::{ConfigError, Settings, SettingsArgs};
+pub use config::{ConfigError, LogFormat, Settings, SettingsArgs};
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -72,6 +77,8 @@ pub enum Source {
 
 /// The API's routes with their middleware (see the module docs for the layer order).
 pub fn router(state: Arc<AppState>) -> Router {
+    // Installed before the first request: counts made without a recorder are lost.
+    metrics::handle();
     let limit = tower::ServiceBuilder::new()
         .layer(HandleErrorLayer::new(middleware::overloaded))
         .load_shed()
@@ -100,9 +107,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let routes = Router::new()
         .route("/api/health", get(podcasts::health))
         .route("/api/ready", get(podcasts::ready))
+        .route("/metrics", get(metrics::scrape))
         .with_state(state)
         .merge(api);
-    middleware::service_layers(routes, &settings)
+    // Outermost, so that it counts what every layer inside refuses.
+    middleware::service_layers(routes, &settings).layer(axum::middleware::from_fn(metrics::track))
 }
 
 /// Why the server could not start, or stopped: what it was doing, with what, and the
@@ -134,6 +143,7 @@ pub enum ServeError {
 /// Loads the podcasts, binds and serves until Ctrl-C or SIGTERM.
 pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
+    metrics::handle();
     if let Source::Mmap(_) = &source {
         // Before any archive is opened: archives are then leased, and a writer opening one
         // in place makes the kernel send SIGIO, which would otherwise end the process.
@@ -167,6 +177,8 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     let listen = settings.listen;
     let state = Arc::new(AppState::new(catalog, settings));
     warn_about_models(&state);
+    metrics::observe_catalog(&state.catalog.load());
+    tokio::spawn(metrics::upkeep());
     if let Source::Mmap(dir) = source {
         tokio::spawn(catalog::watch(dir, state.catalog.clone()));
     }

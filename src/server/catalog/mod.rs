@@ -91,6 +91,14 @@ pub trait Podcast: Send + Sync {
     fn verify(&self) -> Result<()> {
         Ok(())
     }
+    /// Bytes mapped from the archive (a metric); 0 for data held in memory.
+    fn mapped_bytes(&self) -> u64 {
+        0
+    }
+    /// How long this podcast took to load (a metric), when it was measured.
+    fn load_time(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The podcasts being served, by id.

@@ -34,6 +34,7 @@ use super::mmap::is_busy;
 use super::{Catalog, MmapPodcast, Podcast};
 use crate::error::Result;
 use crate::index::{archive_path, list_archives};
+use crate::server::metrics::{self, Refusal};
 
 /// Whether this process handles SIGIO, so that archives may be leased.
 static SIGIO_HANDLED: AtomicBool = AtomicBool::new(false);
@@ -183,6 +184,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
             }
             Err(e) => {
                 changed = true;
+                metrics::archive_refused(&id, Refusal::of(&e));
                 next.failed.insert(id.clone(), stamp);
                 match served {
                     Some(old) if old.same_file(&stamp) => tracing::error!(
@@ -208,11 +210,19 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
             }
         }
     }
-    let removed = current.podcasts.keys().any(|id| {
-        !next.podcasts.contains_key(id)
-            && !next.failed.contains_key(id)
-            && !next.busy.contains_key(id)
-    });
+    let removed: Vec<&String> = current
+        .podcasts
+        .keys()
+        .filter(|id| {
+            !next.podcasts.contains_key(*id)
+                && !next.failed.contains_key(*id)
+                && !next.busy.contains_key(*id)
+        })
+        .collect();
+    for id in &removed {
+        metrics::archive_refused(id, Refusal::Deleted);
+    }
+    let removed = !removed.is_empty();
     if removed {
         tracing::info!("podcasts removed from the index directory are no longer served");
     }
@@ -230,6 +240,7 @@ impl Catalog {
             tracing::info!(podcast = %id, "archive verified");
             return false;
         };
+        metrics::archive_refused(id, Refusal::of(&e));
         tracing::error!(
             podcast = %id,
             path = %path.display(),
@@ -307,7 +318,11 @@ pub async fn watch(index_dir: PathBuf, catalog: Arc<ArcSwap<Catalog>>) {
         withdraw_broken(&index_dir, &catalog);
         let (dir, current) = (index_dir.clone(), catalog.load_full());
         match tokio::task::spawn_blocking(move || refresh(&dir, &current)).await {
-            Ok(Some(next)) => catalog.store(Arc::new(next)),
+            Ok(Some(next)) => {
+                let next = Arc::new(next);
+                catalog.store(next.clone());
+                metrics::observe_catalog(&next);
+            }
             Ok(None) => {}
             Err(e) => tracing::error!("reload task failed: {e}"),
         }
@@ -343,7 +358,9 @@ fn withdraw_broken(index_dir: &Path, catalog: &ArcSwap<Catalog>) {
         );
         withdrawn.push((id, path, podcast));
     }
-    catalog.store(Arc::new(next));
+    let next = Arc::new(next);
+    catalog.store(next.clone());
+    metrics::observe_catalog(&next);
     drop(current);
     for (id, path, podcast) in withdrawn {
         tokio::spawn(release(id, path, podcast));
