@@ -125,6 +125,7 @@ impl Embedder {
             })
             .time_to_idle(Duration::from_secs(3600))
             .build();
+        super::metrics::register_cache(super::metrics::QUERY_EMBEDDINGS_CACHE);
         Embedder {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),

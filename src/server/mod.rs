@@ -177,7 +177,6 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     let listen = settings.listen;
     let state = Arc::new(AppState::new(catalog, settings));
     warn_about_models(&state);
-    metrics::observe_catalog(&state.catalog.load());
     tokio::spawn(metrics::upkeep());
     if let Source::Mmap(dir) = source {
         tokio::spawn(catalog::watch(dir, state.catalog.clone()));

@@ -132,6 +132,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
     };
     let mut next = Catalog {
         withdrawn: current.withdrawn,
+        generations: current.generations.clone(),
         ..Catalog::default()
     };
     let mut changed = false;
@@ -166,6 +167,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
             Ok(podcast) => {
                 changed = true;
                 tracing::info!(podcast = %id, path = %path.display(), "serving archive");
+                *next.generations.entry(id.clone()).or_default() += 1;
                 next.podcasts.insert(id.clone(), Arc::new(podcast));
                 next.stamps.insert(id, stamp);
             }
@@ -271,6 +273,7 @@ impl Catalog {
             busy: self.busy.clone(),
             releasing: self.releasing.clone(),
             withdrawn: self.withdrawn,
+            generations: self.generations.clone(),
         }
     }
 
@@ -318,11 +321,7 @@ pub async fn watch(index_dir: PathBuf, catalog: Arc<ArcSwap<Catalog>>) {
         withdraw_broken(&index_dir, &catalog);
         let (dir, current) = (index_dir.clone(), catalog.load_full());
         match tokio::task::spawn_blocking(move || refresh(&dir, &current)).await {
-            Ok(Some(next)) => {
-                let next = Arc::new(next);
-                catalog.store(next.clone());
-                metrics::observe_catalog(&next);
-            }
+            Ok(Some(next)) => catalog.store(Arc::new(next)),
             Ok(None) => {}
             Err(e) => tracing::error!("reload task failed: {e}"),
         }
@@ -358,9 +357,7 @@ fn withdraw_broken(index_dir: &Path, catalog: &ArcSwap<Catalog>) {
         );
         withdrawn.push((id, path, podcast));
     }
-    let next = Arc::new(next);
-    catalog.store(next.clone());
-    metrics::observe_catalog(&next);
+    catalog.store(Arc::new(next));
     drop(current);
     for (id, path, podcast) in withdrawn {
         tokio::spawn(release(id, path, podcast));

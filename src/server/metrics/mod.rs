@@ -11,7 +11,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`http`] | the outermost layer: requests by matched route, method and status, latency, in flight |
-//! | [`podcasts`] | per-podcast gauges, updated whenever a catalog is published, and refused archives |
+//! | [`podcasts`] | per-podcast gauges read from the catalog, and refused archives |
 //!
 //! Values that are cheap to read but not events (resident memory, cache sizes, the catalog)
 //! are read at scrape time, in [`scrape`].
@@ -111,8 +111,8 @@ fn describe() {
         "Always 1; the version label says which podmap runs"
     );
     podcasts::describe();
-    counter!("podmap_http_shed_total").absolute(0);
-    counter!("podmap_http_panicked_total").absolute(0);
+    counter!("podmap_http_shed_total").increment(0);
+    counter!("podmap_http_panicked_total").increment(0);
     gauge!("podmap_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
 
@@ -143,7 +143,10 @@ pub async fn scrape(State(state): State<Arc<AppState>>) -> Response {
     let rss = crate::mem::ProcessMemory::current().rss_kib;
     gauge!("podmap_process_resident_memory_bytes").set((rss * 1024) as f64);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         handle.render(),
     )
         .into_response()
@@ -157,6 +160,14 @@ pub fn shed() {
 /// Counts a handler that panicked (in `middleware::panicked`).
 pub fn panicked() {
     counter!("podmap_http_panicked_total").increment(1);
+}
+
+/// Registers `cache`'s hit and miss counters at zero (they keep any count they have), so its
+/// hit ratio has series before the first lookup.
+pub fn register_cache(cache: &'static str) {
+    handle(); // an embedder may be made before the first router
+    counter!("podmap_cache_hits_total", "cache" => cache).increment(0);
+    counter!("podmap_cache_misses_total", "cache" => cache).increment(0);
 }
 
 /// Counts one cache lookup: answered from `cache` (`hit`), or computed.

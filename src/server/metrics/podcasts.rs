@@ -1,14 +1,11 @@
 //! Per-podcast gauges (`podmap_podcast_*{podcast}`) and refused archives
 //! (`podmap_archive_refused_total{podcast,reason}`).
 //!
-//! The gauges follow the published catalog: [`observe_catalog`] compares it with the last one
-//! it saw (by podcast identity, not by id, so a replaced archive is told from the one it
-//! replaced) and sets the gauges of every podcast published since, and zeroes those withdrawn.
-//! The reloader calls it after every publish and `/metrics` before every scrape, so no
-//! publish is missed and a scrape never shows a podcast that is gone.
-
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, Weak};
+//! The gauges are read from the published catalog at scrape time ([`observe_catalog`]): a
+//! handful of values per podcast, and a scrape never shows a podcast that is gone. The
+//! generation is the catalog's own count of archives published per podcast
+//! ([`Catalog::generations`]), kept by the reloader, so no replacement between two scrapes
+//! is missed.
 
 use ::metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
@@ -70,6 +67,7 @@ impl Refusal {
 /// Counts an archive refused while serving (by the reloader): a replacement that does not
 /// open or verify, a served file that fails verification, an archive removed.
 pub fn archive_refused(podcast: &str, reason: Refusal) {
+    super::handle(); // the first catalog is loaded before the first router is made
     counter!(
         "podmap_archive_refused_total",
         "podcast" => podcast.to_owned(),
@@ -78,42 +76,13 @@ pub fn archive_refused(podcast: &str, reason: Refusal) {
     .increment(1);
 }
 
-/// What [`observe_catalog`] remembers of a podcast id.
-struct Seen {
-    /// The podcast last published under this id (weak: the gauges never keep a mapping).
-    podcast: Weak<dyn Podcast>,
-    /// Podcasts published under this id since start-up.
-    generation: u64,
-    served: bool,
-}
-
-static SEEN: Mutex<BTreeMap<String, Seen>> = Mutex::new(BTreeMap::new());
-
-/// Sets the gauges of every podcast `catalog` publishes that was not published before (new,
-/// or a replaced archive: its generation goes up by one), and zeroes the gauges of podcasts
-/// no longer served. Cheap when nothing changed: one pointer comparison per podcast.
+/// Sets the per-podcast gauges from `catalog` (at scrape time): the figures of every podcast
+/// it serves, and zeros for every podcast it served since start-up and no longer does. The
+/// catalog carries its own reload counts, so nothing is remembered here and several catalogs
+/// in one process (as in tests) do not disturb each other's podcasts.
 pub fn observe_catalog(catalog: &Catalog) {
-    let mut seen = SEEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for (id, podcast) in &catalog.podcasts {
-        let current = Arc::downgrade(podcast);
-        let entry = seen.entry(id.clone()).or_insert_with(|| Seen {
-            podcast: Weak::<crate::server::catalog::MmapPodcast>::new(),
-            generation: 0,
-            served: false,
-        });
-        if entry.served && Weak::ptr_eq(&entry.podcast, &current) {
-            continue;
-        }
-        entry.podcast = current;
-        entry.generation += 1;
-        entry.served = true;
-        set_gauges(id, Some((podcast.as_ref(), entry.generation)));
-    }
-    for (id, entry) in seen.iter_mut() {
-        if entry.served && !catalog.podcasts.contains_key(id) {
-            entry.served = false;
-            set_gauges(id, None);
-        }
+    for (id, generation) in catalog.generations() {
+        set_gauges(id, catalog.get(id).map(|p| (p.as_ref(), generation)));
     }
 }
 
