@@ -273,6 +273,34 @@ async fn query_embeddings_are_counted_as_cache_misses_then_hits() {
     assert_eq!(delta("podmap_cache_hits_total"), 2.0);
 }
 
+#[tokio::test]
+async fn a_panicking_handler_is_counted_with_its_500() {
+    async fn boom() -> &'static str {
+        panic!("a handler bug")
+    }
+    // The real layers around a route that panics, the request metrics layer outermost as
+    // `router` puts it.
+    let app = podmap::server::middleware::service_layers(
+        axum::Router::new().route("/metrics-boom", axum::routing::get(boom)),
+        &Settings::default(),
+    )
+    .layer(axum::middleware::from_fn(podmap::server::metrics::track));
+    let handle = podmap::server::metrics::handle().expect("the recorder is podmap's");
+    let before = Scrape::parse(handle.render());
+    assert_eq!(
+        send(&app, get("/metrics-boom")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let after = Scrape::parse(handle.render());
+    let panicked = "podmap_http_panicked_total";
+    assert_eq!(
+        after.value(panicked, &[]) - before.value(panicked, &[]),
+        1.0
+    );
+    let answered = [("route", "/metrics-boom"), ("status", "500")];
+    assert_eq!(after.value(REQUESTS, &answered), 1.0);
+}
+
 /// A data root with one podcast of `n` items, converted into `index`.
 fn convert_podcast(work: &Path, id: &str, n: u32, index: &Path) {
     let data = work.join(format!("data-{n}"));
