@@ -227,6 +227,7 @@ fn memory(set: &Dataset, source: &str) -> ProcessMemory {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     ProcessMemory {
         peak_rss_kib: v["peak_rss_kib"].as_u64().unwrap(),
+        rss_kib: v["rss_kib"].as_u64().unwrap(),
         rss_anon_kib: v["rss_anon_kib"].as_u64().unwrap(),
         rss_file_kib: v["rss_file_kib"].as_u64().unwrap(),
     }

@@ -10,6 +10,8 @@ use serde::Serialize;
 pub struct ProcessMemory {
     /// Peak resident set (`VmHWM`).
     pub peak_rss_kib: u64,
+    /// Resident set now (`VmRSS`): anonymous, file-backed and shared memory.
+    pub rss_kib: u64,
     /// Resident anonymous memory (`RssAnon`).
     pub rss_anon_kib: u64,
     /// Resident file-backed memory (`RssFile`), mapped archives included.
@@ -32,6 +34,7 @@ impl ProcessMemory {
         };
         ProcessMemory {
             peak_rss_kib: field("VmHWM:"),
+            rss_kib: field("VmRSS:"),
             rss_anon_kib: field("RssAnon:"),
             rss_file_kib: field("RssFile:"),
         }
@@ -44,11 +47,12 @@ mod tests {
 
     #[test]
     fn parses_proc_status() {
-        let status = "Name:\tx\nVmHWM:\t  2048 kB\nRssAnon:\t  1024 kB\nRssFile:\t   512 kB\n";
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1536 kB\nRssAnon:\t  1024 kB\nRssFile:\t   512 kB\n";
         assert_eq!(
             ProcessMemory::parse(status),
             ProcessMemory {
                 peak_rss_kib: 2048,
+                rss_kib: 1536,
                 rss_anon_kib: 1024,
                 rss_file_kib: 512
             }
@@ -58,6 +62,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn reads_this_process() {
-        assert!(ProcessMemory::current().peak_rss_kib > 0);
+        let now = ProcessMemory::current();
+        assert!(now.peak_rss_kib > 0 && now.rss_kib > 0);
     }
 }

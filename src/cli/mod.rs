@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod archive;
 mod convert;
 mod library;
+mod logging;
 mod search;
 mod serve;
 

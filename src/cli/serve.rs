@@ -25,14 +25,10 @@ pub(super) struct ServeArgs {
 }
 
 pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Settings first: they say how to log (a config file that cannot be read is reported by
+    // `main` on stderr, as every other command's errors are).
     let settings = podmap::server::Settings::load(args.settings)?;
+    super::logging::init(settings.log_format);
     let source = match args.source {
         Source::Mmap => podmap::server::Source::Mmap(args.index.context(INDEX_REQUIRED)?),
         Source::Json => podmap::server::Source::Json(args.data.context(DATA_REQUIRED)?),

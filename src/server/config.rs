@@ -28,6 +28,7 @@
 //! | search's wait for an embedding | `--search-embedding-wait-ms` | `PODMAP_SEARCH_EMBEDDING_WAIT_MS` | `rag.searchEmbeddingWaitMs` | 2000 (then lexical) |
 //! | failures that open a breaker | `--breaker-failures` | `PODMAP_BREAKER_FAILURES` | `rag.breakerFailures` | 5 consecutive |
 //! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
+//! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -49,7 +50,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::admission::{Admission, AdmissionArgs};
@@ -146,6 +147,27 @@ pub struct SettingsArgs {
     /// tries it again [default: 10000].
     #[arg(long, env = "PODMAP_BREAKER_COOL_DOWN_MS", value_name = "MS")]
     pub breaker_cool_down_ms: Option<u64>,
+    /// Log lines on stderr: `text` for people, `json` (one object a line, with the request's
+    /// id, method, path and route) for log shippers [default: text].
+    #[arg(long, env = "PODMAP_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How `podmap serve` writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the request's span.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`, as in the flag and the config file.
+    fn parse(name: &str) -> Option<LogFormat> {
+        LogFormat::from_str(name.trim(), true).ok()
+    }
 }
 
 /// Why the settings cannot be loaded: the config file named, and the reason as the source.
@@ -202,6 +224,7 @@ pub struct Settings {
     pub search_embedding_wait: Duration,
     /// When each upstream's circuit breaker opens, and for how long.
     pub breaker: BreakerConfig,
+    pub log_format: LogFormat,
 }
 
 impl Default for Settings {
@@ -340,6 +363,10 @@ impl Settings {
                     .or_else(|| number(&["rag", "breakerCoolDownMs"]).map(|n| n as u64))
                     .map_or(super::breaker::DEFAULT_COOL_DOWN, Duration::from_millis),
             },
+            log_format: args
+                .log_format
+                .or_else(|| text(&["rag", "logFormat"]).and_then(|f| LogFormat::parse(&f)))
+                .unwrap_or_default(),
         }
     }
 }
@@ -493,6 +520,28 @@ mod tests {
         assert_eq!((s.top_k, s.max_context_chars), (6, 24_000));
         assert!(
             s.llm_base_url.is_none() && s.embedding_base_url.is_none() && s.cors_origins.is_empty()
+        );
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn log_format_from_flag_then_file() {
+        let file = json!({"rag": {"logFormat": "JSON"}});
+        let from_file = Settings::resolve(SettingsArgs::default(), &file);
+        assert_eq!(from_file.log_format, LogFormat::Json);
+        let flagged = Settings::resolve(
+            SettingsArgs {
+                log_format: Some(LogFormat::Text),
+                ..SettingsArgs::default()
+            },
+            &file,
+        );
+        assert_eq!(flagged.log_format, LogFormat::Text);
+        let unknown = json!({"rag": {"logFormat": "xml"}});
+        assert_eq!(
+            Settings::resolve(SettingsArgs::default(), &unknown).log_format,
+            LogFormat::Text,
+            "an unknown format in the file falls back to the default"
         );
     }
 }

@@ -12,7 +12,7 @@
 //! request. A 429's `Retry-After` is honoured as the least delay before the next attempt; one
 //! longer than what is left of the retry budget ends the retries at once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,7 @@ impl Embedder {
             })
             .time_to_idle(Duration::from_secs(3600))
             .build();
+        super::metrics::register_cache(super::metrics::QUERY_EMBEDDINGS_CACHE);
         Embedder {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -180,14 +181,27 @@ impl Embedder {
     }
 
     /// The query's embedding, from the cache or the API.
+    /// A request that joins an identical call already under way counts as a cache hit: it
+    /// costs no API call of its own.
     pub async fn embed_query(&self, model: &str, query: &str) -> Result<Arc<Vec<f32>>, EmbedError> {
         let key = (model.to_owned(), normalize_query(query));
-        self.cache
-            .try_get_with(key.clone(), async move {
+        let fetched = AtomicBool::new(false);
+        let result = self
+            .cache
+            .try_get_with(key.clone(), async {
+                fetched.store(true, Ordering::Relaxed);
                 self.fetch(&key.0, &key.1).await.map(Arc::new)
             })
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        let hit = !fetched.load(Ordering::Relaxed);
+        super::metrics::cache_lookup(super::metrics::QUERY_EMBEDDINGS_CACHE, hit);
+        result
+    }
+
+    /// Query embeddings held in the cache now (approximate: moka counts lazily).
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
     }
 
     /// Drops a cached embedding (one the caller found unusable, e.g. of the wrong dimension),

@@ -40,6 +40,7 @@ pub fn cors(settings: &Settings) -> CorsLayer {
 
 /// The answer of the load-shedding layer when every request slot is taken.
 pub async fn overloaded(_: tower::BoxError) -> ApiError {
+    super::metrics::shed();
     ApiError::Overloaded
 }
 
@@ -96,18 +97,24 @@ impl tower_http::request_id::MakeRequestId for RequestIds {
     }
 }
 
-/// The span every request is logged in: method, path and request id, so that an error logged
-/// by a handler can be found from the `x-request-id` the client got.
+/// The span every request is logged in: method, path, matched route (`unmatched` when none)
+/// and request id, so that an error logged by a handler can be found from the `x-request-id`
+/// the client got. The request's INFO line adds its status and latency.
 pub fn span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     let id = request
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(super::metrics::http::UNMATCHED, |m| m.as_str());
     tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        route = %route,
         request_id = %id,
     )
 }
@@ -121,6 +128,7 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default();
     tracing::error!("handler panicked: {what}");
+    super::metrics::panicked();
     ApiError::Panicked.into_response()
 }
 

@@ -15,6 +15,7 @@
 //! | [`limits`] | per-client rate limits per route class (429 with `Retry-After`) |
 //! | [`deadline`] | per-route deadlines answered as 504 JSON |
 //! | [`admission`] | the settings of those three |
+//! | [`metrics`] | Prometheus metrics: the recorder, `GET /metrics`, the request metrics layer |
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`upstream`], [`breaker`] | what guards those calls: a circuit breaker and a bound on calls in flight per API |
@@ -23,11 +24,14 @@
 //!
 //! Layers, outermost first, as [`router`] applies them:
 //!
+//! 0. **metrics**: every request is counted once by its matched route, method and status,
+//!    including those refused by the layers below (the layer runs after routing, so it sees
+//!    the route template: `Router::layer` wraps each route in axum 0.8).
 //! 1. **trace**: every request, including those refused by the layers below, is logged.
 //! 2. **CORS**: the front end calls from another origin; preflights are answered here, before
 //!    the limit, so they pass even under load.
-//! 3. **`/api/health` and `/api/ready`**, answered here, outside every limit below: liveness
-//!    and readiness must answer under overload and whoever asks.
+//! 3. **`/api/health`, `/api/ready` and `/metrics`**, answered here, outside every limit
+//!    below: liveness, readiness and monitoring must answer under overload and whoever asks.
 //! 4. **client identity** ([`client::identify`]): the peer, or behind a trusted proxy the
 //!    address it names, stored for the layers and handlers below.
 //! 5. **rate limits** per client and route class ([`limits`]): 429 with `Retry-After` before
@@ -57,6 +61,7 @@ pub mod error;
 mod extract;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod middleware;
 mod plan;
 mod routes;
@@ -73,7 +78,7 @@ use axum::Router;
 use tower::limit::GlobalConcurrencyLimitLayer;
 
 pub use catalog::{Catalog, Podcast};
-pub use config::{ConfigError, Settings, SettingsArgs};
+pub use config::{ConfigError, LogFormat, Settings, SettingsArgs};
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -90,6 +95,8 @@ pub enum Source {
 
 /// The API's routes with their middleware (see the module docs for the layer order).
 pub fn router(state: Arc<AppState>) -> Router {
+    // Installed before the first request: counts made without a recorder are lost.
+    metrics::handle();
     let limit = tower::ServiceBuilder::new()
         .layer(HandleErrorLayer::new(middleware::overloaded))
         .load_shed()
@@ -148,9 +155,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/health", get(podcasts::health))
         .route("/api/ready", get(podcasts::ready))
         .method_not_allowed_fallback(podcasts::method_not_allowed)
+        .route("/metrics", get(metrics::scrape))
         .with_state(state)
         .merge(api);
-    middleware::service_layers(routes, &settings)
+    // Outermost, so that it counts what every layer inside refuses.
+    middleware::service_layers(routes, &settings).layer(axum::middleware::from_fn(metrics::track))
 }
 
 /// Why the server could not start, or stopped: what it was doing, with what, and the
@@ -182,6 +191,7 @@ pub enum ServeError {
 /// Loads the podcasts, binds and serves until Ctrl-C or SIGTERM.
 pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError> {
     let started = std::time::Instant::now();
+    metrics::handle();
     if let Source::Mmap(_) = &source {
         // Before any archive is opened: archives are then leased, and a writer opening one
         // in place makes the kernel send SIGIO, which would otherwise end the process.
@@ -215,6 +225,7 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     let listen = settings.listen;
     let state = Arc::new(AppState::new(catalog, settings));
     warn_about_models(&state);
+    tokio::spawn(metrics::upkeep());
     if let Source::Mmap(dir) = source {
         tokio::spawn(catalog::watch(dir, state.catalog.clone()));
     }

@@ -21,10 +21,13 @@ pub struct JsonPodcast {
     episodes: BTreeMap<u32, EpisodeInfo>,
     transcripts: HashMap<u32, PathBuf>,
     speakers: Vec<SpeakerInfo>,
+    /// Time [`JsonPodcast::load`] took: the cost the archive path avoids.
+    load_time: std::time::Duration,
 }
 
 impl JsonPodcast {
     pub fn load(data_root: &Path, id: &str) -> Result<Self> {
+        let started = std::time::Instant::now();
         let index = JsonIndex::load_podcast(data_root, id)?;
         let dir = data_root.join("podcasts").join(id);
         let scan = if dir.is_dir() {
@@ -89,6 +92,7 @@ impl JsonPodcast {
             episodes,
             transcripts: scan.transcripts.into_iter().collect(),
             speakers,
+            load_time: started.elapsed(),
         })
     }
 }
@@ -134,6 +138,10 @@ impl Podcast for JsonPodcast {
 
     fn speakers(&self) -> Result<Vec<SpeakerInfo>> {
         Ok(self.speakers.clone())
+    }
+
+    fn load_time(&self) -> Option<std::time::Duration> {
+        Some(self.load_time)
     }
 }
 

@@ -6,6 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{EpisodeInfo, Podcast, SpeakerInfo};
 use crate::error::{Error, Result};
@@ -23,6 +24,8 @@ pub struct MmapPodcast {
     /// Every byte checked by [`MmapIndex::verify`]: at once for a replacement, in the
     /// background for the archives served at start-up.
     verified: AtomicBool,
+    /// Time taken by [`MmapPodcast::open`], or by [`MmapPodcast::open_verified`] in all.
+    load_time: Duration,
 }
 
 impl MmapPodcast {
@@ -34,6 +37,7 @@ impl MmapPodcast {
     /// the file is served anyway, with one WARN per file that its in-place changes are not
     /// guarded.
     pub fn open(path: &Path) -> Result<Self> {
+        let started = Instant::now();
         // The lease is taken before the file is mapped or read: no writer can change or
         // truncate it while it is checked and served (a file being written is refused).
         let index = if super::reload::sigio_handled() {
@@ -57,13 +61,16 @@ impl MmapPodcast {
             index,
             scans: ScanBatcher::default(),
             verified: AtomicBool::new(false),
+            load_time: started.elapsed(),
         })
     }
 
     /// Opens `path` and reads all of it ([`MmapIndex::verify`]) before it is served.
     pub fn open_verified(path: &Path) -> Result<Self> {
-        let podcast = Self::open(path)?;
+        let started = Instant::now();
+        let mut podcast = Self::open(path)?;
         Podcast::verify(&podcast)?;
+        podcast.load_time = started.elapsed();
         Ok(podcast)
     }
 
@@ -133,6 +140,14 @@ impl Podcast for MmapPodcast {
         self.index.verify()?;
         self.verified.store(true, Ordering::Release);
         Ok(())
+    }
+
+    fn mapped_bytes(&self) -> u64 {
+        self.index.header().file_len()
+    }
+
+    fn load_time(&self) -> Option<Duration> {
+        Some(self.load_time)
     }
 
     fn episode(&self, number: u32) -> Result<Option<EpisodeInfo>> {

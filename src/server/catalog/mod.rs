@@ -91,6 +91,14 @@ pub trait Podcast: Send + Sync {
     fn verify(&self) -> Result<()> {
         Ok(())
     }
+    /// Bytes mapped from the archive (a metric); 0 for data held in memory.
+    fn mapped_bytes(&self) -> u64 {
+        0
+    }
+    /// How long this podcast took to load (a metric), when it was measured.
+    fn load_time(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The podcasts being served, by id.
@@ -108,10 +116,23 @@ pub struct Catalog {
     releasing: BTreeMap<String, Weak<dyn Podcast>>,
     /// Archives withdrawn because they failed verification, since start-up (a metric).
     pub withdrawn: u64,
+    /// Archives published per podcast id since start-up, kept while a podcast is withdrawn
+    /// (a metric: the reload count of each podcast).
+    generations: BTreeMap<String, u64>,
 }
 
 impl Catalog {
     pub fn get(&self, id: &str) -> Option<&Arc<dyn Podcast>> {
         self.podcasts.get(id)
+    }
+
+    /// Every podcast id published since start-up with the number of archives published
+    /// under it: 1 for the first, one more for each replacement. Podcasts loaded otherwise
+    /// (JSON) count as published once.
+    pub fn generations(&self) -> BTreeMap<&str, u64> {
+        let mut all: BTreeMap<&str, u64> =
+            self.podcasts.keys().map(|id| (id.as_str(), 1)).collect();
+        all.extend(self.generations.iter().map(|(id, n)| (id.as_str(), *n)));
+        all
     }
 }

@@ -34,6 +34,7 @@ use super::mmap::is_busy;
 use super::{Catalog, MmapPodcast, Podcast};
 use crate::error::Result;
 use crate::index::{archive_path, list_archives};
+use crate::server::metrics::{self, Refusal};
 
 /// Whether this process handles SIGIO, so that archives may be leased.
 static SIGIO_HANDLED: AtomicBool = AtomicBool::new(false);
@@ -131,6 +132,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
     };
     let mut next = Catalog {
         withdrawn: current.withdrawn,
+        generations: current.generations.clone(),
         ..Catalog::default()
     };
     let mut changed = false;
@@ -165,6 +167,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
             Ok(podcast) => {
                 changed = true;
                 tracing::info!(podcast = %id, path = %path.display(), "serving archive");
+                *next.generations.entry(id.clone()).or_default() += 1;
                 next.podcasts.insert(id.clone(), Arc::new(podcast));
                 next.stamps.insert(id, stamp);
             }
@@ -183,6 +186,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
             }
             Err(e) => {
                 changed = true;
+                metrics::archive_refused(&id, Refusal::of(&e));
                 next.failed.insert(id.clone(), stamp);
                 match served {
                     Some(old) if old.same_file(&stamp) => tracing::error!(
@@ -208,11 +212,19 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
             }
         }
     }
-    let removed = current.podcasts.keys().any(|id| {
-        !next.podcasts.contains_key(id)
-            && !next.failed.contains_key(id)
-            && !next.busy.contains_key(id)
-    });
+    let removed: Vec<&String> = current
+        .podcasts
+        .keys()
+        .filter(|id| {
+            !next.podcasts.contains_key(*id)
+                && !next.failed.contains_key(*id)
+                && !next.busy.contains_key(*id)
+        })
+        .collect();
+    for id in &removed {
+        metrics::archive_refused(id, Refusal::Deleted);
+    }
+    let removed = !removed.is_empty();
     if removed {
         tracing::info!("podcasts removed from the index directory are no longer served");
     }
@@ -230,6 +242,7 @@ impl Catalog {
             tracing::info!(podcast = %id, "archive verified");
             return false;
         };
+        metrics::archive_refused(id, Refusal::of(&e));
         tracing::error!(
             podcast = %id,
             path = %path.display(),
@@ -260,6 +273,7 @@ impl Catalog {
             busy: self.busy.clone(),
             releasing: self.releasing.clone(),
             withdrawn: self.withdrawn,
+            generations: self.generations.clone(),
         }
     }
 
