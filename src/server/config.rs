@@ -16,6 +16,7 @@
 //! | stats token | `--stats-auth-token` | `RAG_STATS_AUTH_TOKEN` | `rag.statsAuthToken` | none (open) |
 //! | CORS origins | `--cors-origin` | `PODMAP_CORS_ORIGINS` (comma-separated) | `rag.corsOrigins` | any origin |
 //! | requests in flight | `--max-in-flight` | `PODMAP_MAX_IN_FLIGHT` | `rag.maxInFlight` | 256 |
+//! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -25,6 +26,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::Value;
+
+use super::prompts::{Prompts, PromptsError};
 
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
 #[derive(Debug, Clone, Default, Args)]
@@ -95,6 +98,10 @@ pub struct SettingsArgs {
     /// [default: 256].
     #[arg(long, env = "PODMAP_MAX_IN_FLIGHT", value_name = "N")]
     pub max_in_flight: Option<usize>,
+    /// JSON file of chat prompt templates (see docs/prompts.example.json); missing keys keep
+    /// the built-in wording [default: built in].
+    #[arg(long = "prompts", env = "PROMPTS_FILE", value_name = "FILE")]
+    pub prompts_file: Option<PathBuf>,
 }
 
 /// Why the settings cannot be loaded: the config file named, and the reason as the source.
@@ -112,6 +119,9 @@ pub enum ConfigError {
         #[source]
         source: serde_json::Error,
     },
+    /// The prompts file (`--prompts`) cannot be read or holds a bad template.
+    #[error(transparent)]
+    Prompts(#[from] PromptsError),
 }
 
 /// The settings in force.
@@ -135,6 +145,10 @@ pub struct Settings {
     pub body_timeout: std::time::Duration,
     /// Largest request body (413 above it); the API's bodies are a few hundred bytes.
     pub max_body_bytes: usize,
+    /// Where the prompt templates came from; `None`: the built-in wording.
+    pub prompts_file: Option<PathBuf>,
+    /// The chat's prompt templates, checked at start-up.
+    pub prompts: Prompts,
 }
 
 impl Default for Settings {
@@ -159,7 +173,11 @@ impl Settings {
             }
             None => Value::Null,
         };
-        Ok(Settings::resolve(args, &file))
+        let mut settings = Settings::resolve(args, &file);
+        if let Some(path) = &settings.prompts_file {
+            settings.prompts = Prompts::load(path)?;
+        }
+        Ok(settings)
     }
 
     fn resolve(args: SettingsArgs, file: &Value) -> Settings {
@@ -240,6 +258,10 @@ impl Settings {
                 .max(1),
             body_timeout: std::time::Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            prompts_file: args
+                .prompts_file
+                .or_else(|| text(&["rag", "promptsFile"]).map(PathBuf::from)),
+            prompts: Prompts::default(),
         }
     }
 }
@@ -325,6 +347,36 @@ mod tests {
         let fine = dir.path().join("settings.json");
         std::fs::write(&fine, r#"{"rag": {"topK": 3}}"#).unwrap();
         assert_eq!(load(&fine).unwrap().top_k, 3);
+    }
+
+    #[test]
+    fn prompts_come_from_the_flag_or_the_config_file_and_bad_ones_stop_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mine, theirs) = (dir.path().join("mine.json"), dir.path().join("theirs.json"));
+        std::fs::write(&mine, r#"{"neutralUser": "F: {question}"}"#).unwrap();
+        std::fs::write(&theirs, r#"{"neutralUser": "Q: {question}"}"#).unwrap();
+        let config = dir.path().join("settings.json");
+        let file = serde_json::json!({"rag": {"promptsFile": theirs}});
+        std::fs::write(&config, file.to_string()).unwrap();
+        let load = |prompts: Option<&std::path::Path>| {
+            Settings::load(SettingsArgs {
+                config: Some(config.clone()),
+                prompts_file: prompts.map(|p| p.to_path_buf()),
+                ..SettingsArgs::default()
+            })
+        };
+        let from_file = load(None).unwrap();
+        assert_eq!(from_file.prompts.neutral_user, "Q: {question}");
+        assert_eq!(from_file.prompts_file.as_deref(), Some(theirs.as_path()));
+        assert_eq!(
+            load(Some(&mine)).unwrap().prompts.neutral_user,
+            "F: {question}"
+        );
+        std::fs::write(&mine, r#"{"neutralUser": "{speaker}"}"#).unwrap();
+        let e = load(Some(&mine)).unwrap_err();
+        assert!(matches!(e, ConfigError::Prompts(_)), "{e:?}");
+        assert!(e.to_string().contains(&*mine.to_string_lossy()), "{e}");
+        assert_eq!(Settings::default().prompts, Prompts::default());
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`config`] | settings from flags, environment and the original's config file |
+//! | [`prompts`] | the chat's prompt templates: built in, or from a file |
 //! | `state` | [`AppState`], what every handler shares |
 //!
 //! Layers, outermost first, as [`router`] applies them:
@@ -42,6 +43,7 @@ mod extract;
 pub mod listener;
 pub mod middleware;
 mod plan;
+pub mod prompts;
 mod routes;
 mod state;
 
