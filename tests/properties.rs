@@ -259,7 +259,7 @@ fn plain_accepts(filter: &Filter, episode: u32) -> bool {
     match &filter.episodes {
         podmap::search::EpisodeFilter::All => true,
         podmap::search::EpisodeFilter::Range { from, to } => *from <= episode && episode <= *to,
-        podmap::search::EpisodeFilter::Set(set) => set.iter().any(|&e| e == episode),
+        podmap::search::EpisodeFilter::Set(set) => set.contains(&episode),
     }
 }
 
