@@ -1,4 +1,5 @@
-//! The OpenAI-compatible chat client and the three prompt modes of the original server.
+//! The OpenAI-compatible chat client and the three prompt modes of the original server (their
+//! wording is in [`super::prompts`], configurable).
 //!
 //! `POST {base}/chat/completions` with `{"model", "messages": [system, user], "temperature":
 //! 0.2}`; the answer is `choices[0].message.content`, trimmed. With streaming the same request
@@ -15,6 +16,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 
+use super::prompts::{render, Prompts};
 use super::upstream::{self, Call, Guard, GuardConfig, Outcome, Refusal};
 
 /// Why an answer could not be had.
@@ -52,47 +54,36 @@ pub enum Voice {
     },
 }
 
-/// The system and user messages for `question` over `context` (the SOURCES blocks).
-pub fn messages(voice: &Voice, question: &str, context: &str) -> (String, String) {
-    const RULES: &str =
-        "Use only the SOURCES below. Cite inline in the form (Episode 281, 12:38-17:19). \
-Answer in German unless the question asks for another language.";
+/// The system and user messages for `question` over `context` (the SOURCES blocks), from the
+/// templates of `prompts` (see [`super::prompts`]).
+pub fn messages(
+    prompts: &Prompts,
+    voice: &Voice,
+    question: &str,
+    context: &str,
+) -> (String, String) {
+    let common = [("question", question), ("context", context)];
+    let both = |system: &str, user: &str, values: &[(&str, &str)]| {
+        (render(system, values), render(user, values))
+    };
     match voice {
-        Voice::Neutral => (
-            format!(
-                "You are a helpful assistant for a podcast archive. You answer questions from transcript \
-excerpts and summaries only; if they are not enough, say so. {RULES} Be concise."
-            ),
-            format!(
-                "QUESTION:\n{question}\n\nSOURCES:\n{context}\n\nINSTRUCTIONS:\n\
-- Answer only from the sources.\n- Quote short phrases where they help.\n\
-- Cite the episode and time window of each claim."
-            ),
+        Voice::Neutral => both(&prompts.neutral_system, &prompts.neutral_user, &common),
+        Voice::Persona { name, profile } => both(
+            &prompts.persona_system,
+            &prompts.persona_user,
+            &[common[0], common[1], ("name", name), ("profile", profile)],
         ),
-        Voice::Persona { name, profile } => (
-            format!(
-                "You are {name}. Stay in character: answer as this person would, with their vocabulary, \
-humour and attitude, as described in this profile:\n\n{profile}\n\nIf the sources do not cover \
-something, admit it in character. {RULES}"
-            ),
-            format!(
-                "QUESTION:\n{question}\n\nSOURCES:\n{context}\n\nAnswer as {name}, grounded in the sources."
-            ),
-        ),
-        Voice::Discussion { first, second } => (
-            format!(
-                "Write a natural back-and-forth conversation between {a} and {b} about the question, \
-each speaking as described in their profile, with lines labelled `Name: …` and their own \
-perspectives, grounded only in the sources.\n\nProfile of {a}:\n{pa}\n\nProfile of {b}:\n{pb}\n\n{RULES}",
-                a = first.0,
-                pa = first.1,
-                b = second.0,
-                pb = second.1
-            ),
-            format!(
-                "QUESTION:\n{question}\n\nSOURCES:\n{context}\n\nWrite the debate between {} and {}.",
-                first.0, second.0
-            ),
+        Voice::Discussion { first, second } => both(
+            &prompts.discussion_system,
+            &prompts.discussion_user,
+            &[
+                common[0],
+                common[1],
+                ("name1", &first.0),
+                ("profile1", &first.1),
+                ("name2", &second.0),
+                ("profile2", &second.1),
+            ],
         ),
     }
 }
@@ -423,14 +414,19 @@ mod tests {
 
     #[test]
     fn each_voice_names_its_people_and_keeps_the_sources() {
-        let (system, user) = messages(&Voice::Neutral, "Was ist X?", "SOURCE: Episode 1");
+        let (system, user) = messages(
+            &Prompts::default(),
+            &Voice::Neutral,
+            "Was ist X?",
+            "SOURCE: Episode 1",
+        );
         assert!(system.contains("(Episode 281, 12:38-17:19)"));
         assert!(user.starts_with("QUESTION:\nWas ist X?\n\nSOURCES:\nSOURCE: Episode 1"));
         let persona = Voice::Persona {
             name: "Tim".into(),
             profile: "# Profil".into(),
         };
-        let (system, user) = messages(&persona, "q", "c");
+        let (system, user) = messages(&Prompts::default(), &persona, "q", "c");
         assert!(
             system.contains("You are Tim")
                 && system.contains("# Profil")
@@ -440,7 +436,7 @@ mod tests {
             first: ("A".into(), "pa".into()),
             second: ("B".into(), "pb".into()),
         };
-        let (system, user) = messages(&talk, "q", "c");
+        let (system, user) = messages(&Prompts::default(), &talk, "q", "c");
         assert!(system.contains("pa") && system.contains("pb") && user.contains("between A and B"));
     }
 }

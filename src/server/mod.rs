@@ -20,6 +20,7 @@
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`upstream`], [`breaker`] | what guards those calls: a circuit breaker and a bound on calls in flight per API |
 //! | [`config`] | settings from flags, environment and the original's config file |
+//! | [`prompts`] | the chat's prompt templates: built in, or from a file |
 //! | `state` | [`AppState`], what every handler shares |
 //!
 //! Layers, outermost first, as [`router`] applies them:
@@ -64,6 +65,7 @@ pub mod listener;
 pub mod metrics;
 pub mod middleware;
 mod plan;
+pub mod prompts;
 mod routes;
 mod state;
 pub mod upstream;

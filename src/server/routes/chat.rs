@@ -60,7 +60,7 @@ pub async fn chat(
     .await
     .map_err(ApiError::internal)??;
     let context = context::context(&sources, state.settings.max_context_chars);
-    let (system, user) = chat::messages(&voice, &question, &context);
+    let (system, user) = chat::messages(&state.settings.prompts, &voice, &question, &context);
     let sources: Vec<SourceOut> = sources.into_iter().map(|s| s.out).collect();
 
     if !req.stream {

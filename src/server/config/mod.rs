@@ -29,6 +29,7 @@
 //! | failures that open a breaker | `--breaker-failures` | `PODMAP_BREAKER_FAILURES` | `rag.breakerFailures` | 5 consecutive |
 //! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
+//! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -55,6 +56,7 @@ use serde_json::Value;
 
 use super::admission::{Admission, AdmissionArgs};
 use super::breaker::BreakerConfig;
+use super::prompts::{Prompts, PromptsError};
 
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
 #[derive(Debug, Clone, Default, Args)]
@@ -151,6 +153,10 @@ pub struct SettingsArgs {
     /// id, method, path and route) for log shippers [default: text].
     #[arg(long, env = "PODMAP_LOG_FORMAT", value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// JSON file of chat prompt templates (see docs/prompts.example.json); missing keys keep
+    /// the built-in wording [default: built in].
+    #[arg(long = "prompts", env = "PROMPTS_FILE", value_name = "FILE")]
+    pub prompts_file: Option<PathBuf>,
 }
 
 /// How `podmap serve` writes its log lines.
@@ -192,6 +198,9 @@ pub enum ConfigError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The prompts file (`--prompts`) cannot be read or holds a bad template.
+    #[error(transparent)]
+    Prompts(#[from] PromptsError),
 }
 
 /// The settings in force.
@@ -225,6 +234,10 @@ pub struct Settings {
     /// When each upstream's circuit breaker opens, and for how long.
     pub breaker: BreakerConfig,
     pub log_format: LogFormat,
+    /// Where the prompt templates came from; `None`: the built-in wording.
+    pub prompts_file: Option<PathBuf>,
+    /// The chat's prompt templates, checked at start-up.
+    pub prompts: Prompts,
 }
 
 impl Default for Settings {
@@ -252,10 +265,14 @@ impl Settings {
         // The admission settings are the ones that can be malformed; `resolve` takes their
         // defaults and they are checked here.
         let admission = Admission::resolve(&args.admission, &file)?;
-        Ok(Settings {
+        let mut settings = Settings {
             admission,
             ..Settings::resolve(args, &file)
-        })
+        };
+        if let Some(path) = &settings.prompts_file {
+            settings.prompts = Prompts::load(path)?;
+        }
+        Ok(settings)
     }
 
     fn resolve(args: SettingsArgs, file: &Value) -> Settings {
@@ -367,6 +384,10 @@ impl Settings {
                 .log_format
                 .or_else(|| text(&["rag", "logFormat"]).and_then(|f| LogFormat::parse(&f)))
                 .unwrap_or_default(),
+            prompts_file: args
+                .prompts_file
+                .or_else(|| text(&["rag", "promptsFile"]).map(PathBuf::from)),
+            prompts: Prompts::default(),
         }
     }
 }
@@ -381,167 +402,4 @@ fn clean(value: Option<String>) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let file = json!({
-            "rag": {"bindAddr": "0.0.0.0:9000", "authToken": " secret ", "statsAuthToken": "CHANGE_ME"},
-            "llm": {"baseURL": "https://llm.example/v1/", "apiKey": "k", "model": "m"},
-            "topicClustering": {"embeddingModel": "e"}
-        });
-        let from_file = Settings::resolve(SettingsArgs::default(), &file);
-        assert_eq!(from_file.listen.to_string(), "0.0.0.0:9000");
-        assert_eq!(
-            from_file.llm_base_url.as_deref(),
-            Some("https://llm.example/v1")
-        );
-        assert_eq!(from_file.embedding_base_url, from_file.llm_base_url);
-        assert_eq!(from_file.embedding_api_key.as_deref(), Some("k"));
-        assert_eq!(from_file.embedding_model.as_deref(), Some("e"));
-        assert_eq!(from_file.auth_token.as_deref(), Some("secret"));
-        assert_eq!(
-            from_file.stats_auth_token, None,
-            "placeholder counts as unset"
-        );
-        let args = SettingsArgs {
-            listen: Some("127.0.0.1:1".parse().unwrap()),
-            embedding_base_url: Some("http://127.0.0.1:8000/v1".into()),
-            top_k: Some(99),
-            ..SettingsArgs::default()
-        };
-        let flagged = Settings::resolve(args, &file);
-        assert_eq!(flagged.listen.to_string(), "127.0.0.1:1");
-        assert_eq!(
-            flagged.embedding_base_url.as_deref(),
-            Some("http://127.0.0.1:8000/v1")
-        );
-        assert_eq!(
-            flagged.llm_base_url.as_deref(),
-            Some("https://llm.example/v1")
-        );
-        assert_eq!(flagged.top_k, 20, "clamped as the original clamps topK");
-    }
-
-    #[test]
-    fn config_errors_name_the_file_and_keep_the_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.json");
-        let load = |path: &std::path::Path| {
-            Settings::load(SettingsArgs {
-                config: Some(path.to_path_buf()),
-                ..SettingsArgs::default()
-            })
-        };
-        let e = load(&missing).unwrap_err();
-        assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
-        assert_eq!(
-            e.to_string(),
-            format!("cannot read config file {}", missing.display())
-        );
-        assert!(std::error::Error::source(&e).is_some());
-        let broken = dir.path().join("broken.json");
-        std::fs::write(&broken, "{").unwrap();
-        let e = load(&broken).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            format!("config file {} is not valid JSON", broken.display())
-        );
-        let invalid = dir.path().join("limits.json");
-        std::fs::write(&invalid, r#"{"rag": {"rateLimit": {"chat": "10/day"}}}"#).unwrap();
-        let e = load(&invalid).unwrap_err();
-        assert_eq!(e.to_string(), "invalid RATE_LIMIT_CHAT value '10/day'");
-        assert!(std::error::Error::source(&e).is_some());
-        let fine = dir.path().join("settings.json");
-        std::fs::write(&fine, r#"{"rag": {"topK": 3}}"#).unwrap();
-        assert_eq!(load(&fine).unwrap().top_k, 3);
-    }
-
-    #[test]
-    fn upstream_limits_from_flags_file_and_defaults() {
-        let defaults = Settings::default();
-        assert_eq!(
-            (
-                defaults.embedding_max_concurrency,
-                defaults.llm_max_concurrency
-            ),
-            (16, 8)
-        );
-        assert_eq!(defaults.search_embedding_wait, Duration::from_secs(2));
-        assert_eq!(defaults.breaker, BreakerConfig::default());
-        assert_eq!(
-            (defaults.breaker.failures, defaults.breaker.cool_down),
-            (5, Duration::from_secs(10))
-        );
-        let file = json!({
-            "embedding": {"maxConcurrency": 3},
-            "llm": {"maxConcurrency": 0},
-            "rag": {"searchEmbeddingWaitMs": 500, "breakerFailures": 2, "breakerCoolDownMs": 250}
-        });
-        let from_file = Settings::resolve(SettingsArgs::default(), &file);
-        assert_eq!(from_file.embedding_max_concurrency, 3);
-        assert_eq!(from_file.llm_max_concurrency, 1, "at least one call");
-        assert_eq!(from_file.search_embedding_wait, Duration::from_millis(500));
-        assert_eq!(
-            from_file.breaker,
-            BreakerConfig {
-                failures: 2,
-                cool_down: Duration::from_millis(250)
-            }
-        );
-        let args = SettingsArgs {
-            embedding_max_concurrency: Some(7),
-            llm_max_concurrency: Some(2),
-            search_embedding_wait_ms: Some(0),
-            breaker_failures: Some(9),
-            breaker_cool_down_ms: Some(1),
-            ..SettingsArgs::default()
-        };
-        let flagged = Settings::resolve(args, &file);
-        assert_eq!(
-            (
-                flagged.embedding_max_concurrency,
-                flagged.llm_max_concurrency
-            ),
-            (7, 2)
-        );
-        assert_eq!(flagged.search_embedding_wait, Duration::ZERO);
-        assert_eq!(flagged.breaker.failures, 9);
-        assert_eq!(flagged.breaker.cool_down, Duration::from_millis(1));
-    }
-
-    #[test]
-    fn defaults() {
-        let s = Settings::default();
-        assert_eq!(s.listen.to_string(), "127.0.0.1:7878");
-        assert_eq!(s.llm_model, "gpt-4o-mini");
-        assert_eq!((s.top_k, s.max_context_chars), (6, 24_000));
-        assert!(
-            s.llm_base_url.is_none() && s.embedding_base_url.is_none() && s.cors_origins.is_empty()
-        );
-        assert_eq!(s.log_format, LogFormat::Text);
-    }
-
-    #[test]
-    fn log_format_from_flag_then_file() {
-        let file = json!({"rag": {"logFormat": "JSON"}});
-        let from_file = Settings::resolve(SettingsArgs::default(), &file);
-        assert_eq!(from_file.log_format, LogFormat::Json);
-        let flagged = Settings::resolve(
-            SettingsArgs {
-                log_format: Some(LogFormat::Text),
-                ..SettingsArgs::default()
-            },
-            &file,
-        );
-        assert_eq!(flagged.log_format, LogFormat::Text);
-        let unknown = json!({"rag": {"logFormat": "xml"}});
-        assert_eq!(
-            Settings::resolve(SettingsArgs::default(), &unknown).log_format,
-            LogFormat::Text,
-            "an unknown format in the file falls back to the default"
-        );
-    }
-}
+mod tests;
