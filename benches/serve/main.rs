@@ -25,6 +25,12 @@
 //! `PODMAP_SERVE_CLIENTS` (default 8), `PODMAP_SERVE_SECS` (measured seconds per server,
 //! default 10) and `PODMAP_SERVE_WARMUP_SECS` (default 1) to change the load run.
 //!
+//! Then, in-process (`stack`): what the serving layers cost (full stack against the bare
+//! routes, alternating rounds) and the p99 of admitted requests at four times the concurrency
+//! limit; `PODMAP_SERVE_ONLY=stack` runs only this part, `PODMAP_SERVE_ONLY=servers` only the
+//! one above, and `PODMAP_SERVE_STACK_DIMS` (default 3072) picks a generated podcast with
+//! fewer dimensions for it.
+//!
 //! This file runs each server and the whole bench; `stand_in` is the embeddings endpoint,
 //! `process` the server processes, `load` the requests and the load run, `measure` what `/proc`
 //! says, `report` the summary.
@@ -36,6 +42,7 @@ mod load;
 mod measure;
 mod process;
 mod report;
+mod stack;
 mod stand_in;
 
 use std::io::Read;
@@ -193,8 +200,25 @@ fn main() {
     let clients = env_usize("PODMAP_SERVE_CLIENTS", 8).max(1);
     let duration = Duration::from_secs(env_usize("PODMAP_SERVE_SECS", 10).max(1) as u64);
     let warmup = Duration::from_secs(env_usize("PODMAP_SERVE_WARMUP_SECS", 1) as u64);
+    let only = std::env::var("PODMAP_SERVE_ONLY").unwrap_or_default();
+    if only != "stack" {
+        servers(clients, duration, warmup);
+    }
+    if only != "servers" {
+        // The generated podcast with as many items, and fewer dimensions when
+        // PODMAP_SERVE_STACK_DIMS says so (quicker to generate; the scan is then cheaper, so
+        // the layers' share of each request is larger, not smaller).
+        let dims = env_usize("PODMAP_SERVE_STACK_DIMS", 3072);
+        let root = generated_podcast(4400, dims);
+        let queries = queries_of(&root);
+        let stand_in = StandIn::start(&queries[..QUERIES]);
+        eprintln!("stack: gen-4400x{dims}");
+        stack::run(&root.join("index"), &stand_in.base_url, clients, duration);
+    }
+}
 
-    let root = dataset();
+/// The generated query vectors of the podcast under `root`.
+fn queries_of(root: &Path) -> Vec<Vec<f32>> {
     let queries: Vec<Vec<f32>> = serde_json::from_str(
         &std::fs::read_to_string(root.join("queries").join(format!("{PODCAST}.json")))
             .expect("read the generated queries"),
@@ -205,6 +229,13 @@ fn main() {
         "need {QUERIES} generated queries, found {}",
         queries.len()
     );
+    queries
+}
+
+/// The mmap server process against the JSON one.
+fn servers(clients: usize, duration: Duration, warmup: Duration) {
+    let root = dataset();
+    let queries = queries_of(&root);
     let mut buffer = vec![0u8; 1 << 20];
     let warmed: u64 = ["db", "podcasts", "index"]
         .iter()

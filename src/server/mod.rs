@@ -115,28 +115,61 @@ pub fn router(state: Arc<AppState>) -> Router {
         Arc::new(admission.trusted_proxies.clone()),
         client::identify,
     );
-    let t = admission.timeouts;
-    let timed = |path, route, after| deadline::with_deadline(route, path, after);
-    let api = Router::new()
+    let api = api_routes(&state, Some(admission.timeouts))
+        .layer(limit)
+        .layer(bodies)
+        .layer(rate_limits)
+        .layer(identify);
+    let settings = state.settings.clone();
+    let routes = open_routes(state).merge(api);
+    // Outermost, so that it counts what every layer inside refuses.
+    middleware::service_layers(routes, &settings).layer(axum::middleware::from_fn(metrics::track))
+}
+
+/// The API's routes and their handlers without any layer: no deadlines, limits, shedding,
+/// CORS, tracing or metrics. [`router`] is these routes with their layers; the serve benchmark
+/// answers from both to measure what the layers cost.
+pub fn routes(state: Arc<AppState>) -> Router {
+    open_routes(state.clone()).merge(api_routes(&state, None))
+}
+
+/// `/api/health`, `/api/ready` and `/metrics`: the routes answered outside every limit.
+fn open_routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/health", get(podcasts::health))
+        .route("/api/ready", get(podcasts::ready))
+        .method_not_allowed_fallback(podcasts::method_not_allowed)
+        .route("/metrics", get(metrics::scrape))
+        .with_state(state)
+}
+
+/// The API's other routes, each under its deadline when `deadlines` are given.
+fn api_routes(state: &Arc<AppState>, deadlines: Option<deadline::RouteTimeouts>) -> Router {
+    let timed =
+        |path, route, pick: fn(&deadline::RouteTimeouts) -> std::time::Duration| match &deadlines {
+            Some(t) => deadline::with_deadline(route, path, pick(t)),
+            None => route,
+        };
+    Router::new()
         .route(
             "/api/podcasts",
-            timed("/api/podcasts", get(podcasts::podcasts), t.short),
+            timed("/api/podcasts", get(podcasts::podcasts), |t| t.short),
         )
         .route(
             "/api/speakers",
-            timed("/api/speakers", get(speakers::speakers), t.short),
+            timed("/api/speakers", get(speakers::speakers), |t| t.short),
         )
         .route(
             "/api/episodes/search",
-            timed("/api/episodes/search", post(search::search), t.search),
+            timed("/api/episodes/search", post(search::search), |t| t.search),
         )
         .route(
             "/api/episodes/latest",
-            timed("/api/episodes/latest", post(latest::latest), t.short),
+            timed("/api/episodes/latest", post(latest::latest), |t| t.short),
         )
         .route(
             "/api/chat",
-            timed("/api/chat", post(routes::chat::chat), t.chat),
+            timed("/api/chat", post(routes::chat::chat), |t| t.chat),
         )
         .route("/api/analytics/track", post(podcasts::analytics))
         .route(
@@ -148,20 +181,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(podcasts::not_found)
         .method_not_allowed_fallback(podcasts::method_not_allowed)
         .with_state(state.clone())
-        .layer(limit)
-        .layer(bodies)
-        .layer(rate_limits)
-        .layer(identify);
-    let settings = state.settings.clone();
-    let routes = Router::new()
-        .route("/api/health", get(podcasts::health))
-        .route("/api/ready", get(podcasts::ready))
-        .method_not_allowed_fallback(podcasts::method_not_allowed)
-        .route("/metrics", get(metrics::scrape))
-        .with_state(state)
-        .merge(api);
-    // Outermost, so that it counts what every layer inside refuses.
-    middleware::service_layers(routes, &settings).layer(axum::middleware::from_fn(metrics::track))
 }
 
 /// Why the server could not start, or stopped: what it was doing, with what, and the

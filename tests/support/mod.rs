@@ -1,5 +1,8 @@
-//! What the `/api/chat` test binaries share: the OpenAI-compatible stand-in and the router
-//! and request plumbing around it. Each binary declares `mod common;` beside `mod support;`.
+//! What the test binaries of the upstream APIs and the metrics share: the OpenAI-compatible
+//! stand-in, the router and request plumbing around it, and requests that make each serving
+//! layer count its metric. Each binary declares `mod common;` beside `mod support;`.
 
 pub mod chat;
+pub mod events;
 pub mod openai_standin;
+pub mod scrape;
