@@ -27,6 +27,7 @@ both!(
     stats_are_cached_per_days_and_not_flushed_by_inserts,
     an_event_shows_in_the_stats_within_the_ttl,
     addresses_are_keyed_and_text_is_bounded,
+    a_failing_store_keeps_the_events_and_retries,
 );
 
 const TOKEN: &str = "stats-s3cret";
@@ -451,6 +452,35 @@ async fn addresses_are_keyed_and_text_is_bounded(db: Db) {
         )
         .await;
     assert_eq!(stored, ["127.0.0.1"]);
+}
+
+async fn a_failing_store_keeps_the_events_and_retries(db: Db) {
+    let server = start(&db, |_| {}).await;
+    // The table goes away under the writer: every insert fails until it is back.
+    db.execute(&["ALTER TABLE page_views RENAME TO page_views_away"])
+        .await;
+    let c = client();
+    for i in 0..20 {
+        let body = json!({"path": format!("/during/{i}")});
+        let answer = post(&c, server.url("/api/analytics/track"), body).await;
+        assert_eq!(
+            answer,
+            (200, json!({"success": true})),
+            "requests keep answering"
+        );
+    }
+    db.execute(&["ALTER TABLE page_views_away RENAME TO page_views"])
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while db.count("SELECT COUNT(*) AS n FROM page_views").await < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the events held back were not written after the store came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shut_down().await;
+    assert_eq!(db.count("SELECT COUNT(*) AS n FROM page_views").await, 20);
 }
 
 #[tokio::test]
