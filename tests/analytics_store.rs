@@ -14,6 +14,7 @@ both!(
     the_schema_is_versioned_and_migrated_once,
     old_events_are_pruned,
     a_batch_is_written_whole,
+    a_database_is_copied_whole_into_an_empty_one,
 );
 
 /// The original's tables as its `AnalyticsDb::new` created them (types mapped for
@@ -245,4 +246,71 @@ async fn a_batch_is_written_whole(db: analytics_support::Db) {
     let stats = store.stats(None).await.unwrap();
     assert_eq!((stats.unique_users, stats.total_page_views), (300, 300));
     store.close().await;
+}
+
+async fn a_database_is_copied_whole_into_an_empty_one(db: analytics_support::Db) {
+    // The source: an original SQLite database, with a row whose user agent is NULL.
+    let source = analytics_support::Db::sqlite().await;
+    let mut sql = original_schema(false);
+    for i in 0..1_500 {
+        sql.push(view(
+            &format!("f{}", i % 40),
+            "/",
+            "home",
+            Some(("raumzeit", "1")),
+            Some(("DE", "Köln")),
+            i % 20,
+        ));
+    }
+    sql.push(play("a", "raumzeit", "1", 1));
+    sql.push("INSERT INTO episode_plays (user_fingerprint, podcast, episode, created_at) VALUES ('b', 'raumzeit', '2', '2026-01-01T00:00:00+00:00')".into());
+    source
+        .execute(&sql.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+
+    let copy = |from: &str, to: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
+            .args(["analytics", "copy", "--from", from, "--to", to])
+            .output()
+            .unwrap()
+    };
+    let first = copy(&source.url, &db.url);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(
+        stdout.trim(),
+        "copied 1500 page view(s) and 2 episode play(s)"
+    );
+    let from = store::open(&source.url).await.unwrap();
+    let to = store::open(&db.url).await.unwrap();
+    assert_eq!(
+        to.stats(None).await.unwrap(),
+        from.stats(None).await.unwrap()
+    );
+    assert_eq!(
+        to.stats(Some(days_ago(7))).await.unwrap(),
+        from.stats(Some(days_ago(7))).await.unwrap()
+    );
+    from.close().await;
+    to.close().await;
+    let ua = db
+        .texts(
+            "SELECT user_agent FROM episode_plays WHERE episode = '2'",
+            &["user_agent"],
+        )
+        .await;
+    assert_eq!(ua, [""]);
+
+    // A second copy would double every row: refused.
+    let again = copy(&source.url, &db.url);
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("already holds 1500 page_views row(s)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) AS n FROM page_views").await,
+        1_500
+    );
 }

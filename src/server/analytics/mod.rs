@@ -11,6 +11,7 @@
 //! `ANALYTICS=off` stores nothing while the track routes still answer success.
 
 pub mod api;
+pub mod copy;
 pub mod event;
 pub mod settings;
 pub mod store;

@@ -102,10 +102,36 @@ pub trait Store: Send + Sync + 'static {
     fn stats(&self, since: Option<String>) -> BoxFuture<'_, Result<Stats, StoreError>>;
     /// Deletes the rows created before `before`; returns how many.
     fn prune(&self, before: String) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Up to `limit` rows of `table` with an id above `after`, by id, with their ids: how
+    /// `podmap analytics copy` reads a whole store a page at a time.
+    fn export(
+        &self,
+        table: Table,
+        after: i64,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<(i64, Event)>, StoreError>>;
+    /// How many rows `table` holds.
+    fn rows(&self, table: Table) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// The schema version recorded in `schema_migrations`.
     fn schema_version(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Closes the connections, after which every call fails.
     fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+/// The original's two tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    PageViews,
+    EpisodePlays,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::PageViews => "page_views",
+            Table::EpisodePlays => "episode_plays",
+        }
+    }
 }
 
 /// Which database a URL names.

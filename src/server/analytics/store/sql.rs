@@ -8,9 +8,10 @@ use futures_util::FutureExt;
 use sqlx::Row;
 
 use super::{
-    EpisodeRow, LocationRow, PageRow, PodcastRow, Stats, Store, StoreError, LOCATION_ROWS, TOP_ROWS,
+    EpisodeRow, LocationRow, PageRow, PodcastRow, Stats, Store, StoreError, Table, LOCATION_ROWS,
+    TOP_ROWS,
 };
-use crate::server::analytics::event::Event;
+use crate::server::analytics::event::{EpisodePlay, Event, PageView};
 
 /// The table that records which migrations a database has had.
 pub const MIGRATIONS_TABLE: &str = "schema_migrations";
@@ -151,6 +152,12 @@ fn locations() -> String {
          GROUP BY country, city ORDER BY views DESC, country, city LIMIT {LOCATION_ROWS}"
     )
 }
+
+const EXPORT_PAGE_VIEWS: &str = "SELECT id, user_fingerprint, path, route_name, podcast, \
+    episode, country, city, referrer, user_agent, ip_address, created_at FROM page_views \
+    WHERE id > $1 ORDER BY id LIMIT $2";
+const EXPORT_PLAYS: &str = "SELECT id, user_fingerprint, podcast, episode, user_agent, \
+    ip_address, created_at FROM episode_plays WHERE id > $1 ORDER BY id LIMIT $2";
 
 /// The SQLite store.
 pub struct SqliteStore(pub sqlx::SqlitePool);
@@ -330,6 +337,59 @@ macro_rules! sql_store {
                 tx.commit().await
             }
 
+            async fn export_rows(
+                &self,
+                table: Table,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<(i64, Event)>, sqlx::Error> {
+                let sql = match table {
+                    Table::PageViews => EXPORT_PAGE_VIEWS,
+                    Table::EpisodePlays => EXPORT_PLAYS,
+                };
+                let rows = sqlx::query(sql)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.0)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        // The original's user_agent and ip_address allow NULL; such rows are
+                        // carried over with an empty value there.
+                        let user_agent: Option<String> = r.try_get("user_agent")?;
+                        let ip_address: Option<String> = r.try_get("ip_address")?;
+                        let (user_agent, ip_address) = (
+                            user_agent.unwrap_or_default(),
+                            ip_address.unwrap_or_default(),
+                        );
+                        let event = match table {
+                            Table::PageViews => Event::PageView(PageView {
+                                user_fingerprint: r.try_get("user_fingerprint")?,
+                                path: r.try_get("path")?,
+                                route_name: r.try_get("route_name")?,
+                                podcast: r.try_get("podcast")?,
+                                episode: r.try_get("episode")?,
+                                country: r.try_get("country")?,
+                                city: r.try_get("city")?,
+                                referrer: r.try_get("referrer")?,
+                                user_agent,
+                                ip_address,
+                                created_at: r.try_get("created_at")?,
+                            }),
+                            Table::EpisodePlays => Event::EpisodePlay(EpisodePlay {
+                                user_fingerprint: r.try_get("user_fingerprint")?,
+                                podcast: r.try_get("podcast")?,
+                                episode: r.try_get("episode")?,
+                                user_agent,
+                                ip_address,
+                                created_at: r.try_get("created_at")?,
+                            }),
+                        };
+                        Ok((r.try_get::<i64, _>("id")?, event))
+                    })
+                    .collect()
+            }
+
             async fn prune_before(&self, before: &str) -> Result<u64, sqlx::Error> {
                 let mut tx = self.0.begin().await?;
                 let mut n = 0;
@@ -356,6 +416,24 @@ macro_rules! sql_store {
 
             fn prune(&self, before: String) -> BoxFuture<'_, Result<u64, StoreError>> {
                 async move { Ok(self.prune_before(&before).await?) }.boxed()
+            }
+
+            fn export(
+                &self,
+                table: Table,
+                after: i64,
+                limit: i64,
+            ) -> BoxFuture<'_, Result<Vec<(i64, Event)>, StoreError>> {
+                async move { Ok(self.export_rows(table, after, limit).await?) }.boxed()
+            }
+
+            fn rows(&self, table: Table) -> BoxFuture<'_, Result<i64, StoreError>> {
+                async move {
+                    let sql = format!("SELECT COUNT(*) AS n FROM {}", table.name());
+                    let row = sqlx::query(&sql).fetch_one(&self.0).await?;
+                    Ok(row.try_get::<i64, _>("n")?)
+                }
+                .boxed()
             }
 
             fn schema_version(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
