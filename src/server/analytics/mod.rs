@@ -13,6 +13,7 @@
 pub mod api;
 pub mod copy;
 pub mod event;
+pub mod geo;
 pub mod settings;
 pub mod store;
 pub mod writer;
@@ -55,6 +56,7 @@ struct Active {
     stats: moka::future::Cache<u32, Arc<Stats>>,
     cache_stats: bool,
     addresses: AddressPolicy,
+    geo: Arc<geo::Geo>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     pruner: Option<JoinHandle<()>>,
@@ -72,7 +74,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// HELP text of the analytics metrics, with the counters registered at zero.
+/// HELP text of the analytics metrics, registered at zero so that they are scraped (and a
+/// dashboard has a series) before the first event.
 pub fn describe_metrics() {
     describe_counter!(writer::WRITTEN, "Analytics events written to the store");
     describe_counter!(
@@ -85,6 +88,7 @@ pub fn describe_metrics() {
     );
     counter!(writer::WRITTEN).increment(0);
     counter!(writer::DROPPED).increment(0);
+    gauge!(writer::QUEUE_DEPTH).set(0.0);
 }
 
 impl Analytics {
@@ -110,6 +114,14 @@ impl Analytics {
                 .map_err(|source| AnalyticsError::Secret { path, source })?;
             AddressPolicy::Keyed(key)
         };
+        let (geoip, cities) = (
+            settings.geoip_db_path.clone(),
+            settings.world_cities_path.clone(),
+        );
+        // The GeoIP database is read whole (tens of MB): off the async workers.
+        let geo = tokio::task::spawn_blocking(move || geo::Geo::load(&geoip, &cities))
+            .await
+            .unwrap_or_default();
         let (queue, receiver) = mpsc::channel(settings.queue_capacity);
         let (stop, stopped) = oneshot::channel();
         let writer = tokio::spawn(writer::run(store.clone(), receiver, stopped));
@@ -126,6 +138,7 @@ impl Analytics {
                 stats,
                 cache_stats: !settings.stats_ttl.is_zero(),
                 addresses,
+                geo: Arc::new(geo),
                 stop: Mutex::new(Some(stop)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
                 pruner,
@@ -142,14 +155,15 @@ impl Analytics {
         let Some(active) = &self.active else { return };
         let user_agent = api::user_agent(body.user_agent, header_ua);
         let clean = |v: Option<String>| v.map(api::text);
+        let (country, city) = active.geo.locate(client);
         active.enqueue(Event::PageView(PageView {
             user_fingerprint: fingerprint(client, &user_agent),
             path: api::text(body.path),
             route_name: clean(body.route_name),
             podcast: clean(body.podcast),
             episode: clean(body.episode),
-            country: None,
-            city: None,
+            country,
+            city,
             referrer: clean(body.referrer),
             ip_address: active.addresses.stored(client),
             user_agent,
@@ -177,7 +191,18 @@ impl Analytics {
         let active = self.active.as_ref()?;
         let compute = async {
             let since = days.map(event::days_ago);
-            active.store.stats(since).await.map(Arc::new)
+            let mut stats = active.store.stats(since).await?;
+            for place in &mut stats.locations {
+                let found = place
+                    .city
+                    .as_deref()
+                    .and_then(|city| active.geo.coordinates(&place.country, city));
+                if let Some((lat, lng)) = found {
+                    place.latitude = Some(lat);
+                    place.longitude = Some(lng);
+                }
+            }
+            Ok::<_, StoreError>(Arc::new(stats))
         };
         Some(if active.cache_stats {
             active

@@ -2,6 +2,7 @@
 //! are in the settings table of [`config`](crate::server::config); a malformed value stops the
 //! server with [`ConfigError::Invalid`] naming the setting, as the admission settings do.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -56,6 +57,14 @@ pub struct AnalyticsArgs {
         value_name = "N"
     )]
     pub queue_capacity: Option<usize>,
+    /// MaxMind GeoLite2-City database for the country and city of page views
+    /// [default: GeoLite2-City.mmdb; none there: no places].
+    #[arg(long = "geoip-db", env = "GEOIP_DB_PATH", value_name = "FILE")]
+    pub geoip_db_path: Option<PathBuf>,
+    /// simplemaps worldcities.csv for the coordinates of the stats' locations
+    /// [default: worldcities.csv; none there: no coordinates].
+    #[arg(long = "world-cities", env = "WORLD_CITIES_PATH", value_name = "FILE")]
+    pub world_cities_path: Option<PathBuf>,
 }
 
 /// The analytics settings in force.
@@ -69,6 +78,8 @@ pub struct AnalyticsSettings {
     /// 0: kept for ever.
     pub retention_days: u32,
     pub queue_capacity: usize,
+    pub geoip_db_path: PathBuf,
+    pub world_cities_path: PathBuf,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://analytics.db";
@@ -83,6 +94,8 @@ impl Default for AnalyticsSettings {
             store_raw_ip: false,
             retention_days: 395,
             queue_capacity: 10_000,
+            geoip_db_path: PathBuf::from("GeoLite2-City.mmdb"),
+            world_cities_path: PathBuf::from("worldcities.csv"),
         }
     }
 }
@@ -121,6 +134,16 @@ impl AnalyticsSettings {
                 .map_or(d.retention_days, |n| n.min(u64::from(u32::MAX)) as u32),
             queue_capacity: number(args.queue_capacity.map(|n| n as u64), "queueCapacity")
                 .map_or(d.queue_capacity, |n| n.clamp(1, 10_000_000) as usize),
+            geoip_db_path: args
+                .geoip_db_path
+                .clone()
+                .or_else(|| text(&None, "geoipDbPath").map(PathBuf::from))
+                .unwrap_or(d.geoip_db_path),
+            world_cities_path: args
+                .world_cities_path
+                .clone()
+                .or_else(|| text(&None, "worldCitiesPath").map(PathBuf::from))
+                .unwrap_or(d.world_cities_path),
         })
     }
 }
@@ -176,6 +199,8 @@ mod tests {
             store_raw_ip: Some("false".into()),
             retention_days: Some(0),
             queue_capacity: Some(7),
+            geoip_db_path: Some("/geo/City.mmdb".into()),
+            world_cities_path: None,
         };
         let s = AnalyticsSettings::resolve(&args, &file).unwrap();
         assert!(s.enabled && !s.store_raw_ip);
@@ -183,6 +208,8 @@ mod tests {
         assert_eq!(s.stats_ttl, Duration::ZERO);
         assert_eq!(s.ip_secret.as_deref(), Some("flag"));
         assert_eq!((s.retention_days, s.queue_capacity), (0, 7));
+        assert_eq!(s.geoip_db_path, PathBuf::from("/geo/City.mmdb"));
+        assert_eq!(s.world_cities_path, PathBuf::from("worldcities.csv"));
     }
 
     #[test]

@@ -37,6 +37,8 @@
 //! | raw addresses | `--analytics-store-raw-ip` | `ANALYTICS_STORE_RAW_IP` | `analytics.storeRawIp` | false (HMAC stored) |
 //! | analytics retention | `--analytics-retention-days` | `ANALYTICS_RETENTION_DAYS` | `analytics.retentionDays` | 395 (0: kept) |
 //! | analytics queue | `--analytics-queue` | `ANALYTICS_QUEUE_CAPACITY` | `analytics.queueCapacity` | 10000 events |
+//! | GeoIP database | `--geoip-db` | `GEOIP_DB_PATH` | `analytics.geoipDbPath` | `GeoLite2-City.mmdb` (missing: no places) |
+//! | city coordinates | `--world-cities` | `WORLD_CITIES_PATH` | `analytics.worldCitiesPath` | `worldcities.csv` (missing: no coordinates) |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
