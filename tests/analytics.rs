@@ -28,6 +28,7 @@ both!(
     an_event_shows_in_the_stats_within_the_ttl,
     addresses_are_keyed_and_text_is_bounded,
     a_failing_store_keeps_the_events_and_retries,
+    a_dead_store_does_not_hold_the_shutdown,
 );
 
 const TOKEN: &str = "stats-s3cret";
@@ -481,6 +482,27 @@ async fn a_failing_store_keeps_the_events_and_retries(db: Db) {
     }
     server.shut_down().await;
     assert_eq!(db.count("SELECT COUNT(*) AS n FROM page_views").await, 20);
+}
+
+async fn a_dead_store_does_not_hold_the_shutdown(db: Db) {
+    let server = start(&db, |_| {}).await;
+    db.execute(&["ALTER TABLE page_views RENAME TO page_views_away"])
+        .await;
+    let c = client();
+    for i in 0..5 {
+        let body = json!({"path": format!("/lost/{i}")});
+        assert_eq!(
+            post(&c, server.url("/api/analytics/track"), body).await.0,
+            200
+        );
+    }
+    // Bounded for liveness only: the writer gives up after a few attempts once stopping.
+    tokio::time::timeout(Duration::from_secs(120), server.shut_down())
+        .await
+        .expect("the shutdown finished although the store never came back");
+    db.execute(&["ALTER TABLE page_views_away RENAME TO page_views"])
+        .await;
+    assert_eq!(db.count("SELECT COUNT(*) AS n FROM page_views").await, 0);
 }
 
 #[tokio::test]

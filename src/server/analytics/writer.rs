@@ -61,17 +61,24 @@ pub async fn run(
             }
         }
         gauge!(QUEUE_DEPTH).set(queue.len() as f64);
-        write(&*store, &mut batch, stop.is_none()).await;
+        write(&*store, &mut batch, &mut stop, &mut queue).await;
     }
     gauge!(QUEUE_DEPTH).set(0.0);
 }
 
-/// Writes `batch` and empties it, retrying with backoff; once shutting down, gives up after
-/// [`ATTEMPTS_AT_SHUTDOWN`] attempts and counts the batch as dropped.
-async fn write(store: &dyn Store, batch: &mut Vec<Event>, shutting_down: bool) {
+/// Writes `batch` and empties it, retrying with backoff; once shutting down (also when the
+/// signal comes during the retries), gives up after [`ATTEMPTS_AT_SHUTDOWN`] attempts and
+/// counts the batch as dropped, so a dead database cannot hold the exit.
+async fn write(
+    store: &dyn Store,
+    batch: &mut Vec<Event>,
+    stop: &mut Option<oneshot::Receiver<()>>,
+    queue: &mut mpsc::Receiver<Event>,
+) {
     let mut backoff = FIRST_BACKOFF;
     let mut attempts = 0;
     loop {
+        let shutting_down = stop.is_none();
         attempts += 1;
         match store.insert(batch).await {
             Ok(()) => {
@@ -95,7 +102,20 @@ async fn write(store: &dyn Store, batch: &mut Vec<Event>, shutting_down: bool) {
                     batch.len(),
                     crate::server::analytics::chain(&e)
                 );
-                tokio::time::sleep(backoff).await;
+                let pause = tokio::time::sleep(backoff);
+                match stop.as_mut() {
+                    Some(signal) => tokio::select! {
+                        _ = pause => {}
+                        _ = signal => {
+                            *stop = None;
+                            queue.close();
+                            // The last attempts come quickly: the process is exiting.
+                            attempts = 0;
+                            backoff = FIRST_BACKOFF / 2;
+                        }
+                    },
+                    None => pause.await,
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
