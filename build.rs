@@ -5,6 +5,9 @@
 //!   `../shared/corpus` beside the checkout) holds `queries.json`;
 //! - `podmap_embeddings`: `PODMAP_EMBEDDINGS_URL` names an embeddings server (`tools/test.sh`
 //!   starts one and sets it). The tests read the URL at run time and fail if nothing answers.
+//! - `podmap_postgres`: `PODMAP_POSTGRES_URL` names a PostgreSQL server whose user may create
+//!   databases (`tools/test.sh` sets it when `pg_isready -h 127.0.0.1` answers). The analytics
+//!   store tests create a database of their own there and drop it at the end.
 //!
 //! When this script runs again. Cargo reruns it when one of the two variables changes, when
 //! `build.rs` changes, and, while the corpus is there, when its `queries.json` changes or goes
@@ -12,7 +15,8 @@
 //! changed and would rebuild the crate on every `cargo test`, and watching the folder around
 //! the checkout would rescan all of it, `target/` included. So a corpus that appears later is
 //! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`). Setting or unsetting
-//! `PODMAP_EMBEDDINGS_URL` reruns this script and rebuilds the crate, not its dependencies.
+//! `PODMAP_EMBEDDINGS_URL` (or `PODMAP_POSTGRES_URL`) reruns this script and rebuilds the crate,
+//! not its dependencies.
 
 use std::env;
 use std::path::PathBuf;
@@ -21,8 +25,10 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PODMAP_CORPUS");
     println!("cargo:rerun-if-env-changed=PODMAP_EMBEDDINGS_URL");
+    println!("cargo:rerun-if-env-changed=PODMAP_POSTGRES_URL");
     println!("cargo:rustc-check-cfg=cfg(podmap_corpus)");
     println!("cargo:rustc-check-cfg=cfg(podmap_embeddings)");
+    println!("cargo:rustc-check-cfg=cfg(podmap_postgres)");
 
     let queries = corpus_dir().join("queries.json");
     if queries.is_file() {
@@ -31,6 +37,9 @@ fn main() {
     }
     if set("PODMAP_EMBEDDINGS_URL").is_some() {
         println!("cargo:rustc-cfg=podmap_embeddings");
+    }
+    if set("PODMAP_POSTGRES_URL").is_some() {
+        println!("cargo:rustc-cfg=podmap_postgres");
     }
 }
 

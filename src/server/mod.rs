@@ -3,7 +3,8 @@
 //! | module | holds |
 //! |---|---|
 //! | [`catalog`] | the podcasts served (mmap archives or the original JSON) and their hot reload |
-//! | `routes` | one file per route family: podcasts, speakers, latest, search, chat |
+//! | `routes` | one file per route family: podcasts, speakers, latest, search, chat, analytics |
+//! | [`analytics`] | the analytics queue, its writer and its store (SQLite or PostgreSQL) |
 //! | `plan` | whether a podcast is searched semantically, and the query's embedding |
 //! | `context` | the chat's sources and the context text its prompt carries |
 //! | [`api`] | request and response bodies, field for field as the original has them |
@@ -48,6 +49,7 @@
 //!    method answers 405 JSON with `Allow`.
 
 pub mod admission;
+pub mod analytics;
 pub mod api;
 mod auth;
 pub mod breaker;
@@ -84,7 +86,7 @@ pub use config::{ConfigError, LogFormat, Settings, SettingsArgs};
 pub use error::ApiError;
 pub use state::AppState;
 
-use routes::{latest, podcasts, search, speakers};
+use routes::{analytics as track, latest, podcasts, search, speakers};
 
 /// Where the podcasts come from.
 #[derive(Debug, Clone)]
@@ -171,13 +173,13 @@ fn api_routes(state: &Arc<AppState>, deadlines: Option<deadline::RouteTimeouts>)
             "/api/chat",
             timed("/api/chat", post(routes::chat::chat), |t| t.chat),
         )
-        .route("/api/analytics/track", post(podcasts::analytics))
+        .route("/api/analytics/track", post(track::track))
         .route(
             "/api/analytics/track-episode-play",
-            post(podcasts::analytics),
+            post(track::track_episode_play),
         )
-        .route("/api/analytics/stats", get(podcasts::analytics))
-        .route("/api/analytics/test-data", get(podcasts::analytics))
+        .route("/api/analytics/stats", get(track::stats))
+        .route("/api/analytics/test-data", get(track::test_data))
         .fallback(podcasts::not_found)
         .method_not_allowed_fallback(podcasts::method_not_allowed)
         .with_state(state.clone())
@@ -201,6 +203,8 @@ pub enum ServeError {
     },
     #[error("the task loading the podcasts failed")]
     Loading(#[source] tokio::task::JoinError),
+    #[error("cannot start analytics")]
+    Analytics(#[from] analytics::AnalyticsError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -244,7 +248,8 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
         tracing::warn!("no LLM endpoint configured: /api/chat answers 503");
     }
     let listen = settings.listen;
-    let state = Arc::new(AppState::new(catalog, settings));
+    let events = analytics::Analytics::open(&settings.analytics).await?;
+    let state = Arc::new(AppState::new(catalog, settings).with_analytics(events));
     warn_about_models(&state);
     tokio::spawn(metrics::upkeep());
     if let Source::Mmap(dir) = source {
@@ -265,11 +270,13 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     );
     listener::serve_connections(
         listener,
-        router(state),
+        router(state.clone()),
         listener::ConnectionLimits::default(),
         shutdown(),
     )
     .await;
+    // No request is answered any more: what the track routes accepted is written now.
+    state.analytics.shutdown().await;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::analytics::Analytics;
 use super::catalog::Catalog;
 use super::chat::ChatClient;
 use super::embeddings::{ClientLimits, Embedder, RetryPolicy};
@@ -17,6 +18,8 @@ pub struct AppState {
     pub settings: Settings,
     pub embedder: Option<Embedder>,
     pub chat: Option<ChatClient>,
+    /// Off until [`AppState::with_analytics`] gives it a store.
+    pub analytics: Analytics,
 }
 
 impl AppState {
@@ -47,6 +50,12 @@ impl AppState {
             settings,
             embedder,
             chat,
+            analytics: Analytics::off(),
         }
+    }
+
+    /// The same state with `analytics` taking the analytics routes' events.
+    pub fn with_analytics(self, analytics: Analytics) -> Self {
+        AppState { analytics, ..self }
     }
 }

@@ -30,6 +30,15 @@
 //! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
+//! | analytics on or off | `--analytics` | `ANALYTICS` (`on`/`off`) | `analytics.enabled` | on |
+//! | analytics database | `--database-url` | `DATABASE_URL` (`sqlite://FILE` or `postgres://…`) | `analytics.databaseUrl` | `sqlite://analytics.db` |
+//! | stats cache TTL | `--analytics-stats-ttl-secs` | `ANALYTICS_STATS_TTL_SECS` | `analytics.statsTtlSecs` | 10 (0: no cache) |
+//! | address key | `--analytics-ip-secret` | `ANALYTICS_IP_SECRET` | `analytics.ipSecret` | generated once into `analytics.secret` beside the database |
+//! | raw addresses | `--analytics-store-raw-ip` | `ANALYTICS_STORE_RAW_IP` | `analytics.storeRawIp` | false (HMAC stored) |
+//! | analytics retention | `--analytics-retention-days` | `ANALYTICS_RETENTION_DAYS` | `analytics.retentionDays` | 395 (0: kept) |
+//! | analytics queue | `--analytics-queue` | `ANALYTICS_QUEUE_CAPACITY` | `analytics.queueCapacity` | 10000 events |
+//! | GeoIP database | `--geoip-db` | `GEOIP_DB_PATH` | `analytics.geoipDbPath` | `GeoLite2-City.mmdb` (missing: no places) |
+//! | city coordinates | `--world-cities` | `WORLD_CITIES_PATH` | `analytics.worldCitiesPath` | `worldcities.csv` (missing: no coordinates) |
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -55,6 +64,7 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 
 use super::admission::{Admission, AdmissionArgs};
+use super::analytics::{AnalyticsArgs, AnalyticsSettings};
 use super::breaker::BreakerConfig;
 use super::prompts::{Prompts, PromptsError};
 
@@ -157,6 +167,9 @@ pub struct SettingsArgs {
     /// the built-in wording [default: built in].
     #[arg(long = "prompts", env = "PROMPTS_FILE", value_name = "FILE")]
     pub prompts_file: Option<PathBuf>,
+    /// Analytics: database, privacy, retention.
+    #[command(flatten)]
+    pub analytics: AnalyticsArgs,
 }
 
 /// How `podmap serve` writes its log lines.
@@ -238,6 +251,8 @@ pub struct Settings {
     pub prompts_file: Option<PathBuf>,
     /// The chat's prompt templates, checked at start-up.
     pub prompts: Prompts,
+    /// Where analytics events go, and how they are kept (see [`super::analytics`]).
+    pub analytics: AnalyticsSettings,
 }
 
 impl Default for Settings {
@@ -265,8 +280,10 @@ impl Settings {
         // The admission settings are the ones that can be malformed; `resolve` takes their
         // defaults and they are checked here.
         let admission = Admission::resolve(&args.admission, &file)?;
+        let analytics = AnalyticsSettings::resolve(&args.analytics, &file)?;
         let mut settings = Settings {
             admission,
+            analytics,
             ..Settings::resolve(args, &file)
         };
         if let Some(path) = &settings.prompts_file {
@@ -388,6 +405,7 @@ impl Settings {
                 .prompts_file
                 .or_else(|| text(&["rag", "promptsFile"]).map(PathBuf::from)),
             prompts: Prompts::default(),
+            analytics: AnalyticsSettings::default(),
         }
     }
 }

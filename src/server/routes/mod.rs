@@ -5,6 +5,7 @@
 //! paths. Every error is an [`ApiError`]: a JSON body `{"error": "…"}` with the original's
 //! status code where it had one.
 
+pub mod analytics;
 pub mod chat;
 pub mod latest;
 pub mod podcasts;

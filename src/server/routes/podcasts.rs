@@ -1,5 +1,5 @@
 //! The routes that are not about one podcast's content: the list of podcasts served, the
-//! health check, and the fallbacks (unknown routes, the original's analytics routes).
+//! health check, and the fallbacks (unknown routes, wrong methods).
 
 use axum::extract::State;
 use axum::Json;
@@ -66,9 +66,4 @@ pub async fn not_found() -> ApiError {
 /// A route asked with a method it does not serve: axum's 405 (with `Allow`) as JSON.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
-}
-
-/// The original's analytics routes.
-pub async fn analytics() -> ApiError {
-    ApiError::Analytics
 }
