@@ -12,7 +12,6 @@
 //! `PODMAP_ANALYTICS_SECS` sets the seconds of each run (default 5).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::net::SocketAddr;

@@ -131,12 +131,14 @@ mod tests {
 
     #[test]
     fn settings_debug_prints_no_secret() {
-        let mut s = Settings::default();
-        s.llm_api_key = Some("sk-llm-SECRET1".into());
-        s.embedding_api_key = Some("sk-emb-SECRET2".into());
-        s.auth_token = Some("auth-SECRET3".into());
-        s.stats_auth_token = Some("stats-SECRET4".into());
-        s.llm_base_url = Some("https://user:SECRET5@llm.example/v1".into());
+        let mut s = Settings {
+            llm_api_key: Some("sk-llm-SECRET1".into()),
+            embedding_api_key: Some("sk-emb-SECRET2".into()),
+            auth_token: Some("auth-SECRET3".into()),
+            stats_auth_token: Some("stats-SECRET4".into()),
+            llm_base_url: Some("https://user:SECRET5@llm.example/v1".into()),
+            ..Settings::default()
+        };
         s.analytics.ip_secret = Some("ip-SECRET6".into());
         s.analytics.database_url = "postgres://podmap:SECRET7@db:5432/analytics".into();
         let printed = format!("{s:?}");
