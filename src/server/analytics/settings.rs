@@ -67,8 +67,8 @@ pub struct AnalyticsArgs {
     pub world_cities_path: Option<PathBuf>,
 }
 
-/// The analytics settings in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The analytics settings in force. `Debug` (in `config::redact`) prints no secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AnalyticsSettings {
     pub enabled: bool,
     pub database_url: String,

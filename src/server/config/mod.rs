@@ -68,6 +68,8 @@ use super::analytics::{AnalyticsArgs, AnalyticsSettings};
 use super::breaker::BreakerConfig;
 use super::prompts::{Prompts, PromptsError};
 
+pub mod redact;
+
 /// `podmap serve` flags; each falls back to its environment variable (via clap).
 #[derive(Debug, Clone, Default, Args)]
 // The field docs are `--help` text, where a URL example reads better bare than in <…>.
@@ -216,8 +218,8 @@ pub enum ConfigError {
     Prompts(#[from] PromptsError),
 }
 
-/// The settings in force.
-#[derive(Debug, Clone, PartialEq)]
+/// The settings in force. `Debug` (in [`redact`]) prints no secret.
+#[derive(Clone, PartialEq)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub llm_base_url: Option<String>,

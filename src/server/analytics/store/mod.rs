@@ -184,8 +184,12 @@ pub async fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
             Ok(Box::new(store))
         }
         Backend::Postgres => {
+            // A connection is pinged before each use, so after an outage the broken ones are
+            // replaced instead of failing a batch each; an acquire gives up after 10 s, so
+            // the writer's retry loop (not a hung connect) decides when to try again.
             let pool = PgPoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(true)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await
