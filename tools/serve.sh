@@ -26,4 +26,6 @@ podmap serve on http://$listen, embeddings from $embeddings. Try:
 Re-running podmap convert while this runs replaces archives; the server picks them up.
 
 MSG
-EMBEDDING_BASE_URL=$embeddings target/release/podmap serve --index "$index" --listen "$listen"
+# Analytics of the demo go to target/, not into the checkout.
+EMBEDDING_BASE_URL=$embeddings target/release/podmap serve --index "$index" --listen "$listen" \
+  --database-url "${DATABASE_URL:-sqlite://target/demo-analytics.db}"
