@@ -16,6 +16,8 @@ fn json_logs_are_json_lines_carrying_the_request_span() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
         .args(["serve", "--index", common::s(common::fixtures_index())])
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        // No analytics store: the default one would be created in the checkout.
+        .args(["--analytics", "off"])
         .env("RUST_LOG", "info")
         .env_remove("PODMAP_LOG_FORMAT")
         .stdout(std::process::Stdio::null())

@@ -70,6 +70,9 @@ pub fn spawn_server(name: &'static str, root: &Path, embeddings: &str) -> Server
         "off",
         "--rate-limit-other",
         "off",
+        // Searches only: no analytics store (the default one would land in the checkout).
+        "--analytics",
+        "off",
     ])
     // Per-request tracing is at debug level: keep it off whatever the environment says,
     // and keep every call on loopback.
