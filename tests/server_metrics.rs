@@ -22,6 +22,8 @@ use podmap::server::{router, AppState, Settings};
 use serde_json::Value;
 use tower::ServiceExt;
 
+use support::scrape::Scrape;
+
 fn app_on(index: &Path, settings: Settings) -> (axum::Router, Arc<AppState>) {
     let state = Arc::new(AppState::new(load_mmap(index).unwrap(), settings));
     (router(state.clone()), state)
@@ -45,61 +47,6 @@ fn post(uri: &str, body: Value) -> Request<Body> {
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap()
-}
-
-/// One scrape, parsed: `name{labels}` → value.
-struct Scrape {
-    text: String,
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
-}
-
-impl Scrape {
-    fn parse(text: String) -> Scrape {
-        let mut samples = Vec::new();
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
-            let (series, value) = line.rsplit_once(' ').expect("a sample line");
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|pair| !pair.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').expect("label=value");
-                    (k.to_owned(), v.trim_matches('"').to_owned())
-                })
-                .collect();
-            let value = value.parse().unwrap_or(f64::NAN);
-            samples.push((name.to_owned(), labels, value));
-        }
-        Scrape { text, samples }
-    }
-
-    /// The sum of `name`'s samples whose labels include `labels` (0 when there is none).
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(v))
-            })
-            .map(|(_, _, v)| v)
-            .sum()
-    }
-
-    /// The type `# TYPE name …` declares, if the scrape has `name`.
-    fn kind(&self, name: &str) -> Option<&str> {
-        let prefix = format!("# TYPE {name} ");
-        self.text
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-    }
 }
 
 async fn scrape(app: &axum::Router) -> Scrape {

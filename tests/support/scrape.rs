@@ -59,4 +59,12 @@ impl Scrape {
     pub fn since(&self, before: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.value(name, labels) - before.value(name, labels)
     }
+
+    /// The type `# TYPE name …` declares, if the scrape has `name`.
+    pub fn kind(&self, name: &str) -> Option<&str> {
+        let prefix = format!("# TYPE {name} ");
+        self.text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+    }
 }
