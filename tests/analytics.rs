@@ -129,46 +129,61 @@ async fn await_page_views(c: &reqwest::Client, server: &Running, query: &str, wa
     }
 }
 
+/// 20,000 events from 32 clients at once: every one answered with success is stored.
 async fn events_from_32_concurrent_clients_all_land(db: Db) {
+    const CLIENTS: usize = 32;
+    const EACH: usize = 625;
+    // Every 25th event of a client is an episode play, the rest page views.
+    const PLAYS: usize = CLIENTS * EACH / 25;
+    const VIEWS: usize = CLIENTS * EACH - PLAYS;
     let server = start(&db, |s| {
         with_token(s);
         s.analytics.stats_ttl = Duration::ZERO;
     })
     .await;
-    let clients = (0..32).map(|n| {
+    let clients = (0..CLIENTS).map(|n| {
         let (track, play) = (server.url("/api/analytics/track"), server.url("/api/analytics/track-episode-play"));
         tokio::spawn(async move {
             let c = client();
-            for i in 0..20 {
-                let body = json!({"path": format!("/c{n}/{i}"), "podcast": "raumzeit", "episode": i.to_string()});
-                assert_eq!(post(&c, track.clone(), body).await, (200, json!({"success": true})));
+            for i in 0..EACH {
+                let (url, body) = if i % 25 == 0 {
+                    (play.clone(), json!({"podcast": "raumzeit", "episode": (i % 7).to_string()}))
+                } else {
+                    (track.clone(), json!({"path": format!("/c{n}/{i}"), "podcast": "raumzeit", "episode": (i % 5).to_string()}))
+                };
+                assert_eq!(post(&c, url, body).await, (200, json!({"success": true})));
             }
-            let body = json!({"podcast": "raumzeit", "episode": n.to_string()});
-            assert_eq!(post(&c, play, body).await, (200, json!({"success": true})));
         })
     });
     for task in clients.collect::<Vec<_>>() {
         task.await.unwrap();
     }
     let c = client();
-    await_page_views(&c, &server, "", 640).await;
+    await_page_views(&c, &server, "", VIEWS as i64).await;
     // Plays may land in a later batch than the last page view: wait for them too.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let body = loop {
         let (_, body) = stats(&c, &server, "").await;
-        if body["total_episode_plays"] == 32 || tokio::time::Instant::now() > deadline {
+        if body["total_episode_plays"] == PLAYS || tokio::time::Instant::now() > deadline {
             break body;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(body["total_page_views"], 640, "{body}");
-    assert_eq!(body["total_episode_plays"], 32);
+    assert_eq!(body["total_page_views"], VIEWS, "{body}");
+    assert_eq!(body["total_episode_plays"], PLAYS);
     assert_eq!(
         body["top_podcasts"][0],
-        json!({"podcast": "raumzeit", "views": 640, "unique_users": 1})
+        json!({"podcast": "raumzeit", "views": VIEWS, "unique_users": 1})
     );
     server.shut_down().await;
-    assert_eq!(db.count("SELECT COUNT(*) AS n FROM page_views").await, 640);
+    assert_eq!(
+        db.count("SELECT COUNT(*) AS n FROM page_views").await,
+        VIEWS as i64
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) AS n FROM episode_plays").await,
+        PLAYS as i64
+    );
 }
 
 async fn accepted_events_are_stored_by_a_graceful_shutdown(db: Db) {

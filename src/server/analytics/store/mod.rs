@@ -110,8 +110,19 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: i64,
     ) -> BoxFuture<'_, Result<Vec<(i64, Event)>, StoreError>>;
+    /// Writes rows [`export`](Store::export)ed from another store under their own ids, in one
+    /// transaction; a row whose id is already present is left as it is, so writing a page
+    /// twice changes nothing. Later inserts get ids after the highest one. Returns how many
+    /// rows were new.
+    fn import<'a>(
+        &'a self,
+        table: Table,
+        rows: &'a [(i64, Event)],
+    ) -> BoxFuture<'a, Result<u64, StoreError>>;
     /// How many rows `table` holds.
     fn rows(&self, table: Table) -> BoxFuture<'_, Result<i64, StoreError>>;
+    /// The highest id in `table`, `None` when it is empty.
+    fn last_id(&self, table: Table) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
     /// The schema version recorded in `schema_migrations`.
     fn schema_version(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
     /// Closes the connections, after which every call fails.

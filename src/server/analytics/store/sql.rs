@@ -105,11 +105,72 @@ const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TEXT NOT NULL
 )";
 
-const INSERT_PAGE_VIEW: &str = "INSERT INTO page_views (user_fingerprint, path, route_name, \
+const INSERT_PAGE_VIEWS: &str = "INSERT INTO page_views (user_fingerprint, path, route_name, \
+    podcast, episode, country, city, referrer, user_agent, ip_address, created_at) VALUES ";
+const PAGE_VIEW_COLUMNS: usize = 11;
+const INSERT_PLAYS: &str = "INSERT INTO episode_plays (user_fingerprint, podcast, episode, \
+    user_agent, ip_address, created_at) VALUES ";
+const PLAY_COLUMNS: usize = 6;
+
+/// Rows one INSERT statement carries at most: one statement per batch and table, not one per
+/// row, which on PostgreSQL is a network round trip each. 500 page views bind 5,500 values,
+/// far below the bind limits of both databases (65,535 and 32,766).
+const ROWS_PER_INSERT: usize = 500;
+
+/// How a backend's statements name their binds.
+#[derive(Clone, Copy)]
+enum Binds {
+    /// `$1, $2, …`: PostgreSQL's only form.
+    Numbered,
+    /// `?`: SQLite takes `$1` too, but as a *named* parameter that it looks up by name for
+    /// every bind, which makes a 5,500-bind insert take ~200 ms instead of ~5 ms.
+    Positional,
+}
+
+/// `head` followed by `rows` groups of `columns` binds: `($1, $2), ($3, $4)` or `(?, ?), (?, ?)`.
+fn multi_row_insert(head: &str, columns: usize, rows: usize, binds: Binds) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(head.len() + rows * columns * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match binds {
+                Binds::Numbered => {
+                    let _ = write!(sql, "${}", row * columns + column + 1);
+                }
+                Binds::Positional => sql.push('?'),
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The inserts of `podmap analytics copy`: the source's ids kept, a row already copied skipped.
+const IMPORT_PAGE_VIEW: &str = "INSERT INTO page_views (id, user_fingerprint, path, route_name, \
     podcast, episode, country, city, referrer, user_agent, ip_address, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-const INSERT_PLAY: &str = "INSERT INTO episode_plays (user_fingerprint, podcast, episode, \
-    user_agent, ip_address, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
+const IMPORT_PLAY: &str = "INSERT INTO episode_plays (id, user_fingerprint, podcast, episode, \
+    user_agent, ip_address, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+    ON CONFLICT (id) DO NOTHING";
+
+/// What moves the id sequence past rows inserted with explicit ids. SQLite's AUTOINCREMENT
+/// does it by itself; a PostgreSQL `BIGSERIAL` would hand out the copied ids again.
+fn sqlite_after_import(_table: Table) -> Option<String> {
+    None
+}
+
+fn postgres_after_import(table: Table) -> Option<String> {
+    let table = table.name();
+    Some(format!(
+        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+         (SELECT COALESCE(MAX(id), 1) FROM {table}))"
+    ))
+}
 
 /// Page views that count for visitors: the stats page's own views do not.
 const COUNTED: &str = "created_at >= $1 AND path NOT LIKE '/stats%'";
@@ -167,7 +228,7 @@ pub struct PgStore(pub sqlx::PgPool);
 /// The same code over each backend's pool type: sqlx's generic bounds over `Database` are
 /// long and add nothing the two concrete expansions do not check.
 macro_rules! sql_store {
-    ($store:ident, $backend:ident) => {
+    ($store:ident, $backend:ident, $after_import:ident, $binds:expr) => {
         impl $store {
             /// Applies the migrations this database has not had, each in its transaction.
             pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -302,37 +363,55 @@ macro_rules! sql_store {
             }
 
             async fn insert_all(&self, batch: &[Event]) -> Result<(), sqlx::Error> {
+                let views: Vec<&PageView> = batch
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::PageView(v) => Some(v),
+                        Event::EpisodePlay(_) => None,
+                    })
+                    .collect();
+                let plays: Vec<&EpisodePlay> = batch
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::EpisodePlay(p) => Some(p),
+                        Event::PageView(_) => None,
+                    })
+                    .collect();
                 let mut tx = self.0.begin().await?;
-                for event in batch {
-                    match event {
-                        Event::PageView(v) => {
-                            sqlx::query(INSERT_PAGE_VIEW)
-                                .bind(&v.user_fingerprint)
-                                .bind(&v.path)
-                                .bind(&v.route_name)
-                                .bind(&v.podcast)
-                                .bind(&v.episode)
-                                .bind(&v.country)
-                                .bind(&v.city)
-                                .bind(&v.referrer)
-                                .bind(&v.user_agent)
-                                .bind(&v.ip_address)
-                                .bind(&v.created_at)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        Event::EpisodePlay(p) => {
-                            sqlx::query(INSERT_PLAY)
-                                .bind(&p.user_fingerprint)
-                                .bind(&p.podcast)
-                                .bind(&p.episode)
-                                .bind(&p.user_agent)
-                                .bind(&p.ip_address)
-                                .bind(&p.created_at)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
+                for chunk in views.chunks(ROWS_PER_INSERT) {
+                    let sql =
+                        multi_row_insert(INSERT_PAGE_VIEWS, PAGE_VIEW_COLUMNS, chunk.len(), $binds);
+                    // Not kept prepared: every batch size is another statement.
+                    let mut query = sqlx::query(&sql).persistent(false);
+                    for v in chunk {
+                        query = query
+                            .bind(&v.user_fingerprint)
+                            .bind(&v.path)
+                            .bind(&v.route_name)
+                            .bind(&v.podcast)
+                            .bind(&v.episode)
+                            .bind(&v.country)
+                            .bind(&v.city)
+                            .bind(&v.referrer)
+                            .bind(&v.user_agent)
+                            .bind(&v.ip_address)
+                            .bind(&v.created_at);
                     }
+                    query.execute(&mut *tx).await?;
+                }
+                for chunk in plays.chunks(ROWS_PER_INSERT) {
+                    let sql = multi_row_insert(INSERT_PLAYS, PLAY_COLUMNS, chunk.len(), $binds);
+                    let mut query = sqlx::query(&sql).persistent(false);
+                    for p in chunk {
+                        query = query
+                            .bind(&p.user_fingerprint)
+                            .bind(&p.podcast)
+                            .bind(&p.episode)
+                            .bind(&p.user_agent)
+                            .bind(&p.ip_address)
+                            .bind(&p.created_at);
+                    }
+                    query.execute(&mut *tx).await?;
                 }
                 tx.commit().await
             }
@@ -390,6 +469,46 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            async fn import_rows(
+                &self,
+                table: Table,
+                rows: &[(i64, Event)],
+            ) -> Result<u64, sqlx::Error> {
+                let mut tx = self.0.begin().await?;
+                let mut new = 0;
+                for (id, event) in rows {
+                    let query = match event {
+                        Event::PageView(v) => sqlx::query(IMPORT_PAGE_VIEW)
+                            .bind(id)
+                            .bind(&v.user_fingerprint)
+                            .bind(&v.path)
+                            .bind(&v.route_name)
+                            .bind(&v.podcast)
+                            .bind(&v.episode)
+                            .bind(&v.country)
+                            .bind(&v.city)
+                            .bind(&v.referrer)
+                            .bind(&v.user_agent)
+                            .bind(&v.ip_address)
+                            .bind(&v.created_at),
+                        Event::EpisodePlay(p) => sqlx::query(IMPORT_PLAY)
+                            .bind(id)
+                            .bind(&p.user_fingerprint)
+                            .bind(&p.podcast)
+                            .bind(&p.episode)
+                            .bind(&p.user_agent)
+                            .bind(&p.ip_address)
+                            .bind(&p.created_at),
+                    };
+                    new += query.execute(&mut *tx).await?.rows_affected();
+                }
+                if let Some(sql) = $after_import(table) {
+                    sqlx::query(&sql).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(new)
+            }
+
             async fn prune_before(&self, before: &str) -> Result<u64, sqlx::Error> {
                 let mut tx = self.0.begin().await?;
                 let mut n = 0;
@@ -427,6 +546,23 @@ macro_rules! sql_store {
                 async move { Ok(self.export_rows(table, after, limit).await?) }.boxed()
             }
 
+            fn import<'a>(
+                &'a self,
+                table: Table,
+                rows: &'a [(i64, Event)],
+            ) -> BoxFuture<'a, Result<u64, StoreError>> {
+                async move { Ok(self.import_rows(table, rows).await?) }.boxed()
+            }
+
+            fn last_id(&self, table: Table) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+                async move {
+                    let sql = format!("SELECT MAX(id) AS id FROM {}", table.name());
+                    let row = sqlx::query(&sql).fetch_one(&self.0).await?;
+                    Ok(row.try_get::<Option<i64>, _>("id")?)
+                }
+                .boxed()
+            }
+
             fn rows(&self, table: Table) -> BoxFuture<'_, Result<i64, StoreError>> {
                 async move {
                     let sql = format!("SELECT COUNT(*) AS n FROM {}", table.name());
@@ -447,5 +583,23 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(SqliteStore, sqlite);
-sql_store!(PgStore, postgres);
+sql_store!(SqliteStore, sqlite, sqlite_after_import, Binds::Positional);
+sql_store!(PgStore, postgres, postgres_after_import, Binds::Numbered);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_multi_row_insert_numbers_its_binds_row_by_row() {
+        assert_eq!(
+            multi_row_insert("INSERT INTO t (a, b) VALUES ", 2, 3, Binds::Numbered),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(multi_row_insert("V ", 1, 1, Binds::Numbered), "V ($1)");
+        assert_eq!(
+            multi_row_insert("V ", 2, 2, Binds::Positional),
+            "V (?, ?), (?, ?)"
+        );
+    }
+}
