@@ -14,7 +14,7 @@ both!(
     the_schema_is_versioned_and_migrated_once,
     old_events_are_pruned,
     a_batch_is_written_whole,
-    a_database_is_copied_whole_into_an_empty_one,
+    a_database_is_copied_whole_and_a_stopped_copy_resumed,
 );
 
 /// The original's tables as its `AnalyticsDb::new` created them (types mapped for
@@ -248,8 +248,9 @@ async fn a_batch_is_written_whole(db: analytics_support::Db) {
     store.close().await;
 }
 
-async fn a_database_is_copied_whole_into_an_empty_one(db: analytics_support::Db) {
-    // The source: an original SQLite database, with a row whose user agent is NULL.
+async fn a_database_is_copied_whole_and_a_stopped_copy_resumed(db: analytics_support::Db) {
+    // The source: an original SQLite database, with a row whose user agent is NULL. Its
+    // page views span two pages of the copy.
     let source = analytics_support::Db::sqlite().await;
     let mut sql = original_schema(false);
     for i in 0..1_500 {
@@ -301,16 +302,72 @@ async fn a_database_is_copied_whole_into_an_empty_one(db: analytics_support::Db)
         .await;
     assert_eq!(ua, [""]);
 
-    // A second copy would double every row: refused.
+    // Run again after it finished: nothing more is copied.
     let again = copy(&source.url, &db.url);
-    assert!(!again.status.success());
-    let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        stderr.contains("already holds 1500 page_views row(s)"),
-        "{stderr}"
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).lines().next(),
+        Some("copied 0 page view(s) and 0 episode play(s)")
     );
     assert_eq!(
         db.count("SELECT COUNT(*) AS n FROM page_views").await,
         1_500
     );
+
+    // A copy that stopped part-way (the later rows missing) goes on where it stopped.
+    db.execute(&[
+        "DELETE FROM page_views WHERE id > 700",
+        "DELETE FROM episode_plays",
+    ])
+    .await;
+    let resumed = copy(&source.url, &db.url);
+    assert!(resumed.status.success(), "{resumed:?}");
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("copied 800 page view(s) and 2 episode play(s)")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("the destination held 700 page view(s) and 0 episode play(s) of an earlier copy already")
+    );
+    let from = store::open(&source.url).await.unwrap();
+    let to = store::open(&db.url).await.unwrap();
+    assert_eq!(
+        to.stats(None).await.unwrap(),
+        from.stats(None).await.unwrap()
+    );
+    const IDS: &str = "SELECT CAST(COUNT(id) AS TEXT) AS n, CAST(MIN(id) AS TEXT) AS low, \
+        CAST(MAX(id) AS TEXT) AS high, CAST(SUM(id) AS TEXT) AS sum FROM page_views";
+    let columns = ["n", "low", "high", "sum"];
+    assert_eq!(
+        db.texts(IDS, &columns).await,
+        source.texts(IDS, &columns).await,
+        "the source's ids are kept"
+    );
+
+    // New events written after a copy get ids after the copied ones.
+    to.insert(&[sample("after", &now())]).await.unwrap();
+    let last = db
+        .texts(
+            "SELECT CAST(MAX(id) AS TEXT) AS id FROM page_views",
+            &["id"],
+        )
+        .await;
+    assert_eq!(last, ["1501"]);
+    from.close().await;
+    to.close().await;
+
+    // That row is not the source's: the destination is no longer a copy, and is refused
+    // before anything is written.
+    db.execute(&["DELETE FROM episode_plays"]).await;
+    let refused = copy(&source.url, &db.url);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("page_views row 1501 is not the source's"),
+        "{stderr}"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) AS n FROM episode_plays").await, 0);
 }
