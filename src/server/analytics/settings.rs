@@ -10,8 +10,15 @@ use serde_json::Value;
 
 use crate::server::config::ConfigError;
 
+impl std::fmt::Debug for AnalyticsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyticsArgs").finish_non_exhaustive()
+    }
+}
+
 /// The analytics flags of `podmap serve`; each falls back to its environment variable.
-#[derive(Debug, Clone, Default, Args)]
+/// `Debug` names the type only: the database URL and the address key are secrets.
+#[derive(Clone, Default, Args)]
 pub struct AnalyticsArgs {
     /// Analytics on or off; off answers the track routes with success and stores nothing
     /// [default: on].

@@ -70,8 +70,15 @@ use super::prompts::{Prompts, PromptsError};
 
 pub mod redact;
 
-/// `podmap serve` flags; each falls back to its environment variable (via clap).
-#[derive(Debug, Clone, Default, Args)]
+impl std::fmt::Debug for SettingsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingsArgs").finish_non_exhaustive()
+    }
+}
+
+/// `podmap serve` flags; each falls back to its environment variable (via clap). `Debug`
+/// names the type only: the flags hold API keys, tokens and database passwords as typed.
+#[derive(Clone, Default, Args)]
 // The field docs are `--help` text, where a URL example reads better bare than in <…>.
 #[allow(rustdoc::bare_urls)]
 pub struct SettingsArgs {

@@ -192,3 +192,19 @@ fn log_format_from_flag_then_file() {
         "an unknown format in the file falls back to the default"
     );
 }
+
+#[test]
+fn the_flags_print_no_secret_in_debug() {
+    let mut args = SettingsArgs {
+        llm_api_key: Some("sk-llm-secret".into()),
+        embedding_api_key: Some("sk-embedding-secret".into()),
+        auth_token: Some("chat-token-secret".into()),
+        stats_auth_token: Some("stats-token-secret".into()),
+        ..SettingsArgs::default()
+    };
+    args.analytics.database_url = Some("postgres://u:db-password-secret@host/db".into());
+    args.analytics.ip_secret = Some("ip-key-secret".into());
+    let printed = format!("{args:?} {:?}", args.analytics);
+    assert!(!printed.contains("secret"), "{printed}");
+    assert!(printed.starts_with("SettingsArgs"), "{printed}");
+}
