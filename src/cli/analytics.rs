@@ -48,7 +48,7 @@ pub(super) fn run(args: AnalyticsArgs) -> anyhow::Result<ExitCode> {
     );
     bar.set_style(
         ProgressStyle::with_template(
-            "{msg:>14} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+            "{msg:>14} [{bar:40}] {human_pos}/{human_len} rows, eta {eta}",
         )
         .expect("valid template")
         .progress_chars("=> "),

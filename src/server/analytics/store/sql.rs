@@ -151,12 +151,11 @@ fn multi_row_insert(head: &str, columns: usize, rows: usize, binds: Binds) -> St
 }
 
 /// The inserts of `podmap analytics copy`: the source's ids kept, a row already copied skipped.
-const IMPORT_PAGE_VIEW: &str = "INSERT INTO page_views (id, user_fingerprint, path, route_name, \
-    podcast, episode, country, city, referrer, user_agent, ip_address, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
-const IMPORT_PLAY: &str = "INSERT INTO episode_plays (id, user_fingerprint, podcast, episode, \
-    user_agent, ip_address, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-    ON CONFLICT (id) DO NOTHING";
+const IMPORT_PAGE_VIEWS: &str = "INSERT INTO page_views (id, user_fingerprint, path, route_name, \
+    podcast, episode, country, city, referrer, user_agent, ip_address, created_at) VALUES ";
+const IMPORT_PLAYS: &str = "INSERT INTO episode_plays (id, user_fingerprint, podcast, episode, \
+    user_agent, ip_address, created_at) VALUES ";
+const SKIP_COPIED: &str = " ON CONFLICT (id) DO NOTHING";
 
 /// What moves the id sequence past rows inserted with explicit ids. SQLite's AUTOINCREMENT
 /// does it by itself; a PostgreSQL `BIGSERIAL` would hand out the copied ids again.
@@ -476,9 +475,30 @@ macro_rules! sql_store {
             ) -> Result<u64, sqlx::Error> {
                 let mut tx = self.0.begin().await?;
                 let mut new = 0;
-                for (id, event) in rows {
-                    let query = match event {
-                        Event::PageView(v) => sqlx::query(IMPORT_PAGE_VIEW)
+                let views: Vec<(i64, &PageView)> = rows
+                    .iter()
+                    .filter_map(|(id, e)| match e {
+                        Event::PageView(v) => Some((*id, v)),
+                        Event::EpisodePlay(_) => None,
+                    })
+                    .collect();
+                let plays: Vec<(i64, &EpisodePlay)> = rows
+                    .iter()
+                    .filter_map(|(id, e)| match e {
+                        Event::EpisodePlay(p) => Some((*id, p)),
+                        Event::PageView(_) => None,
+                    })
+                    .collect();
+                for chunk in views.chunks(ROWS_PER_INSERT) {
+                    let sql = multi_row_insert(
+                        IMPORT_PAGE_VIEWS,
+                        PAGE_VIEW_COLUMNS + 1,
+                        chunk.len(),
+                        $binds,
+                    ) + SKIP_COPIED;
+                    let mut query = sqlx::query(&sql).persistent(false);
+                    for (id, v) in chunk {
+                        query = query
                             .bind(id)
                             .bind(&v.user_fingerprint)
                             .bind(&v.path)
@@ -490,16 +510,24 @@ macro_rules! sql_store {
                             .bind(&v.referrer)
                             .bind(&v.user_agent)
                             .bind(&v.ip_address)
-                            .bind(&v.created_at),
-                        Event::EpisodePlay(p) => sqlx::query(IMPORT_PLAY)
+                            .bind(&v.created_at);
+                    }
+                    new += query.execute(&mut *tx).await?.rows_affected();
+                }
+                for chunk in plays.chunks(ROWS_PER_INSERT) {
+                    let sql = multi_row_insert(IMPORT_PLAYS, PLAY_COLUMNS + 1, chunk.len(), $binds)
+                        + SKIP_COPIED;
+                    let mut query = sqlx::query(&sql).persistent(false);
+                    for (id, p) in chunk {
+                        query = query
                             .bind(id)
                             .bind(&p.user_fingerprint)
                             .bind(&p.podcast)
                             .bind(&p.episode)
                             .bind(&p.user_agent)
                             .bind(&p.ip_address)
-                            .bind(&p.created_at),
-                    };
+                            .bind(&p.created_at);
+                    }
                     new += query.execute(&mut *tx).await?.rows_affected();
                 }
                 if let Some(sql) = $after_import(table) {
