@@ -8,15 +8,17 @@
 //! - `podmap_postgres`: `PODMAP_POSTGRES_URL` names a PostgreSQL server whose user may create
 //!   databases (`tools/test.sh` sets it when `pg_isready -h 127.0.0.1` answers). The analytics
 //!   store tests create a database of their own there and drop it at the end.
+//! - `podmap_numpy`: `$PODMAP_PYTHON` (default `python3`) imports numpy, so the `.npy` tests
+//!   can have real numpy write their input files.
 //!
-//! When this script runs again. Cargo reruns it when one of the two variables changes, when
+//! When this script runs again. Cargo reruns it when one of the variables changes, when
 //! `build.rs` changes, and, while the corpus is there, when its `queries.json` changes or goes
 //! away. A corpus that is missing is not watched: Cargo treats a missing watched path as
 //! changed and would rebuild the crate on every `cargo test`, and watching the folder around
 //! the checkout would rescan all of it, `target/` included. So a corpus that appears later is
-//! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`). Setting or unsetting
-//! `PODMAP_EMBEDDINGS_URL` (or `PODMAP_POSTGRES_URL`) reruns this script and rebuilds the crate,
-//! not its dependencies.
+//! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`), and so is numpy installed
+//! later. Setting or unsetting `PODMAP_EMBEDDINGS_URL` (or `PODMAP_POSTGRES_URL`,
+//! `PODMAP_PYTHON`) reruns this script and rebuilds the crate, not its dependencies.
 
 use std::env;
 use std::path::PathBuf;
@@ -26,9 +28,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PODMAP_CORPUS");
     println!("cargo:rerun-if-env-changed=PODMAP_EMBEDDINGS_URL");
     println!("cargo:rerun-if-env-changed=PODMAP_POSTGRES_URL");
+    println!("cargo:rerun-if-env-changed=PODMAP_PYTHON");
     println!("cargo:rustc-check-cfg=cfg(podmap_corpus)");
     println!("cargo:rustc-check-cfg=cfg(podmap_embeddings)");
     println!("cargo:rustc-check-cfg=cfg(podmap_postgres)");
+    println!("cargo:rustc-check-cfg=cfg(podmap_numpy)");
 
     let queries = corpus_dir().join("queries.json");
     if queries.is_file() {
@@ -40,6 +44,16 @@ fn main() {
     }
     if set("PODMAP_POSTGRES_URL").is_some() {
         println!("cargo:rustc-cfg=podmap_postgres");
+    }
+    let python = set("PODMAP_PYTHON").unwrap_or_else(|| "python3".into());
+    let numpy = std::process::Command::new(python)
+        .args(["-c", "import numpy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if numpy {
+        println!("cargo:rustc-cfg=podmap_numpy");
     }
 }
 

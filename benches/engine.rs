@@ -13,6 +13,9 @@
 //! beyond the caches) and at the matrix's own size (which the 32 MiB L3 partly holds), so the
 //! scan rate can be compared with what reading the same bytes costs.
 //!
+//! And the first query from a cold page cache, with and without `MmapIndex::warm` first
+//! (see `cold_first_query`).
+//!
 //! At the end a summary prints the ratios. `cargo bench --bench engine`; set
 //! `PODMAP_BENCH_ITEMS`/`PODMAP_BENCH_DIMS` for another generated size.
 
@@ -314,13 +317,110 @@ fn summary(sets: &[Dataset]) {
     }
 }
 
+/// The first query after a reboot or a deploy, when the archive is in no page cache: open +
+/// top-10 on a cold file, against `warm` (the matrix read in with `WillNeed` + one byte per
+/// page) and then the same query. The file is a fresh copy of the dataset's archive, evicted
+/// before each round with `posix_fadvise(POSIX_FADV_DONTNEED)` (a file just written is in the
+/// cache); `mincore` confirms how many of its pages were still resident. Prints its own table.
+/// `PODMAP_BENCH_ONLY=cold` runs this section alone.
+#[cfg(target_os = "linux")]
+fn cold_first_query(sets: &[Dataset]) {
+    use podmap::index::{archive_path, WarmScope};
+    const ROUNDS: u32 = 5;
+    println!("\n## first query from a cold page cache ({ROUNDS} rounds, means)\n");
+    println!(
+        "| dataset | resident before | cold open + first query | open + warm | first query after warm \
+         | first query: cold / warmed | cold / (warm + query) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for set in sets {
+        let copy_dir = support::bench_data().join("cold").join(&set.name);
+        let copy = archive_path(&copy_dir, &set.podcast);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(archive_path(&set.index_dir, &set.podcast), &copy).unwrap();
+        std::fs::File::open(&copy).unwrap().sync_all().unwrap();
+        let q = &set.queries[0];
+        let (mut cold, mut warm, mut after, mut resident) =
+            (Duration::ZERO, Duration::ZERO, Duration::ZERO, 0.0);
+        for _ in 0..ROUNDS {
+            resident += evict(&copy);
+            let started = Instant::now();
+            let index = MmapIndex::open(&copy).unwrap();
+            black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
+            cold += started.elapsed();
+            drop(index);
+
+            evict(&copy);
+            let started = Instant::now();
+            let index = MmapIndex::open(&copy).unwrap();
+            black_box(index.warm(WarmScope::Matrix, |_| {}));
+            warm += started.elapsed();
+            let started = Instant::now();
+            black_box(index.search_vector(q, 10, &Filter::all()).unwrap());
+            after += started.elapsed();
+        }
+        let n = f64::from(ROUNDS);
+        let (cold, warm, after) = (cold / ROUNDS, warm / ROUNDS, after / ROUNDS);
+        println!(
+            "| {} | {:.1}% | {} | {} | {} | {:.1}× | {:.2}× |",
+            set.name,
+            100.0 * resident / n,
+            ms(cold),
+            ms(warm),
+            ms(after),
+            cold.as_secs_f64() / after.as_secs_f64(),
+            cold.as_secs_f64() / (warm + after).as_secs_f64()
+        );
+        std::fs::remove_dir_all(&copy_dir).ok();
+    }
+}
+
+/// Drops `path`'s pages from the page cache (it must be mapped nowhere) and returns the
+/// fraction of its pages still resident afterwards (0.0 when the eviction worked).
+#[cfg(target_os = "linux")]
+fn evict(path: &Path) -> f64 {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    // SAFETY: posix_fadvise takes the descriptor (open for the whole call, borrowed from
+    // `file`) and plain integers; it reads and writes no memory of this process.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(
+        r,
+        0,
+        "posix_fadvise: {}",
+        std::io::Error::from_raw_os_error(r)
+    );
+    // SAFETY: read-only mapping of a file this bench wrote and nobody changes while it
+    // lives; it is only passed to mincore, never read.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    let page = 4096;
+    let pages = map.len().div_ceil(page);
+    let mut resident = vec![0u8; pages];
+    // SAFETY: `map` is a live mapping starting at a page boundary, `map.len()` bytes long;
+    // `resident` holds one byte per page of that length, as mincore writes.
+    let r = unsafe {
+        libc::mincore(
+            map.as_ptr() as *mut libc::c_void,
+            map.len(),
+            resident.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+    resident.iter().filter(|&&b| b & 1 == 1).count() as f64 / pages as f64
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut sets = vec![generated()];
     sets.extend(corpus());
+    if std::env::var("PODMAP_BENCH_ONLY").as_deref() == Ok("cold") {
+        cold_first_query(&sets);
+        return;
+    }
     read_bandwidth(&mut c, sets.iter().map(|s| s.matrix_bytes).max().unwrap());
     open_first_result(&mut c, &sets);
     steady_query(&mut c, &sets);
     c.final_summary();
     summary(&sets);
+    cold_first_query(&sets);
 }

@@ -15,6 +15,7 @@ mod library;
 mod logging;
 mod search;
 mod serve;
+mod warm;
 
 /// podmap: memory-mapped indexes for podcast archives.
 ///
@@ -50,6 +51,14 @@ enum Command {
     /// milliseconds whatever their size. With --source json it serves the same API from the
     /// original JSON files, loaded the original way (the baseline).
     Serve(Box<serve::ServeArgs>),
+    /// Read archives into the page cache, so the first search after a reboot is fast.
+    ///
+    /// After a reboot or a deploy to a new machine no archive is in the page cache, and the
+    /// first search of each podcast reads its whole vector matrix from disk, a readahead window
+    /// at a time. `warm` reads the matrices in beforehand (madvise WillNeed, then one byte per
+    /// page), printing per podcast the bytes read and the time; `--all` reads every section.
+    /// `podmap serve --preload` does the same at start and after each reload.
+    Warm(warm::WarmArgs),
     /// Maintain the analytics database of `podmap serve` (copy it to another store).
     Analytics(analytics::AnalyticsArgs),
     /// Print an archive's header.
@@ -69,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Speakers(args) => library::speakers(args),
         Command::Serve(args) => serve::run(*args),
         Command::Analytics(args) => analytics::run(args),
+        Command::Warm(args) => warm::run(args),
         Command::Inspect(args) => archive::inspect(args),
         Command::Verify(args) => archive::verify(args),
     }

@@ -1,13 +1,14 @@
 //! `podmap search`: one podcast by query vectors read from a file, or by text, from the
 //! archive or (as the baseline) the original JSON; prints hits as a table or JSON lines.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 
+use podmap::input::npy::{self, NpyVectors};
 use podmap::mem::ProcessMemory;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
 
@@ -21,7 +22,9 @@ pub(super) struct SearchArgs {
     /// Podcast id.
     #[arg(long, value_name = "ID")]
     podcast: String,
-    /// JSON file with one query vector (an array of floats) or several (an array of arrays).
+    /// Query vectors: a JSON file with one vector (an array of floats) or several (an array of
+    /// arrays), or a NumPy .npy file (float32 '<f4', shape (d,) or (n, d); chosen by the .npy
+    /// extension or the file's magic bytes), as `np.save` writes embeddings.
     #[arg(
         long,
         value_name = "FILE",
@@ -95,7 +98,7 @@ pub(super) fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         print_hits(&mut out, index.as_ref(), 0, &hits, args.json)?;
     } else {
         let path = args.vector.as_deref().expect("required by clap");
-        for (i, query) in read_queries(path)?.iter().enumerate() {
+        for (i, query) in read_queries(path)?.rows().enumerate() {
             let hits = index
                 .search_vector(query, args.top_k, &filter)
                 .with_context(|| format!("query {i} of {}", path.display()))?;
@@ -108,11 +111,32 @@ pub(super) fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads one query vector (`[f, …]`) or several (`[[f, …], …]`).
-fn read_queries(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
+/// Query vectors as read from `--vector`.
+enum Queries {
+    Json(Vec<Vec<f32>>),
+    Npy(NpyVectors),
+}
+
+impl Queries {
+    fn rows(&self) -> Box<dyn Iterator<Item = &[f32]> + '_> {
+        match self {
+            Queries::Json(rows) => Box::new(rows.iter().map(Vec::as_slice)),
+            Queries::Npy(npy) => Box::new(npy.rows()),
+        }
+    }
+}
+
+/// Reads a `.npy` file (by extension or magic bytes), else JSON: one query vector (`[f, …]`)
+/// or several (`[[f, …], …]`).
+fn read_queries(path: &Path) -> anyhow::Result<Queries> {
+    let npy_extension = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy_extension || starts_with_npy_magic(path)? {
+        return Ok(Queries::Npy(npy::read_npy(path)?));
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let nested = value
         .as_array()
@@ -123,12 +147,21 @@ fn read_queries(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
     } else {
         serde_json::from_value::<Vec<f32>>(value).map(|v| vec![v])
     };
-    parsed.with_context(|| {
+    parsed.map(Queries::Json).with_context(|| {
         format!(
             "{}: expected an array of numbers or an array of such arrays",
             path.display()
         )
     })
+}
+
+/// Whether the file begins with the `.npy` magic (a `.npy` saved under another name).
+fn starts_with_npy_magic(path: &Path) -> anyhow::Result<bool> {
+    let mut head = Vec::with_capacity(npy::NPY_MAGIC.len());
+    std::fs::File::open(path)
+        .and_then(|f| f.take(npy::NPY_MAGIC.len() as u64).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(npy::is_npy(&head))
 }
 
 /// One hit as `--json` prints it; the score stays an f32 so it prints as the shortest decimal.

@@ -105,9 +105,38 @@ pub(super) struct Mapped {
     speakers: LazyRecords<ArchivedSpeakersRecord>,
 }
 
+/// Page-cache advice podmap gives for a range of a mapping (`madvise`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Access {
+    /// Read a record at a time at scattered offsets: no readahead.
+    Random,
+    /// About to be read whole: start reading it in now.
+    WillNeed,
+}
+
 impl Mapped {
     pub(super) fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// Gives the kernel page-cache advice for `range` of the mapping. Advice is advisory: a
+    /// failure (an old kernel, a platform without `madvise`) changes no result, so it is
+    /// ignored.
+    pub(super) fn advise(&self, range: Range<usize>, access: Access) {
+        if range.is_empty() || range.end > self.map.len() {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            let advice = match access {
+                Access::Random => memmap2::Advice::Random,
+                Access::WillNeed => memmap2::Advice::WillNeed,
+            };
+            // memmap2 widens the range to whole pages itself.
+            let _ = self.map.advise_range(advice, range.start, range.len());
+        }
+        #[cfg(not(unix))]
+        let _ = access;
     }
 
     /// The meta record: manifest, slots and columns.

@@ -9,8 +9,11 @@
 //!
 //! A podcast is anything with a RAG file or a `podcasts/<id>/` folder: one without a RAG file
 //! still has episodes, transcripts and speakers to serve.
+//!
+//! Beside it, [`npy`] reads query vectors from NumPy `.npy` files (`podmap search --vector`).
 
 pub mod library;
+pub mod npy;
 pub mod rag;
 
 use std::path::{Path, PathBuf};

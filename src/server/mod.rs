@@ -225,9 +225,11 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
         }
     }
     let catalog = match &source {
-        Source::Mmap(dir) => catalog::load_mmap(dir).map_err(|source| ServeError::IndexDir {
-            dir: dir.clone(),
-            source,
+        Source::Mmap(dir) => catalog::load_mmap_with(dir, settings.preload).map_err(|source| {
+            ServeError::IndexDir {
+                dir: dir.clone(),
+                source,
+            }
         })?,
         Source::Json(root) => {
             let root = root.clone();

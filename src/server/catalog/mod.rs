@@ -27,7 +27,8 @@ use crate::transcript::Window;
 pub use json::JsonPodcast;
 pub use mmap::MmapPodcast;
 pub use reload::{
-    guard_in_place_changes, load_mmap, refresh, watch, FileStamp, RELEASE_WAIT, RELOAD_INTERVAL,
+    guard_in_place_changes, load_mmap, load_mmap_with, refresh, watch, FileStamp, RELEASE_WAIT,
+    RELOAD_INTERVAL,
 };
 
 /// Episode metadata as the API returns it.
@@ -119,6 +120,8 @@ pub struct Catalog {
     /// Archives published per podcast id since start-up, kept while a podcast is withdrawn
     /// (a metric: the reload count of each podcast).
     generations: BTreeMap<String, u64>,
+    /// Whether archives are read into the page cache as they are loaded (`serve --preload`).
+    preload: bool,
 }
 
 impl Catalog {

@@ -33,7 +33,7 @@ use arc_swap::ArcSwap;
 use super::mmap::is_busy;
 use super::{Catalog, MmapPodcast, Podcast};
 use crate::error::Result;
-use crate::index::{archive_path, list_archives};
+use crate::index::{archive_path, list_archives, MmapIndex, WarmScope};
 use crate::server::metrics::{self, Refusal};
 
 /// Whether this process handles SIGIO, so that archives may be leased.
@@ -133,6 +133,7 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
     let mut next = Catalog {
         withdrawn: current.withdrawn,
         generations: current.generations.clone(),
+        preload: current.preload,
         ..Catalog::default()
     };
     let mut changed = false;
@@ -166,6 +167,9 @@ fn refresh_with(index_dir: &Path, current: &Catalog, verify: Verify) -> Option<C
         match opened {
             Ok(podcast) => {
                 changed = true;
+                if next.preload {
+                    preload(&id, podcast.mapped());
+                }
                 tracing::info!(podcast = %id, path = %path.display(), "serving archive");
                 *next.generations.entry(id.clone()).or_default() += 1;
                 next.podcasts.insert(id.clone(), Arc::new(podcast));
@@ -274,6 +278,7 @@ impl Catalog {
             releasing: self.releasing.clone(),
             withdrawn: self.withdrawn,
             generations: self.generations.clone(),
+            preload: self.preload,
         }
     }
 
@@ -395,11 +400,35 @@ async fn release(id: String, path: PathBuf, podcast: Arc<dyn Podcast>) {
 /// out). Inside a tokio runtime, installs the SIGIO handler first
 /// ([`guard_in_place_changes`]), so the archives are leased.
 pub fn load_mmap(index_dir: &Path) -> Result<Catalog> {
+    load_mmap_with(index_dir, false)
+}
+
+/// [`load_mmap`], and with `preload` every archive's matrix is read into the page cache
+/// before it is served, now and after every reload ([`MmapIndex::warm`]; `serve --preload`).
+/// The first catalog is loaded before the server listens, so a server that answers at all
+/// answers its first searches from memory.
+pub fn load_mmap_with(index_dir: &Path, preload: bool) -> Result<Catalog> {
     list_archives(index_dir)?; // a missing directory is an error at start-up
     if tokio::runtime::Handle::try_current().is_ok() {
         if let Err(e) = guard_in_place_changes() {
             tracing::warn!("cannot listen for SIGIO, archives are not leased: {e}");
         }
     }
-    Ok(refresh_with(index_dir, &Catalog::default(), Verify::Later).unwrap_or_default())
+    let first = Catalog {
+        preload,
+        ..Catalog::default()
+    };
+    Ok(refresh_with(index_dir, &first, Verify::Later).unwrap_or(first))
+}
+
+/// Reads an archive's matrix into the page cache, logging the bytes and the time.
+fn preload(id: &str, index: &MmapIndex) {
+    let started = Instant::now();
+    let bytes = index.warm(WarmScope::Matrix, |_| {});
+    tracing::info!(
+        podcast = %id,
+        bytes,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "preloaded the matrix into the page cache"
+    );
 }

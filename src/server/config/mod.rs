@@ -28,6 +28,7 @@
 //! | search's wait for an embedding | `--search-embedding-wait-ms` | `PODMAP_SEARCH_EMBEDDING_WAIT_MS` | `rag.searchEmbeddingWaitMs` | 2000 (then lexical) |
 //! | failures that open a breaker | `--breaker-failures` | `PODMAP_BREAKER_FAILURES` | `rag.breakerFailures` | 5 consecutive |
 //! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
+//! | read matrices in at load | `--preload` | `PODMAP_PRELOAD` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`) | `rag.preload` | off |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
 //! | analytics on or off | `--analytics` | `ANALYTICS` (`on`/`off`) | `analytics.enabled` | on |
@@ -168,6 +169,15 @@ pub struct SettingsArgs {
     /// tries it again [default: 10000].
     #[arg(long, env = "PODMAP_BREAKER_COOL_DOWN_MS", value_name = "MS")]
     pub breaker_cool_down_ms: Option<u64>,
+    /// Read every archive's vector matrix into the page cache when it is loaded (at start,
+    /// before the server listens, and after a reload swaps an archive in), so the first
+    /// searches after a reboot or a deploy do not wait for the disk [default: off].
+    #[arg(
+        long,
+        env = "PODMAP_PRELOAD",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub preload: bool,
     /// Log lines on stderr: `text` for people, `json` (one object a line, with the request's
     /// id, method, path and route) for log shippers [default: text].
     #[arg(long, env = "PODMAP_LOG_FORMAT", value_enum, value_name = "FORMAT")]
@@ -256,6 +266,8 @@ pub struct Settings {
     /// When each upstream's circuit breaker opens, and for how long.
     pub breaker: BreakerConfig,
     pub log_format: LogFormat,
+    /// Whether archives are read into the page cache when loaded ([`crate::index::MmapIndex::warm`]).
+    pub preload: bool,
     /// Where the prompt templates came from; `None`: the built-in wording.
     pub prompts_file: Option<PathBuf>,
     /// The chat's prompt templates, checked at start-up.
@@ -410,6 +422,11 @@ impl Settings {
                 .log_format
                 .or_else(|| text(&["rag", "logFormat"]).and_then(|f| LogFormat::parse(&f)))
                 .unwrap_or_default(),
+            preload: args.preload
+                || file
+                    .pointer("/rag/preload")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
             prompts_file: args
                 .prompts_file
                 .or_else(|| text(&["rag", "promptsFile"]).map(PathBuf::from)),

@@ -87,6 +87,7 @@ impl fmt::Debug for Settings {
             .field("search_embedding_wait", &self.search_embedding_wait)
             .field("breaker", &self.breaker)
             .field("log_format", &self.log_format)
+            .field("preload", &self.preload)
             .field("prompts_file", &self.prompts_file)
             .field("prompts", &self.prompts)
             .field("analytics", &self.analytics)

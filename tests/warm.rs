@@ -1,0 +1,172 @@
+//! Warming archives into the page cache: `podmap warm` on the fixtures, its refusals, the
+//! library call it makes, and `podmap serve --preload` warming before it answers.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::{podmap, s, text};
+use podmap::index::WarmScope;
+use podmap::MmapIndex;
+
+#[test]
+fn warm_names_each_podcast_with_the_bytes_it_read() {
+    let index = common::fixtures_index();
+    let out = podmap(&["warm", s(index)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let archives = podmap::index::list_archives(index).unwrap();
+    assert_eq!(stdout.lines().count(), archives.len(), "{stdout}");
+    for ((id, path), line) in archives.iter().zip(stdout.lines()) {
+        let matrix = MmapIndex::open(path).unwrap().matrix().len() * 4;
+        assert!(
+            line.starts_with(&format!("{id}: warmed {matrix} bytes (")) && line.contains("matrix"),
+            "{line}"
+        );
+    }
+
+    // --podcast and --all: one podcast, every section (more than its matrix).
+    let out = podmap(&["warm", s(index), "--podcast", "demo-raumfahrt", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let file_len = std::fs::metadata(podmap::index::archive_path(index, "demo-raumfahrt"))
+        .unwrap()
+        .len();
+    let line = stdout.lines().next().unwrap();
+    let bytes: u64 = line
+        .strip_prefix("demo-raumfahrt: warmed ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let index_one = MmapIndex::open_podcast(index, "demo-raumfahrt").unwrap();
+    assert!(
+        bytes > (index_one.matrix().len() * 4) as u64 && bytes <= file_len,
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn warm_refuses_an_unknown_directory_or_podcast() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-index");
+    let out = podmap(&["warm", s(&missing)]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot list the archives in") && stderr.contains("no-such-index"),
+        "{stderr}"
+    );
+
+    let out = podmap(&[
+        "warm",
+        s(common::fixtures_index()),
+        "--podcast",
+        "no-such-podcast",
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no archive for podcast \"no-such-podcast\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn warm_reports_what_it_read_and_progress_up_to_it() {
+    let index = MmapIndex::open_podcast(common::fixtures_index(), "demo-raumfahrt").unwrap();
+    for scope in [WarmScope::Matrix, WarmScope::All] {
+        let mut seen = Vec::new();
+        let bytes = index.warm(scope, |done| seen.push(done));
+        assert_eq!(bytes, index.warm_len(scope));
+        assert_eq!(seen.last(), Some(&bytes), "{scope:?}");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{scope:?}: {seen:?}");
+    }
+    assert_eq!(
+        index.warm_len(WarmScope::Matrix),
+        (index.matrix().len() * 4) as u64
+    );
+    // Warming reads; it changes nothing the archive answers.
+    index.verify().unwrap();
+}
+
+/// `podmap serve --preload` logs each archive it warmed before it starts listening, then
+/// answers a search.
+#[test]
+fn serve_preload_warms_before_serving_and_answers() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
+        .args(["serve", "--index", s(common::fixtures_index())])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--preload",
+        ])
+        // No analytics store: the default one would be created in the checkout.
+        .args(["--analytics", "off"])
+        .env("RUST_LOG", "info")
+        .env_remove("PODMAP_LOG_FORMAT")
+        .env_remove("PODMAP_PRELOAD")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run podmap serve");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut preloaded = Vec::new();
+    let serving = loop {
+        let line = received
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}; preloaded so far: {preloaded:?}"));
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        let message = parsed["message"].as_str().unwrap_or("").to_owned();
+        if message.starts_with("preloaded") {
+            preloaded.push(parsed["podcast"].as_str().unwrap().to_owned());
+        }
+        if message.starts_with("podmap serving") {
+            break message;
+        }
+    };
+    let archives: Vec<String> = podmap::index::list_archives(common::fixtures_index())
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(preloaded, archives);
+    let addr = serving
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the address in the start-up line");
+    let body = r#"{"query": "Raumstation", "podcastId": "demo-raumfahrt"}"#;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/episodes/search HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let json: Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {answer}"));
+    assert!(!json["episodes"].as_array().unwrap().is_empty(), "{answer}");
+}
