@@ -8,12 +8,12 @@
 use rayon::prelude::*;
 
 use super::topk::TopK;
-use super::{kernel, query_norm, Filter, Hit};
+use super::{kernel, query_norm, EpisodeFilter, Filter, Hit};
 use crate::error::{Error, Result};
 
 /// Rows scored by one task of a parallel scan: big enough that scheduling is noise, small
 /// enough that both cores stay busy on a few thousand rows.
-const ROWS_PER_TASK: usize = 256;
+pub const ROWS_PER_TASK: usize = 256;
 
 /// A row-major matrix of L2-normalised rows (zero rows for items without an embedding) and
 /// the per-row columns a scan reads.
@@ -117,6 +117,11 @@ fn sort_best_first(hits: &mut [Hit]) {
 
 /// Scores every row that passes `filter` against `unit` and folds the finite scores into
 /// per-task accumulators, which are then merged.
+///
+/// Rows are scored [`kernel::ROWS_PER_PASS`] at a time, so the query is read once per pass.
+/// When every row has an embedding and the filter takes all of them, the columns are not
+/// read at all and each task scores its contiguous rows straight through; otherwise the rows
+/// that pass are gathered into passes first, so a rejected row is still never touched.
 fn fold<M: Matrix + ?Sized, A: Send>(
     matrix: &M,
     unit: &[f32],
@@ -125,13 +130,63 @@ fn fold<M: Matrix + ?Sized, A: Send>(
     push: impl Fn(&mut A, u32, f32) + Sync + Send,
     merge: impl Fn(A, A) -> A + Sync + Send,
 ) -> A {
-    let score = |acc: &mut A, row: &[f32], index: u32| {
-        let score = kernel::dot(unit, row);
-        if score.is_finite() {
-            push(acc, index, score);
-        }
-    };
-    rows_in_parallel(matrix, filter, &init, score).reduce(&init, &merge)
+    const PASS: usize = kernel::ROWS_PER_PASS;
+    let d = matrix.row_len().max(1);
+    let every_row = matches!(filter.episodes, EpisodeFilter::All)
+        && matrix.embedded_rows() == matrix.rows().len() / d;
+    let columns = matrix.columns();
+    let columns = &columns;
+    matrix
+        .rows()
+        .par_chunks(d * ROWS_PER_TASK)
+        .enumerate()
+        .map(|(task, rows)| {
+            let mut acc = init();
+            let first = task * ROWS_PER_TASK;
+            let row = |offset: usize| &rows[offset * d..(offset + 1) * d];
+            let mut score = |offset: usize, score: f32| {
+                if score.is_finite() {
+                    push(&mut acc, (first + offset) as u32, score);
+                }
+            };
+            let count = rows.len() / d;
+            if every_row {
+                let passes = count / PASS * PASS;
+                for at in (0..passes).step_by(PASS) {
+                    let scores: [f32; PASS] =
+                        kernel::dot_rows(unit, std::array::from_fn(|r| row(at + r)));
+                    for (r, s) in scores.into_iter().enumerate() {
+                        score(at + r, s);
+                    }
+                }
+                for offset in passes..count {
+                    score(offset, kernel::dot(unit, row(offset)));
+                }
+            } else {
+                let mut pending = [0usize; PASS];
+                let mut len = 0;
+                for offset in 0..count {
+                    let (embedded, episode) = columns(first + offset);
+                    if !(embedded && filter.accepts(episode)) {
+                        continue;
+                    }
+                    pending[len] = offset;
+                    len += 1;
+                    if len == PASS {
+                        let scores = kernel::dot_rows(unit, pending.map(row));
+                        for (&offset, s) in pending.iter().zip(scores) {
+                            score(offset, s);
+                        }
+                        len = 0;
+                    }
+                }
+                for &offset in &pending[..len] {
+                    score(offset, kernel::dot(unit, row(offset)));
+                }
+            }
+            acc
+        })
+        .reduce(&init, &merge)
 }
 
 /// The rows with an embedding that pass `filter`, handed to `visit` in parallel chunks of

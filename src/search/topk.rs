@@ -42,6 +42,9 @@ impl Ord for Ranked {
 pub struct TopK {
     k: usize,
     heap: BinaryHeap<Reverse<Ranked>>,
+    /// The worst kept score once `k` are kept (minus infinity before): a lower score cannot
+    /// enter, so most rows of a scan are turned away by one comparison, without the heap.
+    floor: f32,
 }
 
 impl TopK {
@@ -49,6 +52,7 @@ impl TopK {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+            floor: f32::NEG_INFINITY,
         }
     }
 
@@ -61,7 +65,8 @@ impl TopK {
 
     #[inline]
     pub fn push(&mut self, index: u32, score: f32) {
-        if self.k == 0 {
+        // `<`, not `<=`: an equal score still enters if it has the lower row.
+        if self.k == 0 || score < self.floor {
             return;
         }
         let candidate = Ranked(Hit { index, score });
@@ -71,6 +76,9 @@ impl TopK {
             if candidate > worst.0 {
                 *worst = Reverse(candidate);
             }
+        }
+        if self.heap.len() == self.k {
+            self.floor = self.heap.peek().map_or(f32::NEG_INFINITY, |r| r.0 .0.score);
         }
     }
 
