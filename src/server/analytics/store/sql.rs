@@ -302,37 +302,63 @@ macro_rules! sql_store {
             }
 
             async fn insert_all(&self, batch: &[Event]) -> Result<(), sqlx::Error> {
-                let mut tx = self.0.begin().await?;
+                // Rows go out as multi-row INSERTs, not one statement each: every statement is
+                // a round trip (to SQLite's worker thread, or over the network to PostgreSQL),
+                // and one per row made the round trips most of a batch's cost and capped what
+                // PostgreSQL took below what the server answers. A batch is cut into chunks of
+                // these sizes (its binary digits, largest first), so each connection prepares
+                // and caches a few statements per table instead of one per batch length.
+                const CHUNKS: [usize; 8] = [128, 64, 32, 16, 8, 4, 2, 1];
+                fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+                    std::iter::from_fn(move || {
+                        let n = CHUNKS.into_iter().find(|&n| n <= rows.len())?;
+                        let (chunk, rest) = rows.split_at(n);
+                        rows = rest;
+                        Some(chunk)
+                    })
+                }
+                // `INSERT INTO table (columns)`: the one-row statements' text up to VALUES.
+                let head = |one_row: &'static str| {
+                    one_row.split_once(" VALUES").expect("an INSERT … VALUES").0
+                };
+                let (mut views, mut plays) = (Vec::new(), Vec::new());
                 for event in batch {
                     match event {
-                        Event::PageView(v) => {
-                            sqlx::query(INSERT_PAGE_VIEW)
-                                .bind(&v.user_fingerprint)
-                                .bind(&v.path)
-                                .bind(&v.route_name)
-                                .bind(&v.podcast)
-                                .bind(&v.episode)
-                                .bind(&v.country)
-                                .bind(&v.city)
-                                .bind(&v.referrer)
-                                .bind(&v.user_agent)
-                                .bind(&v.ip_address)
-                                .bind(&v.created_at)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        Event::EpisodePlay(p) => {
-                            sqlx::query(INSERT_PLAY)
-                                .bind(&p.user_fingerprint)
-                                .bind(&p.podcast)
-                                .bind(&p.episode)
-                                .bind(&p.user_agent)
-                                .bind(&p.ip_address)
-                                .bind(&p.created_at)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
+                        Event::PageView(v) => views.push(v),
+                        Event::EpisodePlay(p) => plays.push(p),
                     }
+                }
+                let mut tx = self.0.begin().await?;
+                for chunk in chunks(&views) {
+                    let mut insert = sqlx::QueryBuilder::new(head(INSERT_PAGE_VIEW));
+                    insert.push(" ");
+                    insert.push_values(chunk, |mut row, v| {
+                        row.push_bind(&v.user_fingerprint)
+                            .push_bind(&v.path)
+                            .push_bind(&v.route_name)
+                            .push_bind(&v.podcast)
+                            .push_bind(&v.episode)
+                            .push_bind(&v.country)
+                            .push_bind(&v.city)
+                            .push_bind(&v.referrer)
+                            .push_bind(&v.user_agent)
+                            .push_bind(&v.ip_address)
+                            .push_bind(&v.created_at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
+                }
+                for chunk in chunks(&plays) {
+                    let mut insert = sqlx::QueryBuilder::new(head(INSERT_PLAY));
+                    insert.push(" ");
+                    insert.push_values(chunk, |mut row, p| {
+                        row.push_bind(&p.user_fingerprint)
+                            .push_bind(&p.podcast)
+                            .push_bind(&p.episode)
+                            .push_bind(&p.user_agent)
+                            .push_bind(&p.ip_address)
+                            .push_bind(&p.created_at);
+                    });
+                    insert.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await
             }
