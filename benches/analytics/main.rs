@@ -20,20 +20,22 @@
 //!    landed (so the writer's inserts count); the same for a burst of searches, and an idle
 //!    second for the background.
 //! 2. **Search beside tracking**: `/api/episodes/search` from a few closed-loop clients in
-//!    this process (one thread), in interleaved rounds: alone, beside the load, alone, beside,
-//!    …; the ratio of the medians over rounds of each p99, and each pair's ratio, with each
-//!    round's figures and who used the CPU (server, search clients, load child, other
-//!    processes), so the machine's noise shows. Every answered event must then be stored.
+//!    this process (one thread), in interleaved rounds: alone; beside the load sent to the
+//!    server with analytics off (what the HTTP requests alone do to searches); beside the
+//!    load stored in SQLite; alone, …. For each setting the median over rounds of the p99,
+//!    its ratio to the median alone, and each round's ratio to the round alone before it,
+//!    with each round's figures and who used the CPU (server, search clients, load child,
+//!    other processes), so the machine's noise shows. Every answered event must be stored.
 //! 3. **Track throughput**: the load child in closed loop (many clients) for a few seconds,
 //!    on SQLite and on PostgreSQL (`PODMAP_POSTGRES_URL`, default
 //!    `postgres://postgres@127.0.0.1:5432/postgres`; a database of its own, dropped after;
 //!    skipped with the reason when unreachable), counting the rows that land and the events
 //!    dropped; for PostgreSQL also the server CPU per event of the burst in 1.
 //!
-//! `cargo bench --bench analytics`, about 75 s. Settings (environment):
+//! `cargo bench --bench analytics`, about 80 s. Settings (environment):
 //! `PODMAP_ANALYTICS_RATE` (events/s of the load and the bursts, default 500),
 //! `PODMAP_ANALYTICS_BURST` (track requests of a CPU burst, default 2000; searches: half),
-//! `PODMAP_ANALYTICS_ROUNDS` (rounds of each kind, default 8, at least 3),
+//! `PODMAP_ANALYTICS_ROUNDS` (rounds of each setting, default 6, at least 3),
 //! `PODMAP_ANALYTICS_ROUND_SECS` (default 2.5), `PODMAP_ANALYTICS_SEARCH_CLIENTS` (default 2),
 //! `PODMAP_ANALYTICS_TRACK_CLIENTS` (closed-loop clients of the throughput runs, default 32),
 //! `PODMAP_ANALYTICS_SECS` (seconds of a throughput run, default 5).
@@ -84,7 +86,7 @@ impl Config {
         Config {
             rate: env_usize("PODMAP_ANALYTICS_RATE", 500).max(1) as f64,
             secs: env_usize("PODMAP_ANALYTICS_SECS", 5).max(1) as f64,
-            rounds: env_usize("PODMAP_ANALYTICS_ROUNDS", 8).max(3),
+            rounds: env_usize("PODMAP_ANALYTICS_ROUNDS", 6).max(3),
             round_secs: std::env::var("PODMAP_ANALYTICS_ROUND_SECS")
                 .ok()
                 .and_then(|v| v.parse::<f64>().ok())
@@ -237,9 +239,31 @@ async fn cpu_per_request(
     (cpu / report.ok.max(1) as u32, report)
 }
 
-/// One round of searches: `clients` closed loops for `secs`, with or without the load.
+/// What runs beside the searches of a round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    Alone,
+    /// The track load, sent to a server with analytics off: the HTTP requests alone.
+    BesideOff,
+    /// The track load, stored in SQLite: what the requirement is about.
+    BesideSqlite,
+}
+
+impl Setting {
+    const ALL: [Setting; 3] = [Setting::Alone, Setting::BesideOff, Setting::BesideSqlite];
+
+    fn name(self) -> &'static str {
+        match self {
+            Setting::Alone => "alone",
+            Setting::BesideOff => "beside, analytics off",
+            Setting::BesideSqlite => "beside, SQLite",
+        }
+    }
+}
+
+/// One round of searches: closed loops for a while, with or without the load.
 struct Round {
-    beside: bool,
+    setting: Setting,
     /// Sorted latencies of the searches.
     latencies: Vec<Duration>,
     server_cores: f64,
@@ -257,9 +281,11 @@ impl Round {
     }
 }
 
-async fn search_round(server: &Server, config: &Config, beside: bool) -> Round {
+/// `config.search_clients` closed loops of searches on `server` for `config.round_secs`,
+/// with the track load sent to the same server unless `setting` is `Alone`.
+async fn search_round(server: &Server, config: &Config, setting: Setting) -> Round {
     let secs = Duration::from_secs_f64(config.round_secs);
-    let mut child = beside.then(|| {
+    let mut child = (setting != Setting::Alone).then(|| {
         LoadChild::spawn(&Spec {
             addr: server.addr(),
             kind: Kind::Track,
@@ -310,7 +336,7 @@ async fn search_round(server: &Server, config: &Config, beside: bool) -> Round {
     let load = child.map(LoadChild::finish);
     latencies.sort_unstable();
     Round {
-        beside,
+        setting,
         latencies,
         server_cores: server_cpu.as_secs_f64() / elapsed,
         client_cores: self_cpu.as_secs_f64() / elapsed,
@@ -419,10 +445,9 @@ fn main() {
 async fn run(config: &Config, dir: &Path, index: &Path, stand_in: &StandIn) {
     // 1. Server CPU per request: the same track requests answered by a server with analytics
     // off (the HTTP stack alone), then stored in SQLite; and searches.
-    let (per_request_off, off) = {
-        let server = start_server("analytics-off", index, dir, None, stand_in).await;
-        cpu_per_request(&server, None, Kind::Track, config.rate, config.burst).await
-    };
+    let mut off_server = start_server("analytics-off", index, dir, None, stand_in).await;
+    let (per_request_off, off) =
+        cpu_per_request(&off_server, None, Kind::Track, config.rate, config.burst).await;
     let sqlite = format!("sqlite://{}", dir.join("analytics.db").display());
     let mut server = start_server("analytics-sqlite", index, dir, Some(&sqlite), stand_in).await;
     let mut rows = Rows::connect(&sqlite).await;
@@ -463,11 +488,15 @@ async fn run(config: &Config, dir: &Path, index: &Path, stand_in: &StandIn) {
         );
     }
 
-    // 2. Search alone and beside the load, interleaved.
+    // 2. Search alone and beside the load (to each server), interleaved.
     let mut rounds = Vec::new();
     for _ in 0..config.rounds {
-        for beside in [false, true] {
-            let round = search_round(&server, config, beside).await;
+        for setting in Setting::ALL {
+            let server = match setting {
+                Setting::BesideOff => &mut off_server,
+                Setting::Alone | Setting::BesideSqlite => &mut server,
+            };
+            let round = search_round(server, config, setting).await;
             server.check_alive();
             let load = round.load.as_ref().map_or(String::new(), |r| {
                 format!(
@@ -476,9 +505,9 @@ async fn run(config: &Config, dir: &Path, index: &Path, stand_in: &StandIn) {
                 )
             });
             println!(
-                "  search {:6}: p50 {:.2} ms, p99 {:.2} ms, {} searches; cores: server {:.2}, \
+                "  search {:21}: p50 {:.2} ms, p99 {:.2} ms, {} searches; cores: server {:.2}, \
                  search clients {:.2}, load {:.2}, others {:.2}{load}",
-                if beside { "beside" } else { "alone" },
+                setting.name(),
                 round.p(50.0),
                 round.p(99.0),
                 round.latencies.len(),
@@ -490,47 +519,60 @@ async fn run(config: &Config, dir: &Path, index: &Path, stand_in: &StandIn) {
             rounds.push(round);
         }
     }
+    drop(off_server);
     assert_eq!(
         stand_in.calls(),
         upstream_calls,
         "a measured search called the embeddings endpoint: the cache missed"
     );
-    let of = |beside: bool, f: &dyn Fn(&Round) -> f64| {
+    let of = |setting: Setting, p: f64| {
         median(
             rounds
                 .iter()
-                .filter(|r| r.beside == beside)
-                .map(f)
+                .filter(|r| r.setting == setting)
+                .map(|r| r.p(p))
                 .collect(),
         )
     };
-    let (p99_alone, p99_beside) = (of(false, &|r| r.p(99.0)), of(true, &|r| r.p(99.0)));
-    let (p50_alone, p50_beside) = (of(false, &|r| r.p(50.0)), of(true, &|r| r.p(50.0)));
-    let pairs: Vec<f64> = rounds
-        .chunks(2)
-        .map(|pair| pair[1].p(99.0) / pair[0].p(99.0))
-        .collect();
+    let p99_alone = of(Setting::Alone, 99.0);
+    let ratio = |setting: Setting| of(setting, 99.0) / p99_alone;
+    // Each round's p99 against the round alone before it.
+    let per_round = |setting: Setting| {
+        let i = Setting::ALL.iter().position(|s| *s == setting).unwrap();
+        let ratios: Vec<f64> = rounds
+            .chunks(Setting::ALL.len())
+            .map(|r| r[i].p(99.0) / r[0].p(99.0))
+            .collect();
+        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        format!("{} (median {:.2})", listed.join(", "), median(ratios))
+    };
+    println!(
+        "search p99, median of {} rounds of {:.1} s each, beside {:.0} track events/s:",
+        config.rounds, config.round_secs, config.rate,
+    );
+    for setting in Setting::ALL {
+        println!(
+            "  {:21}: p99 {:.2} ms, p50 {:.2} ms{}",
+            setting.name(),
+            of(setting, 99.0),
+            of(setting, 50.0),
+            match setting {
+                Setting::Alone => String::new(),
+                _ => format!(
+                    "; p99 ratio {:.2} ({:+.0} %); per round {}",
+                    ratio(setting),
+                    (ratio(setting) - 1.0) * 100.0,
+                    per_round(setting)
+                ),
+            }
+        );
+    }
     let sent: u64 = rounds
         .iter()
+        .filter(|r| r.setting == Setting::BesideSqlite)
         .filter_map(|r| r.load.as_ref())
         .map(|r| r.ok)
         .sum();
-    println!(
-        "search p99, median of {} rounds of {:.1} s: alone {p99_alone:.2} ms, beside {:.0} \
-         events/s {p99_beside:.2} ms: ratio {:.2} ({:+.0} %); p50 {p50_alone:.2} → \
-         {p50_beside:.2} ms; p99 ratio of each pair {} (median {:.2})",
-        config.rounds,
-        config.round_secs,
-        config.rate,
-        p99_beside / p99_alone,
-        (p99_beside / p99_alone - 1.0) * 100.0,
-        pairs
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        median(pairs.clone()),
-    );
     let stored = rows.count().await;
     let expected = (track.ok + sent) as i64;
     let stored = if stored < expected {
