@@ -1,6 +1,7 @@
 //! The `podmap serve` child processes: spawned on a free loopback port with a log file,
 //! checked for liveness, killed when dropped. Split from `main.rs` by concern.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +18,11 @@ pub struct Server {
 
 impl Server {
     pub fn search_url(&self) -> String {
-        format!("http://{}/api/episodes/search", self.addr)
+        format!("http://{}/api/episodes/search", self.addr())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn pid(&self) -> u32 {
@@ -51,15 +56,31 @@ fn free_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
+/// The mmap (`--index <root>/index`) or JSON (`--source json --data <root>`) server of the
+/// serve bench, searches only: no analytics store (the default one would land in the
+/// checkout).
 pub fn spawn_server(name: &'static str, root: &Path, embeddings: &str) -> Server {
+    let mut args: Vec<OsString> = match name {
+        "json" => vec![
+            "--source".into(),
+            "json".into(),
+            "--data".into(),
+            root.into(),
+        ],
+        _ => vec!["--index".into(), root.join("index").into()],
+    };
+    args.extend(["--analytics".into(), "off".into()]);
+    spawn_podmap(name, &args, embeddings)
+}
+
+/// `podmap serve` with `args` on a free loopback port, calling `embeddings` for query vectors,
+/// rate limits off, its log in `target/bench-data/serve-bench-<name>.log`.
+pub fn spawn_podmap(name: &'static str, args: &[OsString], embeddings: &str) -> Server {
     let addr = free_port();
+    std::fs::create_dir_all(bench_data()).expect("create target/bench-data");
     let log = bench_data().join(format!("serve-bench-{name}.log"));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_podmap"));
-    cmd.arg("serve");
-    match name {
-        "json" => cmd.args(["--source", "json", "--data"]).arg(root),
-        _ => cmd.arg("--index").arg(root.join("index")),
-    };
+    cmd.arg("serve").args(args);
     cmd.args([
         "--listen",
         &addr.to_string(),
@@ -70,15 +91,13 @@ pub fn spawn_server(name: &'static str, root: &Path, embeddings: &str) -> Server
         "off",
         "--rate-limit-other",
         "off",
-        // Searches only: no analytics store (the default one would land in the checkout).
-        "--analytics",
-        "off",
     ])
-    // Per-request tracing is at debug level: keep it off whatever the environment says,
-    // and keep every call on loopback.
+    // The default log level (`info`: start-up, and one access line a request) whatever the
+    // environment says, and every call on loopback.
     .env("RUST_LOG", "info")
     .env_remove("EMBEDDING_MODEL")
-    .env_remove("PODMAP_CONFIG");
+    .env_remove("PODMAP_CONFIG")
+    .env_remove("DATABASE_URL");
     for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
         cmd.env_remove(var).env_remove(var.to_lowercase());
     }
