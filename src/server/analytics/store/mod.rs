@@ -3,11 +3,13 @@
 //!
 //! Both hold the original's two tables with its columns, so a database file written by the
 //! original is opened as it is. Anything added later (columns, indexes) comes only through the
-//! versioned migrations in [`sql`], recorded in `schema_migrations`.
+//! versioned migrations in [`schema`], recorded in `schema_migrations`.
 //!
 //! All calls are async on sqlx's pools: a SQLite connection does its work on its own worker
 //! thread, so neither inserts nor the stats aggregates run on the server's async workers.
 
+mod insert;
+mod schema;
 mod sql;
 
 use std::str::FromStr;
@@ -20,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::event::Event;
 
-pub use sql::{MIGRATIONS_TABLE, SCHEMA_VERSION};
+pub use schema::{MIGRATIONS_TABLE, SCHEMA_VERSION};
 
 /// Why the store failed: opening, migrating or a query, with the database's own reason.
 #[derive(Debug, thiserror::Error)]

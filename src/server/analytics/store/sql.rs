@@ -1,175 +1,21 @@
-//! The SQL both backends run: the original's schema as versioned migrations, the inserts, the
-//! stats aggregates and the pruning. The statements are the same text for SQLite and
-//! PostgreSQL (`$1` binds, which sqlx's SQLite driver also takes) except the table
-//! definitions, whose column types are mapped per backend.
+//! The SQL both backends run, one implementation for both pools: migrating (the schema is in
+//! [`schema`](super::schema)), writing (statements in [`insert`](super::insert)), the stats
+//! aggregates, exporting and pruning. The queries are the same text for SQLite and
+//! PostgreSQL (`$1` binds, which sqlx's SQLite driver also takes).
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sqlx::Row;
 
+use super::insert::{
+    insert_sql, postgres_after_import, sqlite_after_import, Binds, ROWS_PER_INSERT,
+};
+use super::schema::{CREATE_MIGRATIONS, INDEXES, MIGRATIONS};
 use super::{
     EpisodeRow, LocationRow, PageRow, PodcastRow, Stats, Store, StoreError, Table, LOCATION_ROWS,
     TOP_ROWS,
 };
 use crate::server::analytics::event::{EpisodePlay, Event, PageView};
-
-/// The table that records which migrations a database has had.
-pub const MIGRATIONS_TABLE: &str = "schema_migrations";
-
-/// One schema change, applied once, in a transaction with its `schema_migrations` row.
-struct Migration {
-    version: i64,
-    name: &'static str,
-    sqlite: &'static [&'static str],
-    postgres: &'static [&'static str],
-}
-
-/// The original's indexes; `IF NOT EXISTS` leaves an original database's own in place.
-const INDEXES: &[&str] = &[
-    "CREATE INDEX IF NOT EXISTS idx_page_views_fingerprint ON page_views(user_fingerprint)",
-    "CREATE INDEX IF NOT EXISTS idx_page_views_path ON page_views(path)",
-    "CREATE INDEX IF NOT EXISTS idx_page_views_podcast ON page_views(podcast)",
-    "CREATE INDEX IF NOT EXISTS idx_page_views_episode ON page_views(episode)",
-    "CREATE INDEX IF NOT EXISTS idx_page_views_created_at ON page_views(created_at)",
-    "CREATE INDEX IF NOT EXISTS idx_page_views_created_podcast_episode ON page_views(created_at, podcast, episode)",
-    "CREATE INDEX IF NOT EXISTS idx_episode_plays_fingerprint ON episode_plays(user_fingerprint)",
-    "CREATE INDEX IF NOT EXISTS idx_episode_plays_podcast ON episode_plays(podcast)",
-    "CREATE INDEX IF NOT EXISTS idx_episode_plays_episode ON episode_plays(episode)",
-    "CREATE INDEX IF NOT EXISTS idx_episode_plays_created_at ON episode_plays(created_at)",
-    "CREATE INDEX IF NOT EXISTS idx_episode_plays_created_podcast_episode ON episode_plays(created_at, podcast, episode)",
-];
-
-/// Every migration, oldest first. Version 1 is the original's schema: `IF NOT EXISTS`, so a
-/// database the original wrote is adopted unchanged.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "the original schema",
-    sqlite: &[
-        "CREATE TABLE IF NOT EXISTS page_views (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            user_fingerprint TEXT NOT NULL,
-            path TEXT NOT NULL,
-            route_name TEXT,
-            podcast TEXT,
-            episode TEXT,
-            country TEXT,
-            city TEXT,
-            referrer TEXT,
-            user_agent TEXT,
-            ip_address TEXT,
-            created_at TEXT NOT NULL
-        )",
-        "CREATE TABLE IF NOT EXISTS episode_plays (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            user_fingerprint TEXT NOT NULL,
-            podcast TEXT NOT NULL,
-            episode TEXT NOT NULL,
-            user_agent TEXT,
-            ip_address TEXT,
-            created_at TEXT NOT NULL
-        )",
-    ],
-    postgres: &[
-        "CREATE TABLE IF NOT EXISTS page_views (
-            id BIGSERIAL PRIMARY KEY,
-            user_fingerprint TEXT NOT NULL,
-            path TEXT NOT NULL,
-            route_name TEXT,
-            podcast TEXT,
-            episode TEXT,
-            country TEXT,
-            city TEXT,
-            referrer TEXT,
-            user_agent TEXT,
-            ip_address TEXT,
-            created_at TEXT NOT NULL
-        )",
-        "CREATE TABLE IF NOT EXISTS episode_plays (
-            id BIGSERIAL PRIMARY KEY,
-            user_fingerprint TEXT NOT NULL,
-            podcast TEXT NOT NULL,
-            episode TEXT NOT NULL,
-            user_agent TEXT,
-            ip_address TEXT,
-            created_at TEXT NOT NULL
-        )",
-    ],
-}];
-
-/// The version the newest migration brings a database to.
-pub const SCHEMA_VERSION: i64 = 1;
-
-const CREATE_MIGRATIONS: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
-    version BIGINT PRIMARY KEY,
-    name TEXT NOT NULL,
-    applied_at TEXT NOT NULL
-)";
-
-const INSERT_PAGE_VIEWS: &str = "INSERT INTO page_views (user_fingerprint, path, route_name, \
-    podcast, episode, country, city, referrer, user_agent, ip_address, created_at) VALUES ";
-const PAGE_VIEW_COLUMNS: usize = 11;
-const INSERT_PLAYS: &str = "INSERT INTO episode_plays (user_fingerprint, podcast, episode, \
-    user_agent, ip_address, created_at) VALUES ";
-const PLAY_COLUMNS: usize = 6;
-
-/// Rows one INSERT statement carries at most: one statement per batch and table, not one per
-/// row, which on PostgreSQL is a network round trip each. 500 page views bind 5,500 values,
-/// far below the bind limits of both databases (65,535 and 32,766).
-const ROWS_PER_INSERT: usize = 500;
-
-/// How a backend's statements name their binds.
-#[derive(Clone, Copy)]
-enum Binds {
-    /// `$1, $2, …`: PostgreSQL's only form.
-    Numbered,
-    /// `?`: SQLite takes `$1` too, but as a *named* parameter that it looks up by name for
-    /// every bind, which makes a 5,500-bind insert take ~200 ms instead of ~5 ms.
-    Positional,
-}
-
-/// `head` followed by `rows` groups of `columns` binds: `($1, $2), ($3, $4)` or `(?, ?), (?, ?)`.
-fn multi_row_insert(head: &str, columns: usize, rows: usize, binds: Binds) -> String {
-    use std::fmt::Write;
-    let mut sql = String::with_capacity(head.len() + rows * columns * 6);
-    sql.push_str(head);
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            match binds {
-                Binds::Numbered => {
-                    let _ = write!(sql, "${}", row * columns + column + 1);
-                }
-                Binds::Positional => sql.push('?'),
-            }
-        }
-        sql.push(')');
-    }
-    sql
-}
-
-/// The inserts of `podmap analytics copy`: the source's ids kept, a row already copied skipped.
-const IMPORT_PAGE_VIEWS: &str = "INSERT INTO page_views (id, user_fingerprint, path, route_name, \
-    podcast, episode, country, city, referrer, user_agent, ip_address, created_at) VALUES ";
-const IMPORT_PLAYS: &str = "INSERT INTO episode_plays (id, user_fingerprint, podcast, episode, \
-    user_agent, ip_address, created_at) VALUES ";
-const SKIP_COPIED: &str = " ON CONFLICT (id) DO NOTHING";
-
-/// What moves the id sequence past rows inserted with explicit ids. SQLite's AUTOINCREMENT
-/// does it by itself; a PostgreSQL `BIGSERIAL` would hand out the copied ids again.
-fn sqlite_after_import(_table: Table) -> Option<String> {
-    None
-}
-
-fn postgres_after_import(table: Table) -> Option<String> {
-    let table = table.name();
-    Some(format!(
-        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
-         (SELECT COALESCE(MAX(id), 1) FROM {table}))"
-    ))
-}
 
 /// Page views that count for visitors: the stats page's own views do not.
 const COUNTED: &str = "created_at >= $1 AND path NOT LIKE '/stats%'";
@@ -362,27 +208,37 @@ macro_rules! sql_store {
             }
 
             async fn insert_all(&self, batch: &[Event]) -> Result<(), sqlx::Error> {
-                let views: Vec<&PageView> = batch
-                    .iter()
-                    .filter_map(|e| match e {
-                        Event::PageView(v) => Some(v),
-                        Event::EpisodePlay(_) => None,
-                    })
-                    .collect();
-                let plays: Vec<&EpisodePlay> = batch
-                    .iter()
-                    .filter_map(|e| match e {
-                        Event::EpisodePlay(p) => Some(p),
-                        Event::PageView(_) => None,
-                    })
-                    .collect();
+                let rows: Vec<_> = batch.iter().map(|e| (None, e)).collect();
+                self.write_rows(&rows, None).await.map(drop)
+            }
+
+            /// Writes `rows` in one transaction, as one multi-row INSERT per table and
+            /// [`ROWS_PER_INSERT`] rows. Rows `imported` from another store carry their ids
+            /// and skip an id already present; returns how many rows were new.
+            async fn write_rows(
+                &self,
+                rows: &[(Option<i64>, &Event)],
+                imported: Option<Table>,
+            ) -> Result<u64, sqlx::Error> {
+                let with_ids = imported.is_some();
+                let mut views = Vec::new();
+                let mut plays = Vec::new();
+                for &(id, event) in rows {
+                    match event {
+                        Event::PageView(v) => views.push((id, v)),
+                        Event::EpisodePlay(p) => plays.push((id, p)),
+                    }
+                }
                 let mut tx = self.0.begin().await?;
+                let mut new = 0;
                 for chunk in views.chunks(ROWS_PER_INSERT) {
-                    let sql =
-                        multi_row_insert(INSERT_PAGE_VIEWS, PAGE_VIEW_COLUMNS, chunk.len(), $binds);
+                    let sql = insert_sql(Table::PageViews, chunk.len(), with_ids, $binds);
                     // Not kept prepared: every batch size is another statement.
                     let mut query = sqlx::query(&sql).persistent(false);
-                    for v in chunk {
+                    for &(id, v) in chunk {
+                        if with_ids {
+                            query = query.bind(id);
+                        }
                         query = query
                             .bind(&v.user_fingerprint)
                             .bind(&v.path)
@@ -396,12 +252,15 @@ macro_rules! sql_store {
                             .bind(&v.ip_address)
                             .bind(&v.created_at);
                     }
-                    query.execute(&mut *tx).await?;
+                    new += query.execute(&mut *tx).await?.rows_affected();
                 }
                 for chunk in plays.chunks(ROWS_PER_INSERT) {
-                    let sql = multi_row_insert(INSERT_PLAYS, PLAY_COLUMNS, chunk.len(), $binds);
+                    let sql = insert_sql(Table::EpisodePlays, chunk.len(), with_ids, $binds);
                     let mut query = sqlx::query(&sql).persistent(false);
-                    for p in chunk {
+                    for &(id, p) in chunk {
+                        if with_ids {
+                            query = query.bind(id);
+                        }
                         query = query
                             .bind(&p.user_fingerprint)
                             .bind(&p.podcast)
@@ -410,9 +269,13 @@ macro_rules! sql_store {
                             .bind(&p.ip_address)
                             .bind(&p.created_at);
                     }
-                    query.execute(&mut *tx).await?;
+                    new += query.execute(&mut *tx).await?.rows_affected();
                 }
-                tx.commit().await
+                if let Some(sql) = imported.and_then($after_import) {
+                    sqlx::query(&sql).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(new)
             }
 
             async fn export_rows(
@@ -473,68 +336,8 @@ macro_rules! sql_store {
                 table: Table,
                 rows: &[(i64, Event)],
             ) -> Result<u64, sqlx::Error> {
-                let mut tx = self.0.begin().await?;
-                let mut new = 0;
-                let views: Vec<(i64, &PageView)> = rows
-                    .iter()
-                    .filter_map(|(id, e)| match e {
-                        Event::PageView(v) => Some((*id, v)),
-                        Event::EpisodePlay(_) => None,
-                    })
-                    .collect();
-                let plays: Vec<(i64, &EpisodePlay)> = rows
-                    .iter()
-                    .filter_map(|(id, e)| match e {
-                        Event::EpisodePlay(p) => Some((*id, p)),
-                        Event::PageView(_) => None,
-                    })
-                    .collect();
-                for chunk in views.chunks(ROWS_PER_INSERT) {
-                    let sql = multi_row_insert(
-                        IMPORT_PAGE_VIEWS,
-                        PAGE_VIEW_COLUMNS + 1,
-                        chunk.len(),
-                        $binds,
-                    ) + SKIP_COPIED;
-                    let mut query = sqlx::query(&sql).persistent(false);
-                    for (id, v) in chunk {
-                        query = query
-                            .bind(id)
-                            .bind(&v.user_fingerprint)
-                            .bind(&v.path)
-                            .bind(&v.route_name)
-                            .bind(&v.podcast)
-                            .bind(&v.episode)
-                            .bind(&v.country)
-                            .bind(&v.city)
-                            .bind(&v.referrer)
-                            .bind(&v.user_agent)
-                            .bind(&v.ip_address)
-                            .bind(&v.created_at);
-                    }
-                    new += query.execute(&mut *tx).await?.rows_affected();
-                }
-                for chunk in plays.chunks(ROWS_PER_INSERT) {
-                    let sql = multi_row_insert(IMPORT_PLAYS, PLAY_COLUMNS + 1, chunk.len(), $binds)
-                        + SKIP_COPIED;
-                    let mut query = sqlx::query(&sql).persistent(false);
-                    for (id, p) in chunk {
-                        query = query
-                            .bind(id)
-                            .bind(&p.user_fingerprint)
-                            .bind(&p.podcast)
-                            .bind(&p.episode)
-                            .bind(&p.user_agent)
-                            .bind(&p.ip_address)
-                            .bind(&p.created_at);
-                    }
-                    new += query.execute(&mut *tx).await?.rows_affected();
-                }
-                if let Some(sql) = $after_import(table) {
-                    sqlx::query(&sql).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(new)
+                let rows: Vec<_> = rows.iter().map(|(id, e)| (Some(*id), e)).collect();
+                self.write_rows(&rows, Some(table)).await
             }
 
             async fn prune_before(&self, before: &str) -> Result<u64, sqlx::Error> {
@@ -613,21 +416,3 @@ macro_rules! sql_store {
 
 sql_store!(SqliteStore, sqlite, sqlite_after_import, Binds::Positional);
 sql_store!(PgStore, postgres, postgres_after_import, Binds::Numbered);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_multi_row_insert_numbers_its_binds_row_by_row() {
-        assert_eq!(
-            multi_row_insert("INSERT INTO t (a, b) VALUES ", 2, 3, Binds::Numbered),
-            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
-        );
-        assert_eq!(multi_row_insert("V ", 1, 1, Binds::Numbered), "V ($1)");
-        assert_eq!(
-            multi_row_insert("V ", 2, 2, Binds::Positional),
-            "V (?, ?), (?, ?)"
-        );
-    }
-}
