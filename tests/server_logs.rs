@@ -12,27 +12,8 @@ use serde_json::Value;
 /// object, and the request's INFO line carries its span (id, method, path, route) and status.
 #[test]
 fn json_logs_are_json_lines_carrying_the_request_span() {
-    use std::io::{BufRead, Read, Write};
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
-        .args(["serve", "--index", common::s(common::fixtures_index())])
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        // No analytics store: the default one would be created in the checkout.
-        .args(["--analytics", "off"])
-        .env("RUST_LOG", "info")
-        .env_remove("PODMAP_LOG_FORMAT")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run podmap serve");
-    let stderr = child.stderr.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            if lines.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    use std::io::{Read, Write};
+    let (mut child, received) = common::serve_with_json_logs(&[]);
     let mut seen = Vec::new();
     // Every line until `until` accepts one, each parsed as JSON (bounded for liveness).
     let mut next_matching = |until: &dyn Fn(&Value) -> bool| -> Value {

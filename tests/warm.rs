@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -97,33 +97,7 @@ fn warm_reports_what_it_read_and_progress_up_to_it() {
 /// answers a search.
 #[test]
 fn serve_preload_warms_before_serving_and_answers() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
-        .args(["serve", "--index", s(common::fixtures_index())])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--preload",
-        ])
-        // No analytics store: the default one would be created in the checkout.
-        .args(["--analytics", "off"])
-        .env("RUST_LOG", "info")
-        .env_remove("PODMAP_LOG_FORMAT")
-        .env_remove("PODMAP_PRELOAD")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run podmap serve");
-    let stderr = child.stderr.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            if lines.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, received) = common::serve_with_json_logs(&["--preload"]);
     let mut preloaded = Vec::new();
     let serving = loop {
         let line = received

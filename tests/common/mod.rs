@@ -165,3 +165,35 @@ pub fn unlimited(settings: podmap::server::Settings) -> podmap::server::Settings
         ..settings
     }
 }
+
+/// `podmap serve` on the fixtures, as a user runs it, with `args` added, JSON logs at INFO
+/// and no analytics store (the default one would be created in the checkout). Its stderr
+/// lines arrive on the receiver, read by a thread of their own so the server never blocks
+/// on a full pipe.
+pub fn serve_with_json_logs(
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_podmap"))
+        .args(["serve", "--index", s(fixtures_index())])
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--analytics", "off"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("PODMAP_LOG_FORMAT")
+        .env_remove("PODMAP_PRELOAD")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run podmap serve");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    (child, received)
+}
