@@ -56,13 +56,6 @@ impl TopK {
         }
     }
 
-    /// The score a new hit must beat to enter, once full.
-    #[inline]
-    pub fn threshold(&self) -> Option<f32> {
-        (self.heap.len() == self.k)
-            .then(|| self.heap.peek().map_or(f32::INFINITY, |r| r.0 .0.score))
-    }
-
     #[inline]
     pub fn push(&mut self, index: u32, score: f32) {
         // `<`, not `<=`: an equal score still enters if it has the lower row.
