@@ -1,11 +1,10 @@
 //! `podmap analytics`: maintenance of the analytics database that `podmap serve` writes.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 use podmap::server::analytics::copy::{self, Progress};
 use podmap::server::config::redact;
 
@@ -38,14 +37,7 @@ pub(super) fn run(args: AnalyticsArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let bar = ProgressBar::with_draw_target(
-        None,
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
+    let bar = ProgressBar::with_draw_target(None, super::progress_target());
     bar.set_style(
         ProgressStyle::with_template(
             "{msg:>14} [{bar:40}] {human_pos}/{human_len} rows, eta {eta}",

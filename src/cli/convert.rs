@@ -4,13 +4,13 @@
 //! The summary's sizes are the only byte counts the command line prints, so `human_bytes`
 //! lives here beside them.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use indicatif::{MultiProgress, ProgressDrawTarget};
+use indicatif::MultiProgress;
 
 use podmap::convert::{self, ConvertOptions, Outcome};
 use podmap::mem::ProcessMemory;
@@ -40,12 +40,7 @@ pub(super) fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
         podcasts: args.podcasts,
         force: args.force,
     };
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let progress = MultiProgress::with_draw_target(target);
+    let progress = MultiProgress::with_draw_target(super::progress_target());
     let reports = convert::convert_all(&opts, &progress)
         .with_context(|| format!("cannot read data root {}", opts.data_root.display()))?;
     if reports.is_empty() {

@@ -95,3 +95,14 @@ enum Source {
 
 const INDEX_REQUIRED: &str = "--index INDEX_DIR is required (or --source json --data ROOT)";
 const DATA_REQUIRED: &str = "--source json needs --data ROOT, the original data root";
+
+/// Where progress bars draw: stderr on a terminal, nowhere otherwise, so logs and pipes get
+/// the closing lines only.
+fn progress_target() -> indicatif::ProgressDrawTarget {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    }
+}

@@ -1,13 +1,12 @@
 //! `podmap warm`: reads archives into the page cache before the first query needs them.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use podmap::index::{list_archives, WarmScope};
 use podmap::MmapIndex;
@@ -45,13 +44,6 @@ pub(super) fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
     } else {
         WarmScope::Matrix
     };
-    let draw = || {
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        }
-    };
     let style = ProgressStyle::with_template(
         "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
     )
@@ -60,9 +52,10 @@ pub(super) fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
     for (id, path) in archives {
         let started = Instant::now();
         let index = MmapIndex::open(&path)?;
-        let bar = ProgressBar::with_draw_target(Some(index.warm_len(scope)), draw())
-            .with_style(style.clone())
-            .with_prefix(id.clone());
+        let bar =
+            ProgressBar::with_draw_target(Some(index.warm_len(scope)), super::progress_target())
+                .with_style(style.clone())
+                .with_prefix(id.clone());
         let bytes = index.warm(scope, |done| bar.set_position(done));
         bar.finish_and_clear();
         println!(
