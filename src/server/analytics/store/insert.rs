@@ -10,9 +10,27 @@ const PAGE_VIEW_COLUMNS: &str = "user_fingerprint, path, route_name, podcast, ep
 const PLAY_COLUMNS: &str = "user_fingerprint, podcast, episode, user_agent, ip_address, created_at";
 
 /// Rows one INSERT statement carries at most: one statement per batch and table, not one per
-/// row, which on PostgreSQL is a network round trip each. 500 page views bind 5,500 values,
+/// row, which on PostgreSQL is a network round trip each. 256 page views bind 2,816 values,
 /// far below the bind limits of both databases (65,535 and 32,766).
-pub(super) const ROWS_PER_INSERT: usize = 500;
+pub(super) const ROWS_PER_INSERT: usize = 256;
+
+/// Splits `rows` into the row counts of the statements that insert them: powers of two, the
+/// largest first, at most [`ROWS_PER_INSERT`] each (50 rows are 32 + 16 + 2).
+///
+/// A batch's length is whatever arrived while the writer gathered, so one statement per batch
+/// would be a statement of a new shape nearly every time, parsed and planned anew (for
+/// SQLite, the parse was most of a small batch's cost). With power-of-two shapes a table has
+/// nine, each prepared once per connection and kept; a batch costs at most nine statements.
+pub(super) fn statement_sizes(rows: usize) -> impl Iterator<Item = usize> {
+    let mut left = rows;
+    std::iter::from_fn(move || {
+        (left > 0).then(|| {
+            let size = 1 << left.min(ROWS_PER_INSERT).ilog2();
+            left -= size;
+            size
+        })
+    })
+}
 
 /// How a backend's statements name their binds.
 #[derive(Clone, Copy)]
@@ -93,6 +111,24 @@ mod tests {
             multi_row_insert("V ", 2, 2, Binds::Positional),
             "V (?, ?), (?, ?)"
         );
+    }
+
+    #[test]
+    fn statements_are_powers_of_two_that_add_up_to_the_batch() {
+        let sizes = |n| statement_sizes(n).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(50), [32, 16, 2]);
+        assert_eq!(sizes(500), [256, 128, 64, 32, 16, 4]);
+        assert_eq!(sizes(600), [256, 256, 64, 16, 8]);
+        for n in 0..=2_000 {
+            let all = sizes(n);
+            assert_eq!(all.iter().sum::<usize>(), n, "{n}");
+            assert!(all
+                .iter()
+                .all(|s| s.is_power_of_two() && *s <= ROWS_PER_INSERT));
+            assert!(all.windows(2).all(|w| w[0] >= w[1]), "{n}: largest first");
+        }
     }
 
     #[test]

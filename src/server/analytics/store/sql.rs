@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use sqlx::Row;
 
 use super::insert::{
-    insert_sql, postgres_after_import, sqlite_after_import, Binds, ROWS_PER_INSERT,
+    insert_sql, postgres_after_import, sqlite_after_import, statement_sizes, Binds,
 };
 use super::schema::{CREATE_MIGRATIONS, INDEXES, MIGRATIONS};
 use super::{
@@ -212,8 +212,8 @@ macro_rules! sql_store {
                 self.write_rows(&rows, None).await.map(drop)
             }
 
-            /// Writes `rows` in one transaction, as one multi-row INSERT per table and
-            /// [`ROWS_PER_INSERT`] rows. Rows `imported` from another store carry their ids
+            /// Writes `rows` in one transaction, as multi-row INSERTs of the sizes
+            /// [`statement_sizes`] gives, each kept prepared. Rows `imported` from another store carry their ids
             /// and skip an id already present; returns how many rows were new.
             async fn write_rows(
                 &self,
@@ -231,10 +231,12 @@ macro_rules! sql_store {
                 }
                 let mut tx = self.0.begin().await?;
                 let mut new = 0;
-                for chunk in views.chunks(ROWS_PER_INSERT) {
-                    let sql = insert_sql(Table::PageViews, chunk.len(), with_ids, $binds);
-                    // Not kept prepared: every batch size is another statement.
-                    let mut query = sqlx::query(&sql).persistent(false);
+                let mut views = views.as_slice();
+                for size in statement_sizes(views.len()) {
+                    let (chunk, rest) = views.split_at(size);
+                    views = rest;
+                    let sql = insert_sql(Table::PageViews, size, with_ids, $binds);
+                    let mut query = sqlx::query(&sql);
                     for &(id, v) in chunk {
                         if with_ids {
                             query = query.bind(id);
@@ -254,9 +256,12 @@ macro_rules! sql_store {
                     }
                     new += query.execute(&mut *tx).await?.rows_affected();
                 }
-                for chunk in plays.chunks(ROWS_PER_INSERT) {
-                    let sql = insert_sql(Table::EpisodePlays, chunk.len(), with_ids, $binds);
-                    let mut query = sqlx::query(&sql).persistent(false);
+                let mut plays = plays.as_slice();
+                for size in statement_sizes(plays.len()) {
+                    let (chunk, rest) = plays.split_at(size);
+                    plays = rest;
+                    let sql = insert_sql(Table::EpisodePlays, size, with_ids, $binds);
+                    let mut query = sqlx::query(&sql);
                     for &(id, p) in chunk {
                         if with_ids {
                             query = query.bind(id);
