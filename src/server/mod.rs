@@ -22,6 +22,7 @@
 //! | [`upstream`], [`breaker`] | what guards those calls: a circuit breaker and a bound on calls in flight per API |
 //! | [`config`] | settings from flags, environment and the original's config file |
 //! | [`prompts`] | the chat's prompt templates: built in, or from a file |
+//! | [`site`] | `--static`: the web front end's files and the podcasts' static files |
 //! | `state` | [`AppState`], what every handler shares |
 //!
 //! Layers, outermost first, as [`router`] applies them:
@@ -69,6 +70,7 @@ pub mod middleware;
 mod plan;
 pub mod prompts;
 mod routes;
+pub mod site;
 mod state;
 pub mod upstream;
 
@@ -123,7 +125,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(rate_limits)
         .layer(identify);
     let settings = state.settings.clone();
-    let routes = open_routes(state).merge(api);
+    let mut routes = open_routes(state.clone()).merge(api);
+    if let Some(site) = &state.site {
+        // Beside the API's limits, not under them (see `site`).
+        routes = routes.merge(site.clone().routes());
+    }
     // Outermost, so that it counts what every layer inside refuses.
     middleware::service_layers(routes, &settings).layer(axum::middleware::from_fn(metrics::track))
 }
@@ -205,6 +211,8 @@ pub enum ServeError {
     Loading(#[source] tokio::task::JoinError),
     #[error("cannot start analytics")]
     Analytics(#[from] analytics::AnalyticsError),
+    #[error("cannot serve the web front end")]
+    Site(#[from] site::SiteError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
@@ -249,9 +257,25 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     if settings.llm_base_url.is_none() {
         tracing::warn!("no LLM endpoint configured: /api/chat answers 503");
     }
+    let site = match &settings.static_dir {
+        Some(dir) => {
+            let site = site::Site::new(dir, settings.static_podcasts_dir.as_deref())?;
+            tracing::info!(
+                "serving the web front end from {} and /podcasts/ from {}",
+                site.dir.display(),
+                site.podcasts.display()
+            );
+            Some(site)
+        }
+        None => None,
+    };
     let listen = settings.listen;
     let events = analytics::Analytics::open(&settings.analytics).await?;
-    let state = Arc::new(AppState::new(catalog, settings).with_analytics(events));
+    let state = Arc::new(
+        AppState::new(catalog, settings)
+            .with_analytics(events)
+            .with_site(site),
+    );
     warn_about_models(&state);
     tokio::spawn(metrics::upkeep());
     if let Source::Mmap(dir) = source {

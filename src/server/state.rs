@@ -1,6 +1,7 @@
 //! What every handler shares: the published catalog, the settings, and clients for whichever
 //! upstream APIs (embeddings, LLM) are configured.
 
+use super::site::Site;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub chat: Option<ChatClient>,
     /// Off until [`AppState::with_analytics`] gives it a store.
     pub analytics: Analytics,
+    /// The web front end served beside the API (`--static`), once checked.
+    pub site: Option<Site>,
 }
 
 impl AppState {
@@ -51,7 +54,13 @@ impl AppState {
             embedder,
             chat,
             analytics: Analytics::off(),
+            site: None,
         }
+    }
+
+    /// The same state serving `site` beside the API.
+    pub fn with_site(self, site: Option<Site>) -> Self {
+        AppState { site, ..self }
     }
 
     /// The same state with `analytics` taking the analytics routes' events.

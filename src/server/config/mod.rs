@@ -31,6 +31,8 @@
 //! | read matrices in at load | `--preload` | `PODMAP_PRELOAD` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`) | `rag.preload` | off |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
+//! | web front end's files | `--static` | `PODMAP_STATIC_DIR` | `rag.staticDir` | none: API only |
+//! | podcasts' static files | `--static-podcasts` | `PODMAP_STATIC_PODCASTS_DIR` | `rag.staticPodcastsDir` | `<static dir>/podcasts` |
 //! | analytics on or off | `--analytics` | `ANALYTICS` (`on`/`off`) | `analytics.enabled` | on |
 //! | analytics database | `--database-url` | `DATABASE_URL` (`sqlite://FILE` or `postgres://…`) | `analytics.databaseUrl` | `sqlite://analytics.db` |
 //! | stats cache TTL | `--analytics-stats-ttl-secs` | `ANALYTICS_STATS_TTL_SECS` | `analytics.statsTtlSecs` | 10 (0: no cache) |
@@ -186,6 +188,20 @@ pub struct SettingsArgs {
     /// the built-in wording [default: built in].
     #[arg(long = "prompts", env = "PROMPTS_FILE", value_name = "FILE")]
     pub prompts_file: Option<PathBuf>,
+    /// The web front end's built files (e.g. its `dist/`), served beside the API on the same
+    /// origin: any path that is not an API route is a file there, else `index.html` (the
+    /// front end's own routes) [default: API only].
+    #[arg(long = "static", env = "PODMAP_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// The podcasts' static files the front end reads under `/podcasts/` (episodes, live
+    /// transcripts, speakers), e.g. the data root's `podcasts/` [default: `podcasts/` in the
+    /// --static directory].
+    #[arg(
+        long = "static-podcasts",
+        env = "PODMAP_STATIC_PODCASTS_DIR",
+        value_name = "DIR"
+    )]
+    pub static_podcasts_dir: Option<PathBuf>,
     /// Analytics: database, privacy, retention.
     #[command(flatten)]
     pub analytics: AnalyticsArgs,
@@ -272,6 +288,10 @@ pub struct Settings {
     pub prompts_file: Option<PathBuf>,
     /// The chat's prompt templates, checked at start-up.
     pub prompts: Prompts,
+    /// The web front end's files served beside the API (see [`super::site`]); `None`: API only.
+    pub static_dir: Option<PathBuf>,
+    /// Where `/podcasts/` is served from; `None`: `podcasts/` in [`Settings::static_dir`].
+    pub static_podcasts_dir: Option<PathBuf>,
     /// Where analytics events go, and how they are kept (see [`super::analytics`]).
     pub analytics: AnalyticsSettings,
 }
@@ -431,6 +451,12 @@ impl Settings {
                 .prompts_file
                 .or_else(|| text(&["rag", "promptsFile"]).map(PathBuf::from)),
             prompts: Prompts::default(),
+            static_dir: args
+                .static_dir
+                .or_else(|| text(&["rag", "staticDir"]).map(PathBuf::from)),
+            static_podcasts_dir: args
+                .static_podcasts_dir
+                .or_else(|| text(&["rag", "staticPodcastsDir"]).map(PathBuf::from)),
             analytics: AnalyticsSettings::default(),
         }
     }

@@ -90,6 +90,8 @@ impl fmt::Debug for Settings {
             .field("preload", &self.preload)
             .field("prompts_file", &self.prompts_file)
             .field("prompts", &self.prompts)
+            .field("static_dir", &self.static_dir)
+            .field("static_podcasts_dir", &self.static_podcasts_dir)
             .field("analytics", &self.analytics)
             .finish()
     }
