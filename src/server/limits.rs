@@ -15,6 +15,13 @@
 //! least 1) and is counted as `podmap_rate_limited_total{class}`; it never reaches the body
 //! reader or the request slots, so refusing costs almost nothing.
 //!
+//! With `REDIS_URL` the quotas are global: after the local limiter admits a request, the
+//! same quota is checked in Redis ([`shared::limits`](super::shared::limits)), where every
+//! replica counts, and Redis's answer decides. The local limiter keeps counting meanwhile, so
+//! it refuses on its own (without a Redis call) what the global count would refuse anyway (a
+//! replica sees a subset of the client's requests), and it holds the limit per replica, with
+//! warm state, whenever Redis does not answer in time.
+//!
 //! Clients are keyed by [`ClientAddr`]. Each limiter remembers every client it has seen until
 //! that client's quota is full again; every [`PRUNE_EVERY`] checks the limiters forget those
 //! clients (`retain_recent`), so memory is bounded by the clients of the last period, not by
@@ -37,6 +44,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::client::ClientAddr;
 use super::error::ApiError;
+use super::shared::Redis;
 
 /// Checks between two prunings of the limiters' client tables.
 pub const PRUNE_EVERY: u64 = 4096;
@@ -90,6 +98,15 @@ impl Rate {
         Rate {
             count: NonZeroU32::new(count).expect("a rate of at least 1"),
             per: Per::Minute,
+        }
+    }
+
+    /// The period the count is spread over.
+    pub fn period(self) -> Duration {
+        match self.per {
+            Per::Second => Duration::from_secs(1),
+            Per::Minute => Duration::from_secs(60),
+            Per::Hour => Duration::from_secs(3600),
         }
     }
 
@@ -171,7 +188,7 @@ impl RateLimits {
         }
     }
 
-    fn of(&self, class: RouteClass) -> Limit {
+    pub fn of(&self, class: RouteClass) -> Limit {
         match class {
             RouteClass::Chat => self.chat,
             RouteClass::Search => self.search,
@@ -196,10 +213,19 @@ pub struct Limiters {
     search: Option<DefaultKeyedRateLimiter<IpAddr>>,
     other: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
+    limits: RateLimits,
+    /// Where the global count is kept, with `REDIS_URL`.
+    shared: Option<Redis>,
 }
 
 impl Limiters {
+    /// Per-replica limits only.
     pub fn new(limits: &RateLimits) -> Arc<Limiters> {
+        Limiters::with_shared(limits, None)
+    }
+
+    /// Limits counted in `shared` too, when given: global across replicas.
+    pub fn with_shared(limits: &RateLimits, shared: Option<Redis>) -> Arc<Limiters> {
         let limiter = |class| {
             limits
                 .of(class)
@@ -211,6 +237,8 @@ impl Limiters {
             search: limiter(RouteClass::Search),
             other: limiter(RouteClass::Other),
             checks: AtomicU64::new(0),
+            limits: *limits,
+            shared,
         })
     }
 
@@ -234,6 +262,19 @@ impl Limiters {
         limiter
             .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
+    }
+
+    /// [`check`](Self::check), then with Redis the global count: Redis decides what the
+    /// local limiter admits, unless it does not answer in time.
+    pub async fn admit(&self, class: RouteClass, client: IpAddr) -> Result<(), Duration> {
+        self.check(class, client)?;
+        let (Some(redis), Some(rate)) = (&self.shared, self.limits.of(class).0) else {
+            return Ok(());
+        };
+        redis
+            .check_rate(class, client, rate)
+            .await
+            .unwrap_or(Ok(()))
     }
 
     /// Forgets the clients whose quota is full again, in every class.
@@ -273,7 +314,7 @@ pub async fn rate_limit(
     let Some(class) = RouteClass::of(request.uri().path()) else {
         return next.run(request).await;
     };
-    let Err(wait) = limiters.check(class, client) else {
+    let Err(wait) = limiters.admit(class, client).await else {
         return next.run(request).await;
     };
     metrics::counter!("podmap_rate_limited_total", "class" => class.name()).increment(1);

@@ -20,6 +20,7 @@
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`upstream`], [`breaker`] | what guards those calls: a circuit breaker and a bound on calls in flight per API |
+//! | [`shared`] | state shared between replicas through Redis: embeddings, global rate limits |
 //! | [`config`] | settings from flags, environment and the original's config file |
 //! | [`prompts`] | the chat's prompt templates: built in, or from a file |
 //! | `state` | [`AppState`], what every handler shares |
@@ -69,6 +70,7 @@ pub mod middleware;
 mod plan;
 pub mod prompts;
 mod routes;
+pub mod shared;
 mod state;
 pub mod upstream;
 
@@ -110,7 +112,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let bodies = axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body);
     let admission = &state.settings.admission;
     let rate_limits = axum::middleware::from_fn_with_state(
-        limits::Limiters::new(&admission.rate_limits),
+        limits::Limiters::with_shared(&admission.rate_limits, state.redis.clone()),
         limits::rate_limit,
     );
     let identify = axum::middleware::from_fn_with_state(

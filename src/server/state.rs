@@ -9,6 +9,7 @@ use super::analytics::Analytics;
 use super::catalog::Catalog;
 use super::chat::ChatClient;
 use super::embeddings::{ClientLimits, Embedder, RetryPolicy};
+use super::shared::Redis;
 use super::upstream::{self, Guard, GuardConfig};
 use super::Settings;
 
@@ -18,13 +19,22 @@ pub struct AppState {
     pub settings: Settings,
     pub embedder: Option<Embedder>,
     pub chat: Option<ChatClient>,
+    /// State shared with the other replicas, with `REDIS_URL`.
+    pub redis: Option<Redis>,
     /// Off until [`AppState::with_analytics`] gives it a store.
     pub analytics: Analytics,
 }
 
 impl AppState {
     /// State for `settings`, with clients for whichever upstream APIs are configured.
+    /// With `REDIS_URL`, must be called within a tokio runtime (the Redis connection manager
+    /// is made here; it connects on first use).
     pub fn new(catalog: Catalog, settings: Settings) -> Self {
+        let redis = settings.redis.clone().and_then(|redis| {
+            Redis::new(redis)
+                .inspect_err(|e| tracing::warn!("Redis is not used: {e}"))
+                .ok()
+        });
         let embedder = settings.embedding_base_url.as_deref().map(|url| {
             Embedder::new(
                 url,
@@ -36,6 +46,7 @@ impl AppState {
                 upstream::EMBEDDINGS,
                 GuardConfig::new(settings.embedding_max_concurrency, settings.breaker),
             ))
+            .with_shared(redis.clone())
         });
         let chat = settings.llm_base_url.as_deref().map(|url| {
             ChatClient::new(url, settings.llm_api_key.clone(), &settings.llm_model).with_guard(
@@ -50,6 +61,7 @@ impl AppState {
             settings,
             embedder,
             chat,
+            redis,
             analytics: Analytics::off(),
         }
     }
