@@ -219,11 +219,11 @@ fn client() -> reqwest::Client {
 
 /// Settings of a replica with embeddings at `embeddings`, Redis at `redis_url` under `prefix`,
 /// and no rate limits.
-fn settings(embeddings: &StandIn, redis_url: &str, prefix: &Prefix) -> Settings {
+fn settings(embeddings: &StandIn, redis_url: &str, prefix: &str) -> Settings {
     common::unlimited(Settings {
         embedding_base_url: Some(embeddings.base_url.clone()),
         redis: Some(RedisSettings {
-            key_prefix: prefix.prefix.clone(),
+            key_prefix: prefix.to_owned(),
             ..RedisSettings::new(redis_url)
         }),
         ..Settings::default()
@@ -247,8 +247,8 @@ fn counter(scrape: &str, series: &str) -> f64 {
 async fn a_query_embedded_by_one_replica_costs_the_other_no_call() {
     let prefix = Prefix::new();
     let upstream = StandIn::start(Behaviour::default()).await;
-    let a = Replica::of(settings(&upstream, &redis_url(), &prefix)).await;
-    let b = Replica::of(settings(&upstream, &redis_url(), &prefix)).await;
+    let a = Replica::of(settings(&upstream, &redis_url(), &prefix.prefix)).await;
+    let b = Replica::of(settings(&upstream, &redis_url(), &prefix.prefix)).await;
 
     assert_eq!(a.search("Raketen   zum Mars").await, "semantic");
     assert_eq!(upstream.embedding_requests().len(), 1);
@@ -290,7 +290,7 @@ async fn a_chat_limit_holds_across_replicas() {
     let prefix = Prefix::new();
     let llm = StandIn::start(Behaviour::default()).await;
     let replica_settings = || {
-        let mut s = settings(&llm, &redis_url(), &prefix);
+        let mut s = settings(&llm, &redis_url(), &prefix.prefix);
         s.llm_base_url = Some(llm.base_url.clone());
         s.admission.rate_limits = RateLimits {
             chat: "4/min".parse().unwrap(),
@@ -340,7 +340,11 @@ async fn replicas_answer_without_redis_and_share_again_when_it_is_back() {
     ))
     .await;
     let replica_settings = || {
-        let mut s = settings(&upstream, &format!("redis://{}", proxy.addr), &prefix);
+        let mut s = settings(
+            &upstream,
+            &format!("redis://{}", proxy.addr),
+            &prefix.prefix,
+        );
         // Limits counted in Redis while it is there, locally while it is not.
         s.admission.rate_limits = RateLimits {
             search: "1000/min".parse().unwrap(),
@@ -405,6 +409,43 @@ async fn replicas_answer_without_redis_and_share_again_when_it_is_back() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(shared_again, "the replicas share through Redis again");
+}
+
+/// A port on loopback where nothing listens.
+async fn closed_port() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_starts_and_answers_with_redis_unreachable() {
+    let upstream = StandIn::start(Behaviour::default()).await;
+    let nowhere = format!("redis://{}", closed_port().await);
+    let mut s = settings(&upstream, &nowhere, "podmap_test:never_written:");
+    s.admission.rate_limits = RateLimits {
+        search: "3/min".parse().unwrap(),
+        ..RateLimits::off()
+    };
+    s.admission.timeouts.search = Duration::from_secs(2);
+    let replica = Replica::of(s).await;
+    let errors_before = counter(&replica.scrape().await, "podmap_redis_");
+    for _ in 0..3 {
+        assert_eq!(replica.search("ohne Redis").await, "semantic");
+    }
+    assert_eq!(upstream.embedding_requests().len(), 1, "the local cache");
+    let (status, retry_after, body) = replica
+        .post(
+            "/api/episodes/search",
+            json!({"query": "ohne Redis", "podcastId": PODCAST}),
+        )
+        .await;
+    assert_eq!(status, 429, "the limit holds locally: {body}");
+    assert!(retry_after.is_some());
+    let scrape = replica.scrape().await;
+    assert!(
+        counter(&scrape, "podmap_redis_") > errors_before,
+        "failed and skipped Redis calls are counted: {scrape}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,14 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     if settings.llm_base_url.is_none() {
         tracing::warn!("no LLM endpoint configured: /api/chat answers 503");
     }
+    match &settings.redis {
+        Some(redis) => tracing::info!(
+            url = config::redact::url(&redis.url),
+            prefix = redis.key_prefix,
+            "query embeddings and rate limits shared through Redis"
+        ),
+        None => tracing::info!("no REDIS_URL: caches and rate limits are this replica's own"),
+    }
     let listen = settings.listen;
     let events = analytics::Analytics::open(&settings.analytics).await?;
     let state = Arc::new(AppState::new(catalog, settings).with_analytics(events));
