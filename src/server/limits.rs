@@ -15,12 +15,13 @@
 //! least 1) and is counted as `podmap_rate_limited_total{class}`; it never reaches the body
 //! reader or the request slots, so refusing costs almost nothing.
 //!
-//! With `REDIS_URL` the quotas are global: after the local limiter admits a request, the
-//! same quota is checked in Redis ([`shared::limits`](super::shared::limits)), where every
-//! replica counts, and Redis's answer decides. The local limiter keeps counting meanwhile, so
-//! it refuses on its own (without a Redis call) what the global count would refuse anyway (a
-//! replica sees a subset of the client's requests), and it holds the limit per replica, with
-//! warm state, whenever Redis does not answer in time.
+//! With `REDIS_URL` the quotas are global: the request is checked in Redis
+//! ([`shared::limits`](super::shared::limits)), where every replica counts, and Redis's answer
+//! decides. A request Redis admits is counted by the local limiter too (its verdict ignored),
+//! so the local limiter always holds this replica's share of what was admitted; a request
+//! Redis refuses is not, so it costs the client nothing locally. When Redis does not answer in
+//! time, the local limiter decides alone, from that warm state: the limit then holds per
+//! replica.
 //!
 //! Clients are keyed by [`ClientAddr`]. Each limiter remembers every client it has seen until
 //! that client's quota is full again; every [`PRUNE_EVERY`] checks the limiters forget those
@@ -264,17 +265,21 @@ impl Limiters {
             .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
     }
 
-    /// [`check`](Self::check), then with Redis the global count: Redis decides what the
-    /// local limiter admits, unless it does not answer in time.
+    /// With Redis, the global count decides (and what it admits is counted locally too);
+    /// without it, or when it does not answer in time, [`check`](Self::check).
     pub async fn admit(&self, class: RouteClass, client: IpAddr) -> Result<(), Duration> {
-        self.check(class, client)?;
         let (Some(redis), Some(rate)) = (&self.shared, self.limits.of(class).0) else {
-            return Ok(());
+            return self.check(class, client);
         };
-        redis
-            .check_rate(class, client, rate)
-            .await
-            .unwrap_or(Ok(()))
+        match redis.check_rate(class, client, rate).await {
+            Some(Ok(())) => {
+                // Keeps the local state warm for when Redis is away; Redis has decided.
+                let _ = self.check(class, client);
+                Ok(())
+            }
+            Some(Err(wait)) => Err(wait),
+            None => self.check(class, client),
+        }
     }
 
     /// Forgets the clients whose quota is full again, in every class.
