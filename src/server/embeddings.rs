@@ -5,6 +5,9 @@
 //! backoff and jitter, bounded in attempts and in total time. Embeddings are cached by
 //! (model, normalised query) in a byte-bounded moka cache, and concurrent requests for the same
 //! query share one call, so paging through results or asking again costs no API call.
+//! With `REDIS_URL`, Redis is the cache's second level ([`shared::cache`](super::shared::cache)):
+//! a local miss asks Redis before the API, and an API answer is stored in both levels (the
+//! Redis write in a task of its own, so the answer does not wait for it).
 //!
 //! Every attempt passes the upstream's [`Guard`]: its circuit breaker and its bound on calls in
 //! flight (the idle-connection pool of [`ClientLimits`] bounds no calls). A refused attempt is
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use serde::Deserialize;
 
+use super::shared::Redis;
 use super::upstream::{self, Guard, GuardConfig, Outcome, Refusal};
 
 /// Why an embedding could not be had.
@@ -118,6 +122,8 @@ pub struct Embedder {
     cache: Cache<Key, Arc<Vec<f32>>>,
     calls: Arc<AtomicU64>,
     guard: Guard,
+    /// The second cache level, shared with the other replicas.
+    shared: Option<Redis>,
 }
 
 #[derive(Deserialize)]
@@ -162,12 +168,18 @@ impl Embedder {
                 upstream::EMBEDDINGS,
                 GuardConfig::new(16, Default::default()),
             ),
+            shared: None,
         }
     }
 
     /// The same client behind `guard` (breaker and concurrency bound from the settings).
     pub fn with_guard(self, guard: Guard) -> Self {
         Embedder { guard, ..self }
+    }
+
+    /// The same client with `shared` as the cache's second level.
+    pub fn with_shared(self, shared: Option<Redis>) -> Self {
+        Embedder { shared, ..self }
     }
 
     /// The upstream's breaker and slots.
@@ -190,13 +202,32 @@ impl Embedder {
             .cache
             .try_get_with(key.clone(), async {
                 fetched.store(true, Ordering::Relaxed);
-                self.fetch(&key.0, &key.1).await.map(Arc::new)
+                self.second_level_or_fetch(&key.0, &key.1)
+                    .await
+                    .map(Arc::new)
             })
             .await
             .map_err(|e| (*e).clone());
         let hit = !fetched.load(Ordering::Relaxed);
         super::metrics::cache_lookup(super::metrics::QUERY_EMBEDDINGS_CACHE, hit);
         result
+    }
+
+    /// A local miss: Redis, else the API (and then Redis is told).
+    async fn second_level_or_fetch(
+        &self,
+        model: &str,
+        query: &str,
+    ) -> Result<Vec<f32>, EmbedError> {
+        let Some(redis) = &self.shared else {
+            return self.fetch(model, query).await;
+        };
+        if let Some(vector) = redis.embedding(model, query).await {
+            return Ok(vector);
+        }
+        let vector = self.fetch(model, query).await?;
+        redis.store_embedding(model, query, &vector);
+        Ok(vector)
     }
 
     /// Query embeddings held in the cache now (approximate: moka counts lazily).
@@ -207,9 +238,11 @@ impl Embedder {
     /// Drops a cached embedding (one the caller found unusable, e.g. of the wrong dimension),
     /// so the next request asks the API again.
     pub async fn forget(&self, model: &str, query: &str) {
-        self.cache
-            .invalidate(&(model.to_owned(), normalize_query(query)))
-            .await;
+        let query = normalize_query(query);
+        if let Some(redis) = &self.shared {
+            redis.forget_embedding(model, &query);
+        }
+        self.cache.invalidate(&(model.to_owned(), query)).await;
     }
 
     async fn fetch(&self, model: &str, query: &str) -> Result<Vec<f32>, EmbedError> {

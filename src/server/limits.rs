@@ -15,6 +15,14 @@
 //! least 1) and is counted as `podmap_rate_limited_total{class}`; it never reaches the body
 //! reader or the request slots, so refusing costs almost nothing.
 //!
+//! With `REDIS_URL` the quotas are global: the request is checked in Redis
+//! ([`shared::limits`](super::shared::limits)), where every replica counts, and Redis's answer
+//! decides. A request Redis admits is counted by the local limiter too (its verdict ignored),
+//! so the local limiter always holds this replica's share of what was admitted; a request
+//! Redis refuses is not, so it costs the client nothing locally. When Redis does not answer in
+//! time, the local limiter decides alone, from that warm state: the limit then holds per
+//! replica.
+//!
 //! Clients are keyed by [`ClientAddr`]. Each limiter remembers every client it has seen until
 //! that client's quota is full again; every [`PRUNE_EVERY`] checks the limiters forget those
 //! clients (`retain_recent`), so memory is bounded by the clients of the last period, not by
@@ -37,6 +45,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::client::ClientAddr;
 use super::error::ApiError;
+use super::shared::Redis;
 
 /// Checks between two prunings of the limiters' client tables.
 pub const PRUNE_EVERY: u64 = 4096;
@@ -90,6 +99,15 @@ impl Rate {
         Rate {
             count: NonZeroU32::new(count).expect("a rate of at least 1"),
             per: Per::Minute,
+        }
+    }
+
+    /// The period the count is spread over.
+    pub fn period(self) -> Duration {
+        match self.per {
+            Per::Second => Duration::from_secs(1),
+            Per::Minute => Duration::from_secs(60),
+            Per::Hour => Duration::from_secs(3600),
         }
     }
 
@@ -171,7 +189,7 @@ impl RateLimits {
         }
     }
 
-    fn of(&self, class: RouteClass) -> Limit {
+    pub fn of(&self, class: RouteClass) -> Limit {
         match class {
             RouteClass::Chat => self.chat,
             RouteClass::Search => self.search,
@@ -196,10 +214,19 @@ pub struct Limiters {
     search: Option<DefaultKeyedRateLimiter<IpAddr>>,
     other: Option<DefaultKeyedRateLimiter<IpAddr>>,
     checks: AtomicU64,
+    limits: RateLimits,
+    /// Where the global count is kept, with `REDIS_URL`.
+    shared: Option<Redis>,
 }
 
 impl Limiters {
+    /// Per-replica limits only.
     pub fn new(limits: &RateLimits) -> Arc<Limiters> {
+        Limiters::with_shared(limits, None)
+    }
+
+    /// Limits counted in `shared` too, when given: global across replicas.
+    pub fn with_shared(limits: &RateLimits, shared: Option<Redis>) -> Arc<Limiters> {
         let limiter = |class| {
             limits
                 .of(class)
@@ -211,6 +238,8 @@ impl Limiters {
             search: limiter(RouteClass::Search),
             other: limiter(RouteClass::Other),
             checks: AtomicU64::new(0),
+            limits: *limits,
+            shared,
         })
     }
 
@@ -234,6 +263,23 @@ impl Limiters {
         limiter
             .check_key(&client)
             .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
+    }
+
+    /// With Redis, the global count decides (and what it admits is counted locally too);
+    /// without it, or when it does not answer in time, [`check`](Self::check).
+    pub async fn admit(&self, class: RouteClass, client: IpAddr) -> Result<(), Duration> {
+        let (Some(redis), Some(rate)) = (&self.shared, self.limits.of(class).0) else {
+            return self.check(class, client);
+        };
+        match redis.check_rate(class, client, rate).await {
+            Some(Ok(())) => {
+                // Keeps the local state warm for when Redis is away; Redis has decided.
+                let _ = self.check(class, client);
+                Ok(())
+            }
+            Some(Err(wait)) => Err(wait),
+            None => self.check(class, client),
+        }
     }
 
     /// Forgets the clients whose quota is full again, in every class.
@@ -273,7 +319,7 @@ pub async fn rate_limit(
     let Some(class) = RouteClass::of(request.uri().path()) else {
         return next.run(request).await;
     };
-    let Err(wait) = limiters.check(class, client) else {
+    let Err(wait) = limiters.admit(class, client).await else {
         return next.run(request).await;
     };
     metrics::counter!("podmap_rate_limited_total", "class" => class.name()).increment(1);

@@ -20,6 +20,7 @@
 //! | [`listener`] | the accept loop: header and idle timeouts, the connection cap |
 //! | [`embeddings`], [`chat`] | clients of the OpenAI-compatible upstream APIs |
 //! | [`upstream`], [`breaker`] | what guards those calls: a circuit breaker and a bound on calls in flight per API |
+//! | [`shared`] | state shared between replicas through Redis: embeddings, global rate limits |
 //! | [`config`] | settings from flags, environment and the original's config file |
 //! | [`prompts`] | the chat's prompt templates: built in, or from a file |
 //! | [`site`] | `--static`: the web front end's files and the podcasts' static files |
@@ -70,6 +71,7 @@ pub mod middleware;
 mod plan;
 pub mod prompts;
 mod routes;
+pub mod shared;
 pub mod site;
 mod state;
 pub mod upstream;
@@ -112,7 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let bodies = axum::middleware::from_fn_with_state(state.clone(), middleware::buffer_body);
     let admission = &state.settings.admission;
     let rate_limits = axum::middleware::from_fn_with_state(
-        limits::Limiters::new(&admission.rate_limits),
+        limits::Limiters::with_shared(&admission.rate_limits, state.redis.clone()),
         limits::rate_limit,
     );
     let identify = axum::middleware::from_fn_with_state(
@@ -256,6 +258,14 @@ pub async fn serve(source: Source, settings: Settings) -> Result<(), ServeError>
     }
     if settings.llm_base_url.is_none() {
         tracing::warn!("no LLM endpoint configured: /api/chat answers 503");
+    }
+    match &settings.redis {
+        Some(redis) => tracing::info!(
+            url = config::redact::url(&redis.url),
+            prefix = redis.key_prefix,
+            "query embeddings and rate limits shared through Redis"
+        ),
+        None => tracing::info!("no REDIS_URL: caches and rate limits are this replica's own"),
     }
     let site = match &settings.static_dir {
         Some(dir) => {

@@ -10,6 +10,7 @@ use super::analytics::Analytics;
 use super::catalog::Catalog;
 use super::chat::ChatClient;
 use super::embeddings::{ClientLimits, Embedder, RetryPolicy};
+use super::shared::Redis;
 use super::upstream::{self, Guard, GuardConfig};
 use super::Settings;
 
@@ -19,6 +20,8 @@ pub struct AppState {
     pub settings: Settings,
     pub embedder: Option<Embedder>,
     pub chat: Option<ChatClient>,
+    /// State shared with the other replicas, with `REDIS_URL`.
+    pub redis: Option<Redis>,
     /// Off until [`AppState::with_analytics`] gives it a store.
     pub analytics: Analytics,
     /// The web front end served beside the API (`--static`), once checked.
@@ -27,7 +30,14 @@ pub struct AppState {
 
 impl AppState {
     /// State for `settings`, with clients for whichever upstream APIs are configured.
+    /// With `REDIS_URL`, must be called within a tokio runtime (the Redis connection manager
+    /// is made here; it connects on first use).
     pub fn new(catalog: Catalog, settings: Settings) -> Self {
+        let redis = settings.redis.clone().and_then(|redis| {
+            Redis::new(redis)
+                .inspect_err(|e| tracing::warn!("Redis is not used: {e}"))
+                .ok()
+        });
         let embedder = settings.embedding_base_url.as_deref().map(|url| {
             Embedder::new(
                 url,
@@ -39,6 +49,7 @@ impl AppState {
                 upstream::EMBEDDINGS,
                 GuardConfig::new(settings.embedding_max_concurrency, settings.breaker),
             ))
+            .with_shared(redis.clone())
         });
         let chat = settings.llm_base_url.as_deref().map(|url| {
             ChatClient::new(url, settings.llm_api_key.clone(), &settings.llm_model).with_guard(
@@ -53,6 +64,7 @@ impl AppState {
             settings,
             embedder,
             chat,
+            redis,
             analytics: Analytics::off(),
             site: None,
         }

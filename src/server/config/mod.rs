@@ -28,6 +28,10 @@
 //! | search's wait for an embedding | `--search-embedding-wait-ms` | `PODMAP_SEARCH_EMBEDDING_WAIT_MS` | `rag.searchEmbeddingWaitMs` | 2000 (then lexical) |
 //! | failures that open a breaker | `--breaker-failures` | `PODMAP_BREAKER_FAILURES` | `rag.breakerFailures` | 5 consecutive |
 //! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
+//! | Redis for state shared between replicas | `--redis-url` | `REDIS_URL` | `redis.url` | none: each replica on its own |
+//! | prefix of every Redis key | `--redis-key-prefix` | `REDIS_KEY_PREFIX` | `redis.keyPrefix` | `podmap:` |
+//! | bound of one Redis call | `--redis-timeout-ms` | `REDIS_TIMEOUT_MS` | `redis.timeoutMs` | 50 |
+//! | lifetime of a shared query embedding | `--redis-embedding-ttl-secs` | `REDIS_EMBEDDING_TTL_SECS` | `redis.embeddingTtlSecs` | 604800 (7 days) |
 //! | read matrices in at load | `--preload` | `PODMAP_PRELOAD` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`) | `rag.preload` | off |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
@@ -70,6 +74,7 @@ use super::admission::{Admission, AdmissionArgs};
 use super::analytics::{AnalyticsArgs, AnalyticsSettings};
 use super::breaker::BreakerConfig;
 use super::prompts::{Prompts, PromptsError};
+use super::shared::{self, RedisSettings};
 
 pub mod redact;
 
@@ -171,6 +176,21 @@ pub struct SettingsArgs {
     /// tries it again [default: 10000].
     #[arg(long, env = "PODMAP_BREAKER_COOL_DOWN_MS", value_name = "MS")]
     pub breaker_cool_down_ms: Option<u64>,
+    /// Redis shared by the replicas of one deployment (redis://[:password@]host[:port][/db]):
+    /// a second level of the query-embedding cache and rate limits counted across replicas.
+    /// Without it each replica caches and limits on its own.
+    #[arg(long, env = "REDIS_URL", value_name = "URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every key podmap writes in Redis [default: podmap:].
+    #[arg(long, env = "REDIS_KEY_PREFIX", value_name = "PREFIX")]
+    pub redis_key_prefix: Option<String>,
+    /// Bound of one Redis call, connecting included; past it the replica answers from its
+    /// local cache and limits [default: 50].
+    #[arg(long, env = "REDIS_TIMEOUT_MS", value_name = "MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// How long a query embedding stays in Redis [default: 604800, 7 days].
+    #[arg(long, env = "REDIS_EMBEDDING_TTL_SECS", value_name = "SECS")]
+    pub redis_embedding_ttl_secs: Option<u64>,
     /// Read every archive's vector matrix into the page cache when it is loaded (at start,
     /// before the server listens, and after a reload swaps an archive in), so the first
     /// searches after a reboot or a deploy do not wait for the disk [default: off].
@@ -294,6 +314,8 @@ pub struct Settings {
     pub static_podcasts_dir: Option<PathBuf>,
     /// Where analytics events go, and how they are kept (see [`super::analytics`]).
     pub analytics: AnalyticsSettings,
+    /// Redis for state shared between replicas; `None`: each replica on its own.
+    pub redis: Option<RedisSettings>,
 }
 
 impl Default for Settings {
@@ -327,6 +349,13 @@ impl Settings {
             analytics,
             ..Settings::resolve(args, &file)
         };
+        if let Some(redis) = &settings.redis {
+            shared::check_url(&redis.url).map_err(|e| ConfigError::Invalid {
+                setting: "REDIS_URL",
+                value: redact::url(&redis.url),
+                source: Box::new(e),
+            })?;
+        }
         if let Some(path) = &settings.prompts_file {
             settings.prompts = Prompts::load(path)?;
         }
@@ -458,6 +487,27 @@ impl Settings {
                 .static_podcasts_dir
                 .or_else(|| text(&["rag", "staticPodcastsDir"]).map(PathBuf::from)),
             analytics: AnalyticsSettings::default(),
+            redis: clean(args.redis_url.or_else(|| text(&["redis", "url"]))).map(|url| {
+                RedisSettings {
+                    url,
+                    key_prefix: args
+                        .redis_key_prefix
+                        .or_else(|| text(&["redis", "keyPrefix"]))
+                        .unwrap_or_else(|| shared::DEFAULT_KEY_PREFIX.to_owned()),
+                    timeout: args
+                        .redis_timeout_ms
+                        .or_else(|| number(&["redis", "timeoutMs"]).map(|n| n as u64))
+                        .map_or(shared::DEFAULT_TIMEOUT, |ms| {
+                            Duration::from_millis(ms.max(1))
+                        }),
+                    embedding_ttl: args
+                        .redis_embedding_ttl_secs
+                        .or_else(|| number(&["redis", "embeddingTtlSecs"]).map(|n| n as u64))
+                        .map_or(shared::DEFAULT_EMBEDDING_TTL, |s| {
+                            Duration::from_secs(s.max(1))
+                        }),
+                }
+            }),
         }
     }
 }

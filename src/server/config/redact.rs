@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::Settings;
 use crate::server::analytics::AnalyticsSettings;
+use crate::server::shared::RedisSettings;
 
 /// What a secret prints as.
 pub const REDACTED: &str = "<redacted>";
@@ -93,6 +94,7 @@ impl fmt::Debug for Settings {
             .field("static_dir", &self.static_dir)
             .field("static_podcasts_dir", &self.static_podcasts_dir)
             .field("analytics", &self.analytics)
+            .field("redis", &self.redis)
             .finish()
     }
 }
@@ -109,6 +111,17 @@ impl fmt::Debug for AnalyticsSettings {
             .field("queue_capacity", &self.queue_capacity)
             .field("geoip_db_path", &self.geoip_db_path)
             .field("world_cities_path", &self.world_cities_path)
+            .finish()
+    }
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("embedding_ttl", &self.embedding_ttl)
             .finish()
     }
 }
@@ -144,8 +157,11 @@ mod tests {
         };
         s.analytics.ip_secret = Some("ip-SECRET6".into());
         s.analytics.database_url = "postgres://podmap:SECRET7@db:5432/analytics".into();
+        s.redis = Some(crate::server::shared::RedisSettings::new(
+            "redis://:SECRET8@cache:6379/0",
+        ));
         let printed = format!("{s:?}");
-        for n in 1..=7 {
+        for n in 1..=8 {
             assert!(
                 !printed.contains(&format!("SECRET{n}")),
                 "SECRET{n} in {printed}"
@@ -156,6 +172,7 @@ mod tests {
             "ip_secret: Some(\"<redacted>\")",
             "postgres://podmap:<redacted>@db:5432/analytics",
             "https://user:<redacted>@llm.example/v1",
+            "redis://:<redacted>@cache:6379/0",
             "llm_model:",
         ] {
             assert!(printed.contains(kept), "{kept} not in {printed}");

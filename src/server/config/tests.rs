@@ -208,3 +208,48 @@ fn the_flags_print_no_secret_in_debug() {
     assert!(!printed.contains("secret"), "{printed}");
     assert!(printed.starts_with("SettingsArgs"), "{printed}");
 }
+
+#[test]
+fn redis_is_off_by_default_and_set_by_flag_or_file() {
+    assert_eq!(Settings::default().redis, None);
+    let file = json!({"redis": {"url": "redis://cache:6379", "keyPrefix": "a:", "timeoutMs": 20}});
+    let from_file = Settings::resolve(SettingsArgs::default(), &file)
+        .redis
+        .unwrap();
+    assert_eq!(from_file.url, "redis://cache:6379");
+    assert_eq!(from_file.key_prefix, "a:");
+    assert_eq!(from_file.timeout, Duration::from_millis(20));
+    assert_eq!(from_file.embedding_ttl, shared::DEFAULT_EMBEDDING_TTL);
+    let args = SettingsArgs {
+        redis_url: Some("redis://127.0.0.1:6380/2".into()),
+        redis_embedding_ttl_secs: Some(60),
+        ..SettingsArgs::default()
+    };
+    let flagged = Settings::resolve(args, &file).redis.unwrap();
+    assert_eq!(flagged.url, "redis://127.0.0.1:6380/2");
+    assert_eq!(flagged.key_prefix, "a:", "the file's prefix still applies");
+    assert_eq!(flagged.embedding_ttl, Duration::from_secs(60));
+    let defaults = Settings::resolve(
+        SettingsArgs {
+            redis_url: Some("redis://h".into()),
+            ..SettingsArgs::default()
+        },
+        &Value::Null,
+    )
+    .redis
+    .unwrap();
+    assert_eq!(defaults.key_prefix, "podmap:");
+    assert_eq!(defaults.timeout, Duration::from_millis(50));
+}
+
+#[test]
+fn a_malformed_redis_url_stops_the_server_without_its_password() {
+    let e = Settings::load(SettingsArgs {
+        redis_url: Some("http://:hunter2@cache:6379".into()),
+        ..SettingsArgs::default()
+    })
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("REDIS_URL"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}

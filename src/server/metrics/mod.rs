@@ -112,6 +112,7 @@ fn describe() {
     );
     podcasts::describe();
     crate::server::analytics::describe_metrics();
+    crate::server::shared::describe_metrics();
     counter!("podmap_http_shed_total").increment(0);
     counter!("podmap_http_panicked_total").increment(0);
     gauge!("podmap_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
