@@ -1,0 +1,230 @@
+//! Kernels that score quantized codes: an int8 dot product and a per-byte table lookup for
+//! sign bits, each with an AVX2 version chosen at run time and a portable twin.
+//!
+//! Both compute in integers, so the AVX2 and portable versions return exactly the same value
+//! whatever the order of additions (the tests compare them with `assert_eq!`).
+
+/// Largest query code magnitude [`dot_i8`] accepts: with it, no pair of products can
+/// saturate the 16-bit sums of `_mm256_maddubs_epi16` (`2 × 128 × 127 < 2^15`), whatever the
+/// row codes (including `-128`).
+pub const QUERY_CODE_MAX: i8 = 127;
+
+/// `query · codes` over the common length, exactly. `query` must lie in
+/// `[-QUERY_CODE_MAX, QUERY_CODE_MAX]` (checked in debug builds); `codes` may be any i8.
+#[inline]
+pub fn dot_i8(query: &[i8], codes: &[i8]) -> i32 {
+    debug_assert!(query.iter().all(|&q| q != i8::MIN));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked at run time just above).
+            return unsafe { x86::dot_i8_avx2(query, codes) };
+        }
+    }
+    dot_i8_portable(query, codes)
+}
+
+/// Portable [`dot_i8`]: four i32 lanes the compiler vectorises.
+#[inline]
+pub fn dot_i8_portable(query: &[i8], codes: &[i8]) -> i32 {
+    let n = query.len().min(codes.len());
+    let (q, c) = (&query[..n], &codes[..n]);
+    let mut acc = [0i32; 4];
+    let blocks = n / 4 * 4;
+    for (q, c) in q[..blocks].chunks_exact(4).zip(c[..blocks].chunks_exact(4)) {
+        for i in 0..4 {
+            acc[i] += i32::from(q[i]) * i32::from(c[i]);
+        }
+    }
+    let tail: i32 = q[blocks..]
+        .iter()
+        .zip(&c[blocks..])
+        .map(|(&a, &b)| i32::from(a) * i32::from(b))
+        .sum();
+    acc.iter().sum::<i32>() + tail
+}
+
+/// `Σ_b lut[b × 256 + bits[b]]`: the sum of the query weights of the set bits, one lookup
+/// per byte of codes. `lut` must hold at least `bits.len() × 256` entries (checked).
+/// Additions wrap; callers size the weights so that they never do.
+#[inline]
+pub fn lut_sum(lut: &[i32], bits: &[u8]) -> i32 {
+    assert!(lut.len() >= bits.len() * 256, "one table per byte of codes");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked at run time just above), and `lut` has
+            // a table of 256 entries for every byte of `bits` (asserted above).
+            return unsafe { x86::lut_sum_avx2(lut, bits) };
+        }
+    }
+    lut_sum_portable(lut, bits)
+}
+
+/// Portable [`lut_sum`].
+#[inline]
+pub fn lut_sum_portable(lut: &[i32], bits: &[u8]) -> i32 {
+    assert!(lut.len() >= bits.len() * 256, "one table per byte of codes");
+    let mut acc = [0i32; 4];
+    let blocks = bits.len() / 4 * 4;
+    for (b, chunk) in bits[..blocks].chunks_exact(4).enumerate() {
+        for i in 0..4 {
+            let table = (b * 4 + i) * 256;
+            acc[i] = acc[i].wrapping_add(lut[table + usize::from(chunk[i])]);
+        }
+    }
+    let mut sum = acc.iter().fold(0i32, |s, &a| s.wrapping_add(a));
+    for (b, &byte) in bits.iter().enumerate().skip(blocks) {
+        sum = sum.wrapping_add(lut[b * 256 + usize::from(byte)]);
+    }
+    sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// AVX2 [`super::dot_i8`]: 32 codes per step. `maddubs` multiplies unsigned by signed
+    /// bytes, so the row's sign is moved onto the query (`|c| × (q · sign c)`, the same
+    /// product), then pairs of 16-bit sums are widened to i32 by `madd` with ones.
+    ///
+    /// # Safety
+    /// The CPU must support `avx2`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_i8_avx2(query: &[i8], codes: &[i8]) -> i32 {
+        let n = query.len().min(codes.len());
+        let (pq, pc) = (query.as_ptr(), codes.as_ptr());
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_si256(); 2];
+        let mut i = 0;
+        while i + 32 <= n {
+            // SAFETY: `i + 32 <= n`, within both slices; unaligned loads.
+            let (q, c) = unsafe {
+                (
+                    _mm256_loadu_si256(pq.add(i).cast()),
+                    _mm256_loadu_si256(pc.add(i).cast()),
+                )
+            };
+            let pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(q, c));
+            // Two accumulators alternate, so consecutive steps do not wait on each other.
+            let lane = (i / 32) % 2;
+            acc[lane] = _mm256_add_epi32(acc[lane], _mm256_madd_epi16(pairs, ones));
+            i += 32;
+        }
+        let sum = _mm256_add_epi32(acc[0], acc[1]);
+        let mut lanes = [0i32; 8];
+        // SAFETY: `lanes` is 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), sum) };
+        lanes.iter().sum::<i32>() + super::dot_i8_portable(&query[i..n], &codes[i..n])
+    }
+
+    /// AVX2 [`super::lut_sum`]: 8 bytes of codes per step, widened to 8 table indices and
+    /// gathered at once.
+    ///
+    /// # Safety
+    /// The CPU must support `avx2`, and `lut.len() >= bits.len() * 256`.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn lut_sum_avx2(lut: &[i32], bits: &[u8]) -> i32 {
+        let n = bits.len();
+        let (pl, pb) = (lut.as_ptr(), bits.as_ptr());
+        let mut tables = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+        let stride = _mm256_set1_epi32(8 * 256);
+        let mut acc = _mm256_setzero_si256();
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n`: 8 bytes inside `bits`; unaligned 64-bit load.
+            let bytes = unsafe { _mm_loadl_epi64(pb.add(i).cast()) };
+            let index = _mm256_add_epi32(_mm256_cvtepu8_epi32(bytes), tables);
+            // SAFETY: lane j is `(i + j) × 256 + byte < n × 256 <= lut.len()` (the caller's
+            // contract), a valid index into `lut`; scale 4 is the size of an i32.
+            let got = unsafe { _mm256_i32gather_epi32::<4>(pl, index) };
+            acc = _mm256_add_epi32(acc, got);
+            tables = _mm256_add_epi32(tables, stride);
+            i += 8;
+        }
+        let mut lanes = [0i32; 8];
+        // SAFETY: `lanes` is 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
+        let mut sum = lanes.iter().fold(0i32, |s, &a| s.wrapping_add(a));
+        for (b, &byte) in bits.iter().enumerate().skip(i) {
+            sum = sum.wrapping_add(lut[b * 256 + usize::from(byte)]);
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn int8_simd_matches_portable_on_random_and_extreme_codes() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for n in (0..=67).chain([384, 1000, 3072]) {
+            let random_q: Vec<i8> = (0..n)
+                .map(|_| ((rng.next() % 255) as i32 - 127) as i8)
+                .collect();
+            let random_c: Vec<i8> = (0..n).map(|_| rng.next() as i8).collect();
+            let cases: [(Vec<i8>, Vec<i8>); 5] = [
+                (vec![0; n], vec![0; n]),
+                (vec![127; n], vec![-128; n]),
+                (vec![-127; n], vec![-128; n]),
+                (vec![127; n], vec![127; n]),
+                (random_q, random_c),
+            ];
+            for (q, c) in &cases {
+                let expected: i32 = q
+                    .iter()
+                    .zip(c)
+                    .map(|(&a, &b)| i32::from(a) * i32::from(b))
+                    .sum();
+                assert_eq!(dot_i8_portable(q, c), expected, "portable, n = {n}");
+                assert_eq!(dot_i8(q, c), expected, "dispatched, n = {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn lut_simd_matches_portable_on_random_and_extreme_bits() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for n in (0..=67).chain([48, 384]) {
+            let lut: Vec<i32> = (0..n * 256)
+                .map(|_| (rng.next() % 2_000_001) as i32 - 1_000_000)
+                .collect();
+            let random: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            for bits in [vec![0u8; n], vec![0xff; n], random] {
+                let expected = bits
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &v)| lut[b * 256 + usize::from(v)])
+                    .sum::<i32>();
+                assert_eq!(lut_sum_portable(&lut, &bits), expected, "portable, n = {n}");
+                assert_eq!(lut_sum(&lut, &bits), expected, "dispatched, n = {n}");
+            }
+            // The largest index of the last table is read, and only that far.
+            let exact: Vec<i32> = lut[..n * 256].to_vec();
+            assert_eq!(
+                lut_sum(&exact, &vec![0xff; n]),
+                lut_sum_portable(&exact, &vec![0xff; n])
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "one table per byte")]
+    fn lut_refuses_a_short_table() {
+        lut_sum(&[0; 256], &[1, 2]);
+    }
+}
