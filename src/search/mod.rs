@@ -145,6 +145,16 @@ pub trait SearchIndex: Sync {
         self.search_vector(query, k, filter)
     }
 
+    /// How many distinct episodes have an item with an embedding: the episodes a full vector
+    /// scan groups its hits into. The default counts the episodes of every item (right when
+    /// every item has an embedding); the archive reads its columns.
+    fn episodes_with_embeddings(&self) -> usize {
+        let mut episodes: Vec<u32> = (0..self.len()).map(|i| self.episode_of(i)).collect();
+        episodes.sort_unstable();
+        episodes.dedup();
+        episodes.len()
+    }
+
     /// Every item with an embedding that passes `filter`, scored, best first (ties to the
     /// lower row): what grouping by episode needs.
     fn score_all(&self, query: &[f32], filter: &Filter) -> Result<Vec<Hit>> {
