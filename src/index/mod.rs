@@ -615,6 +615,18 @@ impl SearchIndex for MmapIndex {
         scan::score_all(self, query, filter)
     }
 
+    fn episodes_with_embeddings(&self) -> usize {
+        let columns = self.columns();
+        let mut episodes: Vec<u32> = (0..self.len())
+            .map(&columns)
+            .filter(|&(embedded, _)| embedded)
+            .map(|(_, episode)| episode)
+            .collect();
+        episodes.sort_unstable();
+        episodes.dedup();
+        episodes.len()
+    }
+
     fn search_vector_in(
         &self,
         query: &[f32],

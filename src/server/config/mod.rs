@@ -28,6 +28,7 @@
 //! | search's wait for an embedding | `--search-embedding-wait-ms` | `PODMAP_SEARCH_EMBEDDING_WAIT_MS` | `rag.searchEmbeddingWaitMs` | 2000 (then lexical) |
 //! | failures that open a breaker | `--breaker-failures` | `PODMAP_BREAKER_FAILURES` | `rag.breakerFailures` | 5 consecutive |
 //! | breaker cool-down | `--breaker-cool-down-ms` | `PODMAP_BREAKER_COOL_DOWN_MS` | `rag.breakerCoolDownMs` | 10000 |
+//! | vector search mode | `--search-mode` | `SEARCH_MODE` (`exact`, `int8` or `binary`) | `rag.searchMode` | `int8` (see below) |
 //! | read matrices in at load | `--preload` | `PODMAP_PRELOAD` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`) | `rag.preload` | off |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
@@ -40,6 +41,13 @@
 //! | analytics queue | `--analytics-queue` | `ANALYTICS_QUEUE_CAPACITY` | `analytics.queueCapacity` | 10000 events |
 //! | GeoIP database | `--geoip-db` | `GEOIP_DB_PATH` | `analytics.geoipDbPath` | `GeoLite2-City.mmdb` (missing: no places) |
 //! | city coordinates | `--world-cities` | `WORLD_CITIES_PATH` | `analytics.worldCitiesPath` | `worldcities.csv` (missing: no coordinates) |
+//!
+//! **Search mode** ([`crate::search::SearchMode`]): `int8` scans the archive's int8 codes for
+//! 4 candidates per result and rescores them with the f32 rows, so scores are exact. On the
+//! real corpus its recall@10 is 1.000, and on a 4,400 × 3,072 podcast it answers about 4×
+//! faster than `exact` (`benches/engine.rs`); `binary` (sign bits, 20 candidates per result,
+//! recall@10 0.99) was slower than `int8` there, because rescoring 20 candidates per result
+//! reads more than the smaller codes save. A request may name its own (`mode`).
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -62,6 +70,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+
+use crate::search::SearchMode;
 use serde_json::Value;
 
 use super::admission::{Admission, AdmissionArgs};
@@ -169,6 +179,10 @@ pub struct SettingsArgs {
     /// tries it again [default: 10000].
     #[arg(long, env = "PODMAP_BREAKER_COOL_DOWN_MS", value_name = "MS")]
     pub breaker_cool_down_ms: Option<u64>,
+    /// How vector searches scan: `exact` (every f32 row), `int8` or `binary` (codes scanned
+    /// for candidates, rescored exactly) [default: int8].
+    #[arg(long, env = "SEARCH_MODE", value_name = "MODE", value_parser = parse_search_mode)]
+    pub search_mode: Option<SearchMode>,
     /// Read every archive's vector matrix into the page cache when it is loaded (at start,
     /// before the server listens, and after a reload swaps an archive in), so the first
     /// searches after a reboot or a deploy do not wait for the disk [default: off].
@@ -266,6 +280,8 @@ pub struct Settings {
     /// When each upstream's circuit breaker opens, and for how long.
     pub breaker: BreakerConfig,
     pub log_format: LogFormat,
+    /// How vector searches scan unless a request says otherwise.
+    pub search_mode: SearchMode,
     /// Whether archives are read into the page cache when loaded ([`crate::index::MmapIndex::warm`]).
     pub preload: bool,
     /// Where the prompt templates came from; `None`: the built-in wording.
@@ -302,11 +318,24 @@ impl Settings {
         // defaults and they are checked here.
         let admission = Admission::resolve(&args.admission, &file)?;
         let analytics = AnalyticsSettings::resolve(&args.analytics, &file)?;
+        let file_mode = match file.pointer("/rag/searchMode").and_then(Value::as_str) {
+            Some(name) if args.search_mode.is_none() => Some(name.parse::<SearchMode>().map_err(
+                |e| ConfigError::Invalid {
+                    setting: "SEARCH_MODE",
+                    value: name.to_owned(),
+                    source: Box::new(e),
+                },
+            )?),
+            _ => None,
+        };
         let mut settings = Settings {
             admission,
             analytics,
             ..Settings::resolve(args, &file)
         };
+        if let Some(mode) = file_mode {
+            settings.search_mode = mode;
+        }
         if let Some(path) = &settings.prompts_file {
             settings.prompts = Prompts::load(path)?;
         }
@@ -422,6 +451,7 @@ impl Settings {
                 .log_format
                 .or_else(|| text(&["rag", "logFormat"]).and_then(|f| LogFormat::parse(&f)))
                 .unwrap_or_default(),
+            search_mode: args.search_mode.unwrap_or(DEFAULT_SEARCH_MODE),
             preload: args.preload
                 || file
                     .pointer("/rag/preload")
@@ -434,6 +464,17 @@ impl Settings {
             analytics: AnalyticsSettings::default(),
         }
     }
+}
+
+/// The mode of vector searches when none is configured: the fastest that meets the recall
+/// floors (see the module documentation).
+pub const DEFAULT_SEARCH_MODE: SearchMode = SearchMode::Int8 {
+    oversample: crate::search::quant::INT8_OVERSAMPLE,
+};
+
+fn parse_search_mode(s: &str) -> Result<SearchMode, String> {
+    s.parse()
+        .map_err(|e: crate::search::UnknownMode| e.to_string())
 }
 
 /// Trimmed; `None` when empty or one of the original's placeholders.

@@ -208,3 +208,28 @@ fn the_flags_print_no_secret_in_debug() {
     assert!(!printed.contains("secret"), "{printed}");
     assert!(printed.starts_with("SettingsArgs"), "{printed}");
 }
+
+#[test]
+fn search_mode_from_flag_then_file_then_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("settings.json");
+    std::fs::write(&file, r#"{"rag": {"searchMode": "binary"}}"#).unwrap();
+    let load = |search_mode: Option<SearchMode>| {
+        Settings::load(SettingsArgs {
+            config: Some(file.clone()),
+            search_mode,
+            ..SettingsArgs::default()
+        })
+    };
+    assert_eq!(load(None).unwrap().search_mode.name(), "binary");
+    assert_eq!(
+        load(Some(SearchMode::Exact)).unwrap().search_mode,
+        SearchMode::Exact
+    );
+    assert_eq!(Settings::default().search_mode, DEFAULT_SEARCH_MODE);
+    assert_eq!(parse_search_mode("int8"), Ok(DEFAULT_SEARCH_MODE));
+    assert!(parse_search_mode("fast").is_err());
+    std::fs::write(&file, r#"{"rag": {"searchMode": "fast"}}"#).unwrap();
+    let e = load(None).unwrap_err();
+    assert_eq!(e.to_string(), "invalid SEARCH_MODE value 'fast'");
+}
