@@ -44,10 +44,11 @@
 //!
 //! **Search mode** ([`crate::search::SearchMode`]): `int8` scans the archive's int8 codes for
 //! 4 candidates per result and rescores them with the f32 rows, so scores are exact. On the
-//! real corpus its recall@10 is 1.000, and on a 4,400 × 3,072 podcast it answers about 4×
-//! faster than `exact` (`benches/engine.rs`); `binary` (sign bits, 20 candidates per result,
-//! recall@10 0.99) was slower than `int8` there, because rescoring 20 candidates per result
-//! reads more than the smaller codes save. A request may name its own (`mode`).
+//! real corpus its recall@10 is 1.000; on a 4,400 × 3,072 podcast it answered 3.4–4.7× faster
+//! than `exact` (`benches/engine.rs`, `PODMAP_BENCH_ONLY=modes`), while `binary` (sign bits,
+//! 20 candidates per result, recall@10 0.99) was 2.8–3.6× faster. On podcasts of a few hundred
+//! items every mode takes microseconds and `exact` is the quickest. A request may name its
+//! own mode (`mode`).
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
