@@ -16,11 +16,17 @@
 //! And the first query from a cold page cache, with and without `MmapIndex::warm` first
 //! (see `cold_first_query`).
 //!
+//! And the search modes side by side: exact, int8 and binary codes with rescoring (top-10
+//! latency, speed-up over exact, recall@10 against exact; see `engine/modes.rs`).
+//!
 //! At the end a summary prints the ratios. `cargo bench --bench engine`; set
-//! `PODMAP_BENCH_ITEMS`/`PODMAP_BENCH_DIMS` for another generated size.
+//! `PODMAP_BENCH_ITEMS`/`PODMAP_BENCH_DIMS` for another generated size, and
+//! `PODMAP_BENCH_ONLY=modes` (or `cold`) for one part alone.
 
 #[path = "engine/exact.rs"]
 mod exact;
+#[path = "engine/modes.rs"]
+mod modes;
 mod support;
 
 use std::hint::black_box;
@@ -31,6 +37,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 
 use exact::{exact_summary, read_kernel};
+use modes::{modes_summary, query_modes};
 use podmap::mem::ProcessMemory;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
 use rayon::prelude::*;
@@ -420,12 +427,20 @@ fn main() {
         cold_first_query(&sets);
         return;
     }
+    if std::env::var("PODMAP_BENCH_ONLY").as_deref() == Ok("modes") {
+        query_modes(&mut c, &sets);
+        c.final_summary();
+        modes_summary(&sets);
+        return;
+    }
     read_bandwidth(&mut c, sets.iter().map(|s| s.matrix_bytes).max().unwrap());
     open_first_result(&mut c, &sets);
     steady_query(&mut c, &sets);
     read_kernel(&mut c, &sets);
+    query_modes(&mut c, &sets);
     c.final_summary();
     summary(&sets);
     exact_summary(&sets);
+    modes_summary(&sets);
     cold_first_query(&sets);
 }

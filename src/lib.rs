@@ -68,4 +68,4 @@ pub mod transcript;
 pub use error::{ArchiveFault, Error, Result};
 pub use index::MmapIndex;
 pub use json_index::JsonIndex;
-pub use search::{Filter, Hit, ItemView, SearchIndex};
+pub use search::{Filter, Hit, ItemView, SearchIndex, SearchMode};

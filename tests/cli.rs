@@ -49,7 +49,7 @@ fn convert_search_inspect_verify_round() {
     assert_eq!(header["items"], 30);
     assert_eq!(header["dimensions"], 16);
     assert_eq!(header["embeddingModel"], "test/model");
-    assert_eq!(header["formatVersion"], 2);
+    assert_eq!(header["formatVersion"], 3);
 
     let verify = podmap(&["verify", s(&index)]);
     assert!(verify.status.success(), "{}", text(&verify.stderr));
@@ -125,6 +125,48 @@ fn convert_search_inspect_verify_round() {
     // Query vector 3 is item 2's own embedding: it must come first with cosine 1.
     assert_eq!(lines[0]["hits"][0]["id"], 2);
     assert!((lines[0]["hits"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+
+    // The quantized modes find item 2 first too, with the exact score; an unknown mode is
+    // refused naming the choices.
+    for mode in ["int8", "binary"] {
+        let quantized = podmap(&[
+            "search",
+            "--index",
+            s(&index),
+            "--podcast",
+            "alpha",
+            "--vector",
+            s(&queries),
+            "--json",
+            "--top-k",
+            "4",
+            "--mode",
+            mode,
+            "--oversample",
+            "2",
+        ]);
+        assert!(quantized.status.success(), "{}", text(&quantized.stderr));
+        let first: Value =
+            serde_json::from_str(text(&quantized.stdout).lines().next().unwrap()).unwrap();
+        assert_eq!(first["hits"][0], lines[0]["hits"][0], "{mode}");
+    }
+    let unknown = podmap(&[
+        "search",
+        "--index",
+        s(&index),
+        "--podcast",
+        "alpha",
+        "--vector",
+        s(&queries),
+        "--mode",
+        "fast",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("expected exact, int8 or binary"),
+        "{}",
+        text(&unknown.stderr)
+    );
 
     // Filters restrict the episodes.
     let filtered = podmap(&[

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use podmap::archive::format::{HEADER_SIZE, MAGIC};
+use podmap::archive::format::{Header, SectionKind, HEADER_SIZE, MAGIC};
 use podmap::convert::convert_podcast;
 use podmap::input::PodcastSource;
 use podmap::{ArchiveFault, Error, Filter, MmapIndex, SearchIndex};
@@ -67,9 +67,14 @@ fn every_flipped_byte_is_caught_by_open_or_verify() {
         .unwrap()
         .header()
         .clone();
-    let items_start = header.sections[1].offset as usize;
+    let items_start = header.section(SectionKind::Items).unwrap().offset as usize;
     let mut offsets: Vec<usize> = (0..900).collect();
     offsets.extend((900..items_start).step_by(7));
+    // Every byte of the code sections: codes, padding, scales and mean.
+    for kind in [SectionKind::Int8Codes, SectionKind::BinaryCodes] {
+        let s = header.section(kind).unwrap();
+        offsets.extend(s.offset as usize..s.end() as usize);
+    }
     offsets.extend(items_start..bytes.len());
     for at in offsets {
         for mask in [0x01u8, 0x80] {
@@ -160,6 +165,77 @@ fn a_newer_format_version_is_refused_with_that_reason() {
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade podmap"), "{err}");
+}
+
+/// `bytes` with its header decoded, changed by `change` and encoded again (with a valid
+/// checksum), so that only what `change` did is wrong.
+fn with_header(bytes: &[u8], change: impl FnOnce(&mut Header)) -> Vec<u8> {
+    let mut header = Header::decode(bytes, bytes.len() as u64).unwrap();
+    change(&mut header);
+    let mut out = bytes.to_vec();
+    out[..HEADER_SIZE].copy_from_slice(&header.encode());
+    out
+}
+
+#[test]
+fn code_sections_of_the_wrong_size_or_alignment_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, bytes) = archive(dir.path(), 11, 24);
+    let layout = |fault: &Error| match fault {
+        Error::Archive {
+            fault: ArchiveFault::Layout(reason),
+            ..
+        } => reason.clone(),
+        other => panic!("not a layout fault: {other:?}"),
+    };
+    for kind in [SectionKind::Int8Codes, SectionKind::BinaryCodes] {
+        let at = |h: &Header| h.sections.iter().position(|s| s.kind == kind).unwrap();
+        // Shorter by one row's worth of tail: still inside the file, but not the size the
+        // item count and dimensions need.
+        let shorter = with_header(&bytes, |h| {
+            let i = at(h);
+            h.sections[i].len -= 4;
+        });
+        std::fs::write(&path, &shorter).unwrap();
+        let err = MmapIndex::open(&path).unwrap_err();
+        assert!(layout(&err).contains(kind.name()), "{err}");
+        // Aligned to 64 only: the header is consistent, the promise of a page is not kept.
+        let loose = with_header(&bytes, |h| {
+            let i = at(h);
+            h.sections[i].align = 64;
+        });
+        std::fs::write(&path, &loose).unwrap();
+        let err = MmapIndex::open(&path).unwrap_err();
+        assert!(layout(&err).contains("aligned"), "{err}");
+        // Missing altogether.
+        let missing = with_header(&bytes, |h| {
+            let i = at(h);
+            h.sections.remove(i);
+        });
+        std::fs::write(&path, &missing).unwrap();
+        let err = MmapIndex::open(&path).unwrap_err();
+        assert!(layout(&err).contains("no "), "{err}");
+    }
+}
+
+#[test]
+fn an_older_format_version_is_refused_asking_to_convert_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, bytes) = archive(dir.path(), 4, 8);
+    let old = with_header(&bytes, |h| h.version = 2);
+    std::fs::write(&path, &old).unwrap();
+    let err = MmapIndex::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Archive {
+                fault: ArchiveFault::OlderVersion { found: 2, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("convert the data again"), "{err}");
 }
 
 #[test]

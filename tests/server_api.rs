@@ -233,6 +233,39 @@ async fn search_without_embeddings_is_lexical_and_says_so() {
 }
 
 #[tokio::test]
+async fn an_unknown_search_mode_is_refused_with_a_json_error() {
+    let app = app(Settings::default());
+    let (status, _, body) = call(
+        &app,
+        post(
+            "/api/episodes/search",
+            json!({"query": "Mond", "podcastId": "demo-text", "mode": "fast"}),
+        ),
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("exact, int8 or binary"),
+        "{body}"
+    );
+    // A known mode is accepted; this podcast has no embeddings, so it is answered lexically.
+    for mode in ["exact", "int8", "binary"] {
+        let (status, _, body) = call(
+            &app,
+            post(
+                "/api/episodes/search",
+                json!({"query": "Mond", "podcastId": "demo-text", "mode": mode}),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{mode}: {body}");
+    }
+}
+
+#[tokio::test]
 async fn cross_podcast_search_covers_every_podcast() {
     let app = app(Settings::default());
     let request = post(

@@ -30,10 +30,11 @@ use crate::error::ArchiveFault;
 
 pub const MAGIC: [u8; 8] = *b"\x89PODMAP\n";
 /// Version of the layout described here. Bump it on any change a reader must know about.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest version this build still reads. Version 1 had no episodes, transcripts or
-/// speakers; archives are derived data, so those are converted again rather than upgraded.
-pub const MIN_FORMAT_VERSION: u32 = 2;
+/// speakers, version 2 no quantized codes; archives are derived data, so those are converted
+/// again rather than upgraded.
+pub const MIN_FORMAT_VERSION: u32 = 3;
 pub const HEADER_SIZE: usize = 4096;
 pub const MAX_MODEL_LEN: usize = 256;
 /// Largest embedding dimension accepted. Real models use up to a few thousand; the cap stops a
@@ -43,6 +44,8 @@ pub const MAX_SECTIONS: usize = 16;
 /// Alignment of the matrix section: a page, so it can be advised separately and every
 /// SIMD load of a row start is aligned.
 pub const MATRIX_ALIGN: u64 = 4096;
+/// Alignment of the code sections: a page, like the matrix, for the same reasons.
+pub const CODES_ALIGN: u64 = 4096;
 /// Alignment of rkyv sections (rkyv's `aligned` feature needs 16; 64 is a cache line).
 pub const META_ALIGN: u64 = 64;
 /// Alignment of each item's archive inside the items section (rkyv's `aligned` feature).
@@ -71,12 +74,19 @@ pub enum SectionKind {
     Transcripts = 5,
     /// One rkyv archive of `SpeakersRecord` (or nothing).
     Speakers = 6,
+    /// int8 codes of the matrix rows, then one f32 scale per row (see [`super::codes`]).
+    Int8Codes = 7,
+    /// Sign bits of the rows centered on the corpus mean, then that mean (see
+    /// [`super::codes`]).
+    BinaryCodes = 8,
 }
 
 impl SectionKind {
     /// The sections every archive of this version has, in file order.
-    pub const ALL: [SectionKind; 6] = [
+    pub const ALL: [SectionKind; 8] = [
         SectionKind::Matrix,
+        SectionKind::Int8Codes,
+        SectionKind::BinaryCodes,
         SectionKind::Items,
         SectionKind::Transcripts,
         SectionKind::Episodes,
@@ -94,6 +104,8 @@ impl SectionKind {
             SectionKind::Episodes => "episodes",
             SectionKind::Transcripts => "transcripts",
             SectionKind::Speakers => "speakers",
+            SectionKind::Int8Codes => "int8 codes",
+            SectionKind::BinaryCodes => "binary codes",
         }
     }
 
@@ -105,6 +117,8 @@ impl SectionKind {
             4 => Some(SectionKind::Episodes),
             5 => Some(SectionKind::Transcripts),
             6 => Some(SectionKind::Speakers),
+            7 => Some(SectionKind::Int8Codes),
+            8 => Some(SectionKind::BinaryCodes),
             _ => None,
         }
     }
@@ -372,6 +386,17 @@ mod tests {
         h.version = FORMAT_VERSION + 1;
         let err = Header::decode(&h.encode(), 4260).unwrap_err();
         assert!(matches!(err, ArchiveFault::NewerVersion { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_older_versions_asking_to_convert_again() {
+        for version in [1, 2] {
+            let mut h = sample();
+            h.version = version;
+            let err = Header::decode(&h.encode(), 4260).unwrap_err();
+            assert!(matches!(err, ArchiveFault::OlderVersion { .. }), "{err}");
+            assert!(err.to_string().contains("convert the data again"), "{err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!               dimensions, counts, input fingerprint, section table, header checksum
 //! offset 4096   matrix: item_count × dims f32, little-endian, row-major, L2-normalised rows
 //!               (zero rows for items without an embedding)
+//! page-aligned  int8 codes: item_count × dims i8, then item_count f32 scales
+//! page-aligned  binary codes: item_count × ⌈dims/8⌉ bytes of sign bits, then dims f32 (mean)
 //! 64-aligned    items, transcripts, episodes, speakers: slotted rkyv records, each
 //!               16-aligned, checksummed and validated on first read
 //! 64-aligned    meta: rkyv archive of [`records::PodcastRecord`] (manifest, slots, columns),
@@ -15,6 +17,7 @@
 //! that SIMD kernels scan directly, that has no 32-bit offset limit, and that open never has to
 //! touch. `docs/FORMAT.md` is the full contract.
 
+pub mod codes;
 pub mod format;
 pub mod records;
 pub mod writer;

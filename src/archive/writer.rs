@@ -18,9 +18,10 @@ use rkyv::rancor;
 use tempfile::NamedTempFile;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::codes::{encode_binary, encode_int8, CodesLayout, MeanAccumulator};
 use super::format::{
-    align_up, Header, Section, SectionKind, FORMAT_VERSION, HEADER_SIZE, ITEM_ALIGN, MATRIX_ALIGN,
-    MAX_DIMS, MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
+    align_up, Header, Section, SectionKind, CODES_ALIGN, FORMAT_VERSION, HEADER_SIZE, ITEM_ALIGN,
+    MATRIX_ALIGN, MAX_DIMS, MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
 };
 use super::records::{
     schema_hash, EpisodeRecord, ItemRecord, ManifestRecord, PodcastRecord, Slot, SpeakersRecord,
@@ -271,10 +272,66 @@ impl ArchiveWriter {
             self.take_manifest(manifest)?;
         }
         self.close_section()?;
+        self.write_codes()?;
         self.open_section(SectionKind::Items, META_ALIGN)?;
         self.copy_spilled_items()?;
         self.close_section()?;
         self.open_section(SectionKind::Transcripts, META_ALIGN)
+    }
+
+    /// Writes the int8 and binary code sections (see [`super::codes`]) from the matrix just
+    /// closed, read back from the temporary file a row at a time: the binary codes need the
+    /// mean of all rows first, so they cannot be written while the rows stream in. Codes go
+    /// straight to the file; memory holds a row, the scales and the mean.
+    fn write_codes(&mut self) -> Result<()> {
+        let matrix = *self.sections.last().expect("the matrix was just closed");
+        debug_assert_eq!(matrix.kind, SectionKind::Matrix);
+        let dims = self.dims.unwrap_or(0);
+        let embedded: Vec<bool> = self.record.norms.iter().map(|&n| n > 0.0).collect();
+        let path = self.final_path.clone();
+        let io = |e| Error::io(&path, e);
+        self.out.flush().map_err(io)?;
+        // A second descriptor of the temporary file, with its own position: reading through
+        // it leaves the writer's position alone.
+        let mut back = File::open(self.out.get_ref().path()).map_err(io)?;
+
+        self.open_section(SectionKind::Int8Codes, CODES_ALIGN)?;
+        let mut scales = Vec::with_capacity(embedded.len());
+        let mut mean = MeanAccumulator::new(dims);
+        let mut codes = vec![0i8; dims];
+        read_rows(&mut back, matrix.offset, dims, &embedded, |row, has| {
+            scales.push(encode_int8(row, &mut codes));
+            if has {
+                mean.add(row);
+            }
+            self.write(bytemuck::cast_slice(&codes))
+        })
+        .map_err(|e| e.into_error(&path))?;
+        self.write_tail(&scales)?;
+
+        self.open_section(SectionKind::BinaryCodes, CODES_ALIGN)?;
+        let mean = mean.mean();
+        let mut bits = vec![0u8; CodesLayout::binary(0, dims).stride];
+        read_rows(&mut back, matrix.offset, dims, &embedded, |row, has| {
+            if has {
+                encode_binary(row, &mean, &mut bits);
+            } else {
+                bits.fill(0);
+            }
+            self.write(&bits)
+        })
+        .map_err(|e| e.into_error(&path))?;
+        self.write_tail(&mean)
+    }
+
+    /// Ends a code section: zeros up to a multiple of 64 from its start, then `tail`.
+    fn write_tail(&mut self, tail: &[f32]) -> Result<()> {
+        let start = self.open.as_ref().expect("a section is open").offset;
+        let len = self.pos - start;
+        self.write(&vec![0u8; (align_up(len, 64) - len) as usize])?;
+        let tail: Vec<u8> = tail.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.write(&tail)?;
+        self.close_section()
     }
 
     /// Appends the spilled item records to the open items section.
@@ -460,6 +517,7 @@ impl ArchiveWriter {
         let open = self.open.take().expect("a section is open");
         let align = match open.kind {
             SectionKind::Matrix => MATRIX_ALIGN,
+            SectionKind::Int8Codes | SectionKind::BinaryCodes => CODES_ALIGN,
             _ => META_ALIGN,
         };
         self.sections.push(Section {
@@ -519,6 +577,44 @@ impl ArchiveWriter {
             reason,
         }
     }
+}
+
+/// A failure while reading the matrix back: of the file, or of the visitor.
+enum ReadBack {
+    Io(std::io::Error),
+    Visit(Error),
+}
+
+impl ReadBack {
+    fn into_error(self, path: &Path) -> Error {
+        match self {
+            ReadBack::Io(e) => Error::io(path, e),
+            ReadBack::Visit(e) => e,
+        }
+    }
+}
+
+/// Hands every row of the matrix at `offset` in `file` to `visit`, with whether it has an
+/// embedding.
+fn read_rows(
+    file: &mut File,
+    offset: u64,
+    dims: usize,
+    embedded: &[bool],
+    mut visit: impl FnMut(&[f32], bool) -> Result<()>,
+) -> std::result::Result<(), ReadBack> {
+    file.seek(SeekFrom::Start(offset)).map_err(ReadBack::Io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut bytes = vec![0u8; dims * 4];
+    let mut row = vec![0f32; dims];
+    for &has in embedded {
+        std::io::Read::read_exact(&mut reader, &mut bytes).map_err(ReadBack::Io)?;
+        for (x, b) in row.iter_mut().zip(bytes.chunks_exact(4)) {
+            *x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+        }
+        visit(&row, has).map_err(ReadBack::Visit)?;
+    }
+    Ok(())
 }
 
 /// Positions of the episodes with metadata: newest date first, then higher number first;

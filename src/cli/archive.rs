@@ -94,6 +94,8 @@ pub(super) fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             SectionKind::Transcripts => "rkyv transcripts",
             SectionKind::Speakers => "rkyv speakers",
             SectionKind::Meta => "rkyv manifest, slots, columns",
+            SectionKind::Int8Codes => "int8 codes, per-row scales",
+            SectionKind::BinaryCodes => "sign bits around the mean, the mean",
         };
         writeln!(
             out,

@@ -10,7 +10,7 @@ use clap::Args;
 
 use podmap::input::npy::{self, NpyVectors};
 use podmap::mem::ProcessMemory;
-use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex};
+use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex, SearchMode};
 
 use super::{Source, DATA_REQUIRED, INDEX_REQUIRED};
 
@@ -44,6 +44,13 @@ pub(super) struct SearchArgs {
     /// Only this episode (repeatable); combine several for a set.
     #[arg(long = "episode", value_name = "N", conflicts_with = "episodes")]
     episode_set: Vec<u32>,
+    /// How to scan: every f32 row (exact), or the int8 or sign-bit codes for
+    /// `top-k × oversample` candidates rescored exactly (the same scores, possibly other hits).
+    #[arg(long, value_name = "MODE", default_value = "exact", value_parser = parse_mode)]
+    mode: SearchMode,
+    /// Candidates per hit for the int8 and binary modes (default: 4 for int8, 20 for binary).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    oversample: Option<u32>,
     /// Print one JSON line per query instead of a table.
     #[arg(long)]
     json: bool,
@@ -56,6 +63,11 @@ pub(super) struct SearchArgs {
     /// Print this process's memory use to stderr as JSON when done (for benchmarks).
     #[arg(long, hide = true)]
     report_memory: bool,
+}
+
+fn parse_mode(s: &str) -> Result<SearchMode, String> {
+    s.parse()
+        .map_err(|e: podmap::search::UnknownMode| e.to_string())
 }
 
 fn parse_range(s: &str) -> Result<(u32, u32), String> {
@@ -92,6 +104,10 @@ pub(super) fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         (None, false) => Filter::episode_set(args.episode_set.clone()),
         (None, true) => Filter::all(),
     };
+    let mode = match args.oversample {
+        Some(n) => args.mode.with_oversample(n),
+        None => args.mode,
+    };
     let mut out = std::io::stdout().lock();
     if let Some(text) = &args.text {
         let hits = index.search_text(text, args.top_k, &filter)?;
@@ -100,7 +116,7 @@ pub(super) fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         let path = args.vector.as_deref().expect("required by clap");
         for (i, query) in read_queries(path)?.rows().enumerate() {
             let hits = index
-                .search_vector(query, args.top_k, &filter)
+                .search_vector_in(query, args.top_k, &filter, mode)
                 .with_context(|| format!("query {i} of {}", path.display()))?;
             print_hits(&mut out, index.as_ref(), i, &hits, args.json)?;
         }

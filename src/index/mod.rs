@@ -21,11 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use crate::archive::format::{Header, SectionKind, HEADER_SIZE};
+use crate::archive::codes::CodesLayout;
+use crate::archive::format::{Header, SectionKind, CODES_ALIGN, HEADER_SIZE};
 use crate::archive::records::schema_hash;
 use crate::error::{ArchiveFault, Error, Result};
+use crate::search::quant::{BinaryCodes, Int8Codes, Quantized};
 use crate::search::scan::{self, Matrix};
-use crate::search::{Filter, Hit, ItemView, SearchIndex};
+use crate::search::{Filter, Hit, ItemView, SearchIndex, SearchMode};
 use mapping::{Mapped, RawMapping, RecordFault, Sections};
 
 pub use crate::archive::{archive_path, list_archives};
@@ -42,6 +44,9 @@ pub struct MmapIndex {
     header: Header,
     mapped: Mapped,
     matrix: Range<usize>,
+    /// The int8 and binary code sections (see [`crate::archive::codes`]), checked at open.
+    int8: Range<usize>,
+    binary: Range<usize>,
     /// Every section's byte range, for `verify`.
     sections: Vec<(SectionKind, Range<usize>)>,
 }
@@ -166,6 +171,32 @@ impl MmapIndex {
                 matrix.len, header.item_count, header.dims, expected_matrix
             ))));
         }
+        let codes_range = |kind: SectionKind| -> Result<Range<usize>> {
+            let s = section(kind)?;
+            let binary = kind == SectionKind::BinaryCodes;
+            let expected = CodesLayout::checked(header.item_count, u64::from(header.dims), binary)
+                .map(|l| l.len() as u64);
+            if expected != Some(s.len) {
+                return Err(fault(ArchiveFault::Layout(format!(
+                    "{} section is {} bytes, {} items × {} dims need {:?}",
+                    kind.name(),
+                    s.len,
+                    header.item_count,
+                    header.dims,
+                    expected
+                ))));
+            }
+            if u64::from(s.align) < CODES_ALIGN {
+                return Err(fault(ArchiveFault::Layout(format!(
+                    "{} section is aligned to {}, not {CODES_ALIGN}",
+                    kind.name(),
+                    s.align
+                ))));
+            }
+            Ok(s.offset as usize..s.end() as usize)
+        };
+        let int8 = codes_range(SectionKind::Int8Codes)?;
+        let binary = codes_range(SectionKind::BinaryCodes)?;
         let sections: Vec<(SectionKind, Range<usize>)> = SectionKind::ALL
             .into_iter()
             .map(|kind| range(kind).map(|r| (kind, r)))
@@ -224,6 +255,8 @@ impl MmapIndex {
             header,
             mapped,
             matrix: matrix.offset as usize..matrix.end() as usize,
+            int8,
+            binary,
             sections,
         };
         index.advise_sections();
@@ -405,6 +438,29 @@ impl MmapIndex {
         bytemuck::cast_slice(&self.mapped.bytes()[self.matrix.clone()])
     }
 
+    /// The int8 codes and their per-row scales.
+    pub fn int8_codes(&self) -> Int8Codes<'_> {
+        let layout = CodesLayout::int8(self.len(), self.dims());
+        let bytes = &self.mapped.bytes()[self.int8.clone()];
+        Int8Codes {
+            dims: self.dims(),
+            codes: bytemuck::cast_slice(&bytes[..layout.codes_len]),
+            scales: bytemuck::cast_slice(&bytes[layout.tail_at..]),
+        }
+    }
+
+    /// The sign bits around the corpus mean, and that mean.
+    pub fn binary_codes(&self) -> BinaryCodes<'_> {
+        let layout = CodesLayout::binary(self.len(), self.dims());
+        let bytes = &self.mapped.bytes()[self.binary.clone()];
+        BinaryCodes {
+            dims: self.dims(),
+            stride: layout.stride,
+            bits: &bytes[..layout.codes_len],
+            mean: bytemuck::cast_slice(&bytes[layout.tail_at..]),
+        }
+    }
+
     /// The L2-normalised embedding of row `index` (all zeros when the item has none).
     pub fn row(&self, index: usize) -> &[f32] {
         let d = self.dims();
@@ -516,6 +572,16 @@ impl Matrix for MmapIndex {
     }
 }
 
+impl Quantized for MmapIndex {
+    fn int8(&self) -> Option<Int8Codes<'_>> {
+        Some(self.int8_codes())
+    }
+
+    fn binary(&self) -> Option<BinaryCodes<'_>> {
+        Some(self.binary_codes())
+    }
+}
+
 impl SearchIndex for MmapIndex {
     fn len(&self) -> usize {
         self.header.item_count as usize
@@ -547,5 +613,27 @@ impl SearchIndex for MmapIndex {
 
     fn score_all(&self, query: &[f32], filter: &Filter) -> Result<Vec<Hit>> {
         scan::score_all(self, query, filter)
+    }
+
+    fn episodes_with_embeddings(&self) -> usize {
+        let columns = self.columns();
+        let mut episodes: Vec<u32> = (0..self.len())
+            .map(&columns)
+            .filter(|&(embedded, _)| embedded)
+            .map(|(_, episode)| episode)
+            .collect();
+        episodes.sort_unstable();
+        episodes.dedup();
+        episodes.len()
+    }
+
+    fn search_vector_in(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        mode: SearchMode,
+    ) -> Result<Vec<Hit>> {
+        crate::search::quant::top_k(self, query, k, filter, mode)
     }
 }

@@ -10,6 +10,8 @@
 //! - [`batch`] lets concurrent searches of one matrix share a pass;
 //! - [`episodes`] groups scored items into the episodes the HTTP search returns, with
 //!   [`fusion`] putting the scores of podcasts searched in different modes on one scale;
+//! - [`quant`] scans the int8 or sign-bit codes beside the matrix for candidates and
+//!   rescores them exactly ([`SearchMode`]);
 //! - [`kernel`] (SIMD dot products), [`topk`] and [`lexical`] are their parts.
 
 pub mod batch;
@@ -17,12 +19,14 @@ pub mod episodes;
 pub mod fusion;
 pub mod kernel;
 pub mod lexical;
+pub mod quant;
 pub mod scan;
 pub mod topk;
 
 pub use batch::ScanBatcher;
 pub use episodes::{rank_episodes, rank_episodes_fused, EpisodePage, RankedEpisode, Scored};
 pub use fusion::{Fusion, RRF_K};
+pub use quant::{SearchMode, UnknownMode};
 
 use crate::error::{Error, Result};
 
@@ -126,6 +130,30 @@ pub trait SearchIndex: Sync {
     /// Exact top-`k` by cosine similarity, best first; ties go to the lower row.
     /// Items without an embedding are never returned.
     fn search_vector(&self, query: &[f32], k: usize, filter: &Filter) -> Result<Vec<Hit>>;
+
+    /// Top-`k` like [`SearchIndex::search_vector`], scanning as `mode` says: a quantized mode
+    /// scans codes for candidates and rescores them, so scores are exact and only recall may
+    /// differ. An index without codes (the JSON path) answers exactly, whatever the mode.
+    fn search_vector_in(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        mode: SearchMode,
+    ) -> Result<Vec<Hit>> {
+        let _ = mode;
+        self.search_vector(query, k, filter)
+    }
+
+    /// How many distinct episodes have an item with an embedding: the episodes a full vector
+    /// scan groups its hits into. The default counts the episodes of every item (right when
+    /// every item has an embedding); the archive reads its columns.
+    fn episodes_with_embeddings(&self) -> usize {
+        let mut episodes: Vec<u32> = (0..self.len()).map(|i| self.episode_of(i)).collect();
+        episodes.sort_unstable();
+        episodes.dedup();
+        episodes.len()
+    }
 
     /// Every item with an embedding that passes `filter`, scored, best first (ties to the
     /// lower row): what grouping by episode needs.

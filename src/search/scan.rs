@@ -31,7 +31,7 @@ pub trait Matrix: Sync {
 }
 
 /// `query` scaled to unit length, after checking it against the matrix.
-fn unit_query<M: Matrix + ?Sized>(matrix: &M, query: &[f32]) -> Result<Vec<f32>> {
+pub(crate) fn unit_query<M: Matrix + ?Sized>(matrix: &M, query: &[f32]) -> Result<Vec<f32>> {
     let norm = query_norm(query, matrix.row_len())?;
     if matrix.embedded_rows() == 0 {
         return Err(Error::NoEmbeddings);

@@ -22,6 +22,10 @@ pub struct SearchRequest {
     pub offset: Option<usize>,
     #[serde(default)]
     pub limit: Option<usize>,
+    /// `exact`, `int8` or `binary`: how the vector search scans (the server's setting when
+    /// absent).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -20,7 +20,9 @@ use super::embeddings::EmbedError;
 use super::error::ApiError;
 use super::upstream::Refusal;
 use super::AppState;
-use crate::search::{Filter, Hit};
+use std::collections::HashSet;
+
+use crate::search::{Filter, Hit, SearchMode};
 
 /// A podcast to search, with the query's embedding when its search is semantic.
 pub type Plan = (Arc<dyn Podcast>, Option<Arc<Vec<f32>>>);
@@ -159,15 +161,41 @@ pub fn embedding_deadline(state: &AppState) -> Instant {
     Instant::now() + state.settings.search_embedding_wait
 }
 
-/// Every scored item of a podcast, best first: by cosine with `embedding`, or lexically.
+/// The scored items of a podcast, best first: by cosine with `embedding`, or lexically.
+///
+/// An `exact` search scores every item (in a scan shared with concurrent searches). A
+/// quantized one (`int8`, `binary`) rescores only the best candidates of its code scan: it
+/// asks for items until they cover `episodes` episodes (the page and one more) or every
+/// item; the route counts `total` as a full scan would.
 pub fn score(
     podcast: &dyn Podcast,
     embedding: Option<&[f32]>,
     query: &str,
+    how: SearchMode,
+    episodes: usize,
 ) -> crate::Result<Vec<Hit>> {
     let index = podcast.index();
     match embedding {
-        Some(v) => podcast.score_all(v),
+        Some(v) if how == SearchMode::Exact => podcast.score_all(v),
+        Some(v) => {
+            let all = index.embedded_count();
+            let mut k = episodes.saturating_mul(CANDIDATES_PER_EPISODE).max(1);
+            loop {
+                let hits = index.search_vector_in(v, k.min(all.max(1)), &Filter::all(), how)?;
+                let covered: HashSet<u32> = hits
+                    .iter()
+                    .map(|h| index.episode_of(h.index as usize))
+                    .collect();
+                if covered.len() >= episodes || k >= all {
+                    return Ok(hits);
+                }
+                k = k.saturating_mul(4);
+            }
+        }
         None => index.search_text(query, index.len(), &Filter::all()),
     }
 }
+
+/// Items asked for per episode wanted, at first, by a quantized search: episodes hold a few
+/// items each, and the best items often share an episode.
+const CANDIDATES_PER_EPISODE: usize = 8;

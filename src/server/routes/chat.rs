@@ -149,10 +149,11 @@ async fn retrieve(
     }
     let embedding = mode.embedding();
     let (podcast, query) = (podcast.clone(), query.to_owned());
+    let how = state.settings.search_mode;
     let hits = tokio::task::spawn_blocking(move || {
         let index = podcast.index();
         match embedding {
-            Some(v) => index.search_vector(&v, k, &Filter::all()),
+            Some(v) => index.search_vector_in(&v, k, &Filter::all(), how),
             None => index.search_text(&query, k, &Filter::all()),
         }
     })

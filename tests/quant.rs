@@ -1,0 +1,203 @@
+//! Quantized search modes: recall@10 against the exact ground truth of the real corpus, queries
+//! near the items of a generated podcast, filters inside the code scan, and exact scores
+//! whichever mode found a hit.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use podmap::search::quant::{BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
+use podmap::{Filter, Hit, MmapIndex, SearchIndex, SearchMode};
+use serde_json::Value;
+
+/// Recall floors at the default oversampling.
+const INT8_FLOOR: f64 = 0.99;
+const BINARY_FLOOR: f64 = 0.95;
+
+fn int8(oversample: u32) -> SearchMode {
+    SearchMode::Int8 { oversample }
+}
+
+fn binary(oversample: u32) -> SearchMode {
+    SearchMode::Binary { oversample }
+}
+
+/// Share of `truth` found in `hits`.
+fn recall(hits: &[Hit], truth: &[u32]) -> f64 {
+    let found: HashSet<u32> = hits.iter().map(|h| h.index).collect();
+    truth.iter().filter(|t| found.contains(t)).count() as f64 / truth.len() as f64
+}
+
+/// The corpus converted once for all tests of this file.
+fn corpus_index() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = tempfile::tempdir().unwrap();
+        common::convert_quietly(&common::corpus(), out.path());
+        out
+    })
+    .path()
+}
+
+struct Query {
+    podcast: String,
+    embedding: Vec<f32>,
+    top10: Vec<u32>,
+}
+
+fn corpus_queries() -> Vec<Query> {
+    let path = common::corpus().join("queries.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| Query {
+            podcast: q["podcast"].as_str().unwrap().to_owned(),
+            embedding: serde_json::from_value(q["embedding"].clone()).unwrap(),
+            top10: serde_json::from_value(q["top10"].clone()).unwrap(),
+        })
+        .collect()
+}
+
+/// Mean and lowest recall@10 of `mode` over the corpus queries.
+fn corpus_recall(mode: SearchMode) -> (f64, f64) {
+    let queries = corpus_queries();
+    let mut indexes = std::collections::HashMap::new();
+    let (mut sum, mut min) = (0.0, 1.0f64);
+    for q in &queries {
+        let index = indexes
+            .entry(q.podcast.clone())
+            .or_insert_with(|| MmapIndex::open_podcast(corpus_index(), &q.podcast).unwrap());
+        let hits = index
+            .search_vector_in(&q.embedding, 10, &Filter::all(), mode)
+            .unwrap();
+        let r = recall(&hits, &q.top10);
+        sum += r;
+        min = min.min(r);
+    }
+    (sum / queries.len() as f64, min)
+}
+
+#[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
+fn corpus_recall_meets_the_floors_at_the_default_oversampling() {
+    for oversample in [1, 2, 4, 10, 20, 40] {
+        for mode in [int8(oversample), binary(oversample)] {
+            let (mean, min) = corpus_recall(mode);
+            eprintln!("recall@10 {mode} oversample {oversample}: mean {mean:.3}, lowest {min:.1}");
+        }
+    }
+    let (exact, _) = corpus_recall(SearchMode::Exact);
+    assert_eq!(exact, 1.0, "the exact scan finds the ground truth");
+    let (int8_recall, _) = corpus_recall(int8(INT8_OVERSAMPLE));
+    assert!(int8_recall >= INT8_FLOOR, "int8 recall@10 {int8_recall}");
+    let (binary_recall, _) = corpus_recall(binary(BINARY_OVERSAMPLE));
+    assert!(
+        binary_recall >= BINARY_FLOOR,
+        "binary recall@10 {binary_recall}"
+    );
+}
+
+/// A generated podcast of `n` items of `dims` dimensions, converted.
+fn generated(dir: &Path, n: u32, dims: usize) -> MmapIndex {
+    common::small_root(dir, "p", n, dims);
+    let out = dir.join("index");
+    common::convert_quietly(dir, &out);
+    MmapIndex::open_podcast(&out, "p").unwrap()
+}
+
+/// A query near item `i`: its vector plus a little noise.
+fn near(index: &MmapIndex, i: usize, seed: u32) -> Vec<f32> {
+    let noise = common::vector(index.dims(), seed);
+    index
+        .row(i)
+        .iter()
+        .zip(noise)
+        .map(|(&x, e)| x + 0.02 * e)
+        .collect()
+}
+
+#[test]
+fn queries_near_generated_items_find_them_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = generated(dir.path(), 600, 96);
+    for mode in [
+        SearchMode::Exact,
+        int8(INT8_OVERSAMPLE),
+        binary(BINARY_OVERSAMPLE),
+    ] {
+        let mut total = 0.0;
+        for i in (0..600).step_by(37) {
+            let query = near(&index, i, 1000 + i as u32);
+            let exact = index.search_vector(&query, 10, &Filter::all()).unwrap();
+            let hits = index
+                .search_vector_in(&query, 10, &Filter::all(), mode)
+                .unwrap();
+            assert_eq!(
+                hits[0].index as usize, i,
+                "{mode}: the item itself comes first"
+            );
+            // Whatever found a hit, its score is the exact scan's, bit for bit.
+            for hit in &hits {
+                if let Some(e) = exact.iter().find(|e| e.index == hit.index) {
+                    assert_eq!(e.score.to_bits(), hit.score.to_bits(), "{mode}");
+                }
+            }
+            assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{mode}");
+            let truth: Vec<u32> = exact.iter().map(|h| h.index).collect();
+            total += recall(&hits, &truth);
+        }
+        let mean = total / 600usize.div_ceil(37) as f64;
+        eprintln!("generated 600 × 96, {mode}: recall@10 {mean:.3}");
+        let floor = match mode {
+            SearchMode::Binary { .. } => BINARY_FLOOR,
+            _ => INT8_FLOOR,
+        };
+        assert!(mean >= floor, "{mode}: recall@10 {mean}");
+    }
+}
+
+#[test]
+fn filters_apply_inside_the_code_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = generated(dir.path(), 300, 40);
+    // Items of episodes 10..=20 only (item i is in episode 1 + i / 3), and a set.
+    for filter in [
+        Filter::episode_range(10, 20),
+        Filter::episode_set(vec![3, 50, 77]),
+    ] {
+        for mode in [int8(1), binary(1), binary(3)] {
+            let query = near(&index, 0, 5);
+            let hits = index.search_vector_in(&query, 5, &filter, mode).unwrap();
+            assert_eq!(hits.len(), 5, "{mode}: enough items pass {filter:?}");
+            for hit in &hits {
+                assert!(
+                    filter.accepts(index.episode_of(hit.index as usize)),
+                    "{mode}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn asking_for_every_row_is_answered_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = generated(dir.path(), 50, 16);
+    let query = common::vector(16, 3);
+    let exact = index.search_vector(&query, 50, &Filter::all()).unwrap();
+    for mode in [int8(4), binary(20)] {
+        assert_eq!(
+            index
+                .search_vector_in(&query, 50, &Filter::all(), mode)
+                .unwrap(),
+            exact
+        );
+    }
+}
