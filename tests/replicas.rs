@@ -1,5 +1,5 @@
-//! Several replicas of `podmap serve` sharing state, each a server of its own on a loopback
-//! port (its own caches, limiters and connections, as separate processes have):
+//! Several replicas of `podmap serve` sharing state, each a `podmap serve` process of its own
+//! on a loopback port (its own caches, limiters, connections and metrics):
 //!
 //! - through Redis (`cfg(podmap_redis)`, `PODMAP_REDIS_URL`): a query embedding paid for by one
 //!   replica is not paid for again by another; a client's chat limit holds across replicas;
@@ -17,17 +17,12 @@ mod common;
 mod proxy;
 mod support;
 
+use std::io::BufRead;
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use podmap::server::analytics::Analytics;
-use podmap::server::catalog::load_mmap;
-use podmap::server::limits::RateLimits;
-use podmap::server::listener::{serve_connections, ConnectionLimits};
-use podmap::server::shared::RedisSettings;
-use podmap::server::{router, AppState, Settings};
 use serde_json::{json, Value};
 
 use support::openai_standin::{Behaviour, StandIn};
@@ -126,48 +121,125 @@ impl Drop for Prefix {
     }
 }
 
-/// One replica on `127.0.0.1:<free port>`; it stops when dropped.
+/// The command-line options of a replica beside `--index` and `--listen`, by flag: setting a
+/// flag again replaces its value.
+#[derive(Clone)]
+struct Options(Vec<(&'static str, String)>);
+
+impl Options {
+    /// No analytics and no rate limits.
+    fn new() -> Options {
+        Options(Vec::new())
+            .set("--analytics", "off")
+            .set("--rate-limit-chat", "off")
+            .set("--rate-limit-search", "off")
+            .set("--rate-limit-other", "off")
+    }
+
+    fn set(mut self, flag: &'static str, value: impl Into<String>) -> Options {
+        let value = value.into();
+        match self.0.iter_mut().find(|(f, _)| *f == flag) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((flag, value)),
+        }
+        self
+    }
+}
+
+/// One `podmap serve` process on the fixtures at `127.0.0.1:<free port>`; killed when
+/// dropped.
 struct Replica {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    child: Child,
 }
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
+/// A loopback address where nothing listens (at the time of asking).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 impl Replica {
-    async fn start(state: AppState) -> Replica {
-        let state = Arc::new(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let limits = ConnectionLimits {
-            drain_timeout: Duration::from_secs(1),
-            ..ConnectionLimits::default()
-        };
-        tokio::spawn(serve_connections(
-            listener,
-            router(state.clone()),
-            limits,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Replica {
-            addr,
-            stop: Some(stop),
+    /// Starts a replica with `options` and waits until its `/api/ready` answers 200.
+    async fn of(options: &Options) -> Replica {
+        // The free port may be taken by another test before the replica binds it: then it
+        // exits, and another port is tried.
+        let mut log = Vec::new();
+        for _ in 0..3 {
+            let addr = free_addr();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_podmap"));
+            command
+                .args(["serve", "--index", common::s(common::fixtures_index())])
+                .args(["--listen", &addr.to_string()]);
+            for (flag, value) in &options.0 {
+                command.args([*flag, value.as_str()]);
+            }
+            let mut child = command
+                // Only the options above configure it, whatever the test's environment says.
+                .env_clear()
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start podmap serve");
+            // Its log, read by a thread of its own so that it never blocks on a full pipe, is
+            // shown if it does not get ready.
+            let stderr = child.stderr.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect::<Vec<_>>()
+            });
+            let mut replica = Replica { addr, child };
+            if replica.until_ready().await {
+                return replica;
+            }
+            drop(replica);
+            log = reader.join().unwrap_or_default();
         }
+        panic!(
+            "podmap serve {:?} did not get ready:\n{}",
+            options.0,
+            log.join("\n")
+        );
     }
 
-    /// A replica of the fixtures with `settings`.
-    async fn of(settings: Settings) -> Replica {
-        let catalog = load_mmap(common::fixtures_index()).unwrap();
-        Replica::start(AppState::new(catalog, settings)).await
+    /// Waits up to 30 s for `/api/ready` to answer 200; false if the process exited first.
+    async fn until_ready(&mut self) -> bool {
+        let probe = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let url = format!("http://{}/api/ready", self.addr);
+        let start = Instant::now();
+        loop {
+            if probe
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return true;
+            }
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{url} never answered 200"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Option<String>, Value) {
@@ -217,17 +289,13 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Settings of a replica with embeddings at `embeddings`, Redis at `redis_url` under `prefix`,
+/// Options of a replica with embeddings at `embeddings`, Redis at `redis_url` under `prefix`,
 /// and no rate limits.
-fn settings(embeddings: &StandIn, redis_url: &str, prefix: &str) -> Settings {
-    common::unlimited(Settings {
-        embedding_base_url: Some(embeddings.base_url.clone()),
-        redis: Some(RedisSettings {
-            key_prefix: prefix.to_owned(),
-            ..RedisSettings::new(redis_url)
-        }),
-        ..Settings::default()
-    })
+fn options(embeddings: &StandIn, redis_url: &str, prefix: &str) -> Options {
+    Options::new()
+        .set("--embedding-base-url", embeddings.base_url.clone())
+        .set("--redis-url", redis_url)
+        .set("--redis-key-prefix", prefix)
 }
 
 /// The sum of a counter's series whose line starts with `series` in a scrape.
@@ -247,8 +315,9 @@ fn counter(scrape: &str, series: &str) -> f64 {
 async fn a_query_embedded_by_one_replica_costs_the_other_no_call() {
     let prefix = Prefix::new();
     let upstream = StandIn::start(Behaviour::default()).await;
-    let a = Replica::of(settings(&upstream, &redis_url(), &prefix.prefix)).await;
-    let b = Replica::of(settings(&upstream, &redis_url(), &prefix.prefix)).await;
+    let options = options(&upstream, &redis_url(), &prefix.prefix);
+    let a = Replica::of(&options).await;
+    let b = Replica::of(&options).await;
 
     assert_eq!(a.search("Raketen   zum Mars").await, "semantic");
     assert_eq!(upstream.embedding_requests().len(), 1);
@@ -271,14 +340,23 @@ async fn a_query_embedded_by_one_replica_costs_the_other_no_call() {
         2,
         "another query is another call"
     );
-    let scrape = b.scrape().await;
-    assert!(
-        counter(
-            &scrape,
-            "podmap_cache_hits_total{cache=\"query_embeddings_shared\"}"
-        ) >= 1.0,
-        "{scrape}"
+    // Each process counts its own lookups.
+    let shared_hits = "podmap_cache_hits_total{cache=\"query_embeddings_shared\"}";
+    let shared_misses = "podmap_cache_misses_total{cache=\"query_embeddings_shared\"}";
+    let scrape = a.scrape().await;
+    assert_eq!(counter(&scrape, shared_hits), 0.0, "{scrape}");
+    assert_eq!(
+        counter(&scrape, shared_misses),
+        2.0,
+        "A found neither query in Redis: {scrape}"
     );
+    let scrape = b.scrape().await;
+    assert_eq!(
+        counter(&scrape, shared_hits),
+        1.0,
+        "B found its first query in Redis: {scrape}"
+    );
+    assert_eq!(counter(&scrape, shared_misses), 0.0, "{scrape}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,17 +367,11 @@ async fn a_query_embedded_by_one_replica_costs_the_other_no_call() {
 async fn a_chat_limit_holds_across_replicas() {
     let prefix = Prefix::new();
     let llm = StandIn::start(Behaviour::default()).await;
-    let replica_settings = || {
-        let mut s = settings(&llm, &redis_url(), &prefix.prefix);
-        s.llm_base_url = Some(llm.base_url.clone());
-        s.admission.rate_limits = RateLimits {
-            chat: "4/min".parse().unwrap(),
-            ..RateLimits::off()
-        };
-        s
-    };
-    let a = Replica::of(replica_settings()).await;
-    let b = Replica::of(replica_settings()).await;
+    let options = options(&llm, &redis_url(), &prefix.prefix)
+        .set("--llm-base-url", llm.base_url.clone())
+        .set("--rate-limit-chat", "4/min");
+    let a = Replica::of(&options).await;
+    let b = Replica::of(&options).await;
     let ask = json!({"query": "Raumfahrt Physik Teleskop", "podcastId": PODCAST, "topK": 2});
     for (i, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
         let (status, _, body) = replica.post("/api/chat", ask.clone()).await;
@@ -322,6 +394,15 @@ async fn a_chat_limit_holds_across_replicas() {
             .await,
         "counted in Redis"
     );
+    for replica in [&a, &b] {
+        let scrape = replica.scrape().await;
+        assert_eq!(
+            counter(&scrape, "podmap_rate_limited_total{class=\"chat\"}"),
+            1.0,
+            "{} refused one chat: {scrape}",
+            replica.addr
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,23 +420,17 @@ async fn replicas_answer_without_redis_and_share_again_when_it_is_back() {
         direct.port().unwrap_or(6379)
     ))
     .await;
-    let replica_settings = || {
-        let mut s = settings(
-            &upstream,
-            &format!("redis://{}", proxy.addr),
-            &prefix.prefix,
-        );
-        // Limits counted in Redis while it is there, locally while it is not.
-        s.admission.rate_limits = RateLimits {
-            search: "1000/min".parse().unwrap(),
-            ..RateLimits::off()
-        };
-        // A search past its normal budget would answer 504.
-        s.admission.timeouts.search = Duration::from_secs(2);
-        s
-    };
-    let a = Replica::of(replica_settings()).await;
-    let b = Replica::of(replica_settings()).await;
+    let options = options(
+        &upstream,
+        &format!("redis://{}", proxy.addr),
+        &prefix.prefix,
+    )
+    // Limits counted in Redis while it is there, locally while it is not.
+    .set("--rate-limit-search", "1000/min")
+    // A search past its normal budget would answer 504.
+    .set("--timeout-search", "2s");
+    let a = Replica::of(&options).await;
+    let b = Replica::of(&options).await;
 
     assert_eq!(a.search("vorher").await, "semantic");
     assert!(prefix.await_embedding("vorher").await);
@@ -367,7 +442,13 @@ async fn replicas_answer_without_redis_and_share_again_when_it_is_back() {
     );
 
     proxy.cut();
-    let errors_before = counter(&a.scrape().await, "podmap_redis_errors_total");
+    let mut errors_before = Vec::new();
+    for replica in [&a, &b] {
+        errors_before.push(counter(
+            &replica.scrape().await,
+            "podmap_redis_errors_total",
+        ));
+    }
     for i in 0..10 {
         for replica in [&a, &b] {
             assert_eq!(replica.search(&format!("ohne Redis {i}")).await, "semantic");
@@ -375,15 +456,18 @@ async fn replicas_answer_without_redis_and_share_again_when_it_is_back() {
     }
     // Each replica asked the API itself, once per query: nothing shared, nothing lost.
     assert_eq!(upstream.embedding_requests().len(), 1 + 20);
-    let scrape = a.scrape().await;
-    assert!(
-        counter(&scrape, "podmap_redis_errors_total") > errors_before,
-        "failed Redis calls are counted: {scrape}"
-    );
-    assert!(
-        scrape.contains("podmap_upstream_breaker_state{upstream=\"redis\"}"),
-        "{scrape}"
-    );
+    for (replica, before) in [&a, &b].into_iter().zip(errors_before) {
+        let scrape = replica.scrape().await;
+        assert!(
+            counter(&scrape, "podmap_redis_errors_total") > before,
+            "{} counted its failed Redis calls: {scrape}",
+            replica.addr
+        );
+        assert!(
+            scrape.contains("podmap_upstream_breaker_state{upstream=\"redis\"}"),
+            "{scrape}"
+        );
+    }
 
     proxy.restore();
     // Each replica's breaker lets a probe through after its cool-down, and its connection comes
@@ -421,13 +505,12 @@ async fn closed_port() -> SocketAddr {
 async fn a_replica_starts_and_answers_with_redis_unreachable() {
     let upstream = StandIn::start(Behaviour::default()).await;
     let nowhere = format!("redis://{}", closed_port().await);
-    let mut s = settings(&upstream, &nowhere, "podmap_test:never_written:");
-    s.admission.rate_limits = RateLimits {
-        search: "3/min".parse().unwrap(),
-        ..RateLimits::off()
-    };
-    s.admission.timeouts.search = Duration::from_secs(2);
-    let replica = Replica::of(s).await;
+    let replica = Replica::of(
+        &options(&upstream, &nowhere, "podmap_test:never_written:")
+            .set("--rate-limit-search", "3/min")
+            .set("--timeout-search", "2s"),
+    )
+    .await;
     let errors_before = counter(&replica.scrape().await, "podmap_redis_");
     for _ in 0..3 {
         assert_eq!(replica.search("ohne Redis").await, "semantic");
@@ -455,20 +538,14 @@ async fn a_replica_starts_and_answers_with_redis_unreachable() {
 )]
 async fn events_sent_to_two_replicas_are_counted_once_by_either() {
     let db = analytics_support::Db::postgres().await;
-    let replica = || async {
-        let mut s = common::unlimited(Settings {
-            stats_auth_token: Some("stats".into()),
-            ..Settings::default()
-        });
-        s.analytics.database_url = db.url.clone();
-        s.analytics.ip_secret = Some("one key for the deployment".into());
-        s.analytics.stats_ttl = Duration::ZERO;
-        let analytics = Analytics::open(&s.analytics).await.unwrap();
-        let catalog = load_mmap(common::fixtures_index()).unwrap();
-        Replica::start(AppState::new(catalog, s).with_analytics(analytics)).await
-    };
-    let a = replica().await;
-    let b = replica().await;
+    let options = Options::new()
+        .set("--analytics", "on")
+        .set("--database-url", db.url.clone())
+        .set("--stats-auth-token", "stats")
+        .set("--analytics-ip-secret", "one key for the deployment")
+        .set("--analytics-stats-ttl-secs", "0");
+    let a = Replica::of(&options).await;
+    let b = Replica::of(&options).await;
     for i in 0..6 {
         let replica = if i % 2 == 0 { &a } else { &b };
         let (status, _, body) = replica
