@@ -16,6 +16,12 @@
 //! Both are derived from the unit rows exactly as stored in the matrix; rows without an
 //! embedding (all zeros) get zero codes and scale 0, and search never reads them.
 
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
 /// Largest code magnitude: `-128` is never written, so a code's negation is a code too.
 pub const INT8_MAX: f32 = 127.0;
 
@@ -128,6 +134,44 @@ impl MeanAccumulator {
         let n = self.count.max(1) as f64;
         self.sum.iter().map(|&s| (s / n) as f32).collect()
     }
+}
+
+/// A failure while reading the matrix back: of the file, or of the visitor.
+pub(super) enum ReadBack {
+    Io(std::io::Error),
+    Visit(Error),
+}
+
+impl ReadBack {
+    pub(super) fn into_error(self, path: &Path) -> Error {
+        match self {
+            ReadBack::Io(e) => Error::io(path, e),
+            ReadBack::Visit(e) => e,
+        }
+    }
+}
+
+/// Hands every row of the matrix at `offset` in `file` to `visit`, with whether it has an
+/// embedding.
+pub(super) fn read_rows(
+    file: &mut File,
+    offset: u64,
+    dims: usize,
+    embedded: &[bool],
+    mut visit: impl FnMut(&[f32], bool) -> Result<()>,
+) -> std::result::Result<(), ReadBack> {
+    file.seek(SeekFrom::Start(offset)).map_err(ReadBack::Io)?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut bytes = vec![0u8; dims * 4];
+    let mut row = vec![0f32; dims];
+    for &has in embedded {
+        std::io::Read::read_exact(&mut reader, &mut bytes).map_err(ReadBack::Io)?;
+        for (x, b) in row.iter_mut().zip(bytes.chunks_exact(4)) {
+            *x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
+        }
+        visit(&row, has).map_err(ReadBack::Visit)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 
 pub mod codes;
 pub mod format;
+mod placement;
 pub mod records;
 pub mod writer;
 

@@ -18,11 +18,12 @@ use rkyv::rancor;
 use tempfile::NamedTempFile;
 use xxhash_rust::xxh3::Xxh3;
 
-use super::codes::{encode_binary, encode_int8, CodesLayout, MeanAccumulator};
+use super::codes::{encode_binary, encode_int8, read_rows, CodesLayout, MeanAccumulator};
 use super::format::{
     align_up, Header, Section, SectionKind, CODES_ALIGN, FORMAT_VERSION, HEADER_SIZE, ITEM_ALIGN,
     MATRIX_ALIGN, MAX_DIMS, MAX_MODEL_LEN, META_ALIGN, RKYV_FEATURES,
 };
+use super::placement::{make_readable, remove_stale_temporaries, sync_dir, TMP_PREFIX, TMP_SUFFIX};
 use super::records::{
     schema_hash, EpisodeRecord, ItemRecord, ManifestRecord, PodcastRecord, Slot, SpeakersRecord,
     TranscriptRecord,
@@ -579,44 +580,6 @@ impl ArchiveWriter {
     }
 }
 
-/// A failure while reading the matrix back: of the file, or of the visitor.
-enum ReadBack {
-    Io(std::io::Error),
-    Visit(Error),
-}
-
-impl ReadBack {
-    fn into_error(self, path: &Path) -> Error {
-        match self {
-            ReadBack::Io(e) => Error::io(path, e),
-            ReadBack::Visit(e) => e,
-        }
-    }
-}
-
-/// Hands every row of the matrix at `offset` in `file` to `visit`, with whether it has an
-/// embedding.
-fn read_rows(
-    file: &mut File,
-    offset: u64,
-    dims: usize,
-    embedded: &[bool],
-    mut visit: impl FnMut(&[f32], bool) -> Result<()>,
-) -> std::result::Result<(), ReadBack> {
-    file.seek(SeekFrom::Start(offset)).map_err(ReadBack::Io)?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut bytes = vec![0u8; dims * 4];
-    let mut row = vec![0f32; dims];
-    for &has in embedded {
-        std::io::Read::read_exact(&mut reader, &mut bytes).map_err(ReadBack::Io)?;
-        for (x, b) in row.iter_mut().zip(bytes.chunks_exact(4)) {
-            *x = f32::from_le_bytes(b.try_into().expect("4 bytes"));
-        }
-        visit(&row, has).map_err(ReadBack::Visit)?;
-    }
-    Ok(())
-}
-
 /// Positions of the episodes with metadata: newest date first, then higher number first;
 /// those without a date last.
 fn by_date(episodes: &[EpisodeRecord]) -> Vec<u32> {
@@ -629,51 +592,4 @@ fn by_date(episodes: &[EpisodeRecord]) -> Vec<u32> {
         date(eb).cmp(&date(ea)).then(eb.number.cmp(&ea.number))
     });
     order
-}
-
-const TMP_PREFIX: &str = ".rag.podmap.";
-const TMP_SUFFIX: &str = ".tmp";
-
-/// Removes the temporary files of conversions that were killed before they finished (they
-/// can be as large as the archive). A file whose lock can be taken has no live writer; one
-/// being written by a concurrent conversion is locked and left alone.
-fn remove_stale_temporaries(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !(name.starts_with(TMP_PREFIX) && name.ends_with(TMP_SUFFIX)) {
-            continue;
-        }
-        let path = entry.path();
-        let Ok(file) = File::open(&path) else {
-            continue;
-        };
-        if file.try_lock().is_ok() {
-            // Best effort: a file that cannot be removed is tried again next time.
-            let _ = fs::remove_file(&path);
-        }
-    }
-}
-
-/// Temporary files are created private (0600); an archive is data for the server to read,
-/// so it gets the usual 0644.
-#[cfg(unix)]
-fn make_readable(file: &File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn make_readable(_: &File) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// Makes a rename durable: the directory entry itself must reach the disk.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
