@@ -152,29 +152,6 @@ fn every_item_round_trips() {
     }
 }
 
-struct Query {
-    podcast: String,
-    embedding: Vec<f32>,
-    top10: Vec<u32>,
-    top10_scores: Vec<f64>,
-}
-
-fn queries() -> Vec<Query> {
-    let path = common::corpus().join("queries.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["queries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| Query {
-            podcast: q["podcast"].as_str().unwrap().to_owned(),
-            embedding: serde_json::from_value(q["embedding"].clone()).unwrap(),
-            top10: serde_json::from_value(q["top10"].clone()).unwrap(),
-            top10_scores: serde_json::from_value(q["top10Scores"].clone()).unwrap(),
-        })
-        .collect()
-}
-
 fn ids(hits: &[Hit]) -> Vec<u32> {
     hits.iter().map(|h| h.index).collect()
 }
@@ -229,7 +206,7 @@ fn both_paths_match_the_ground_truth_for_every_query() {
             JsonIndex::load_podcast(&corpus, podcast).unwrap(),
         );
     }
-    let queries = queries();
+    let queries = common::corpus_queries();
     assert_eq!(queries.len(), 40);
     for (n, q) in queries.iter().enumerate() {
         let ctx = format!("query {n} ({})", q.podcast);
@@ -293,7 +270,7 @@ fn filtered_truth(
 fn filters_are_applied_inside_the_scan() {
     let index_dir = converted();
     let corpus = common::corpus();
-    let queries = queries();
+    let queries = common::corpus_queries();
     for podcast in PODCASTS {
         let mapped = MmapIndex::open_podcast(index_dir, podcast).unwrap();
         let parsed = JsonIndex::load_podcast(&corpus, podcast).unwrap();
@@ -375,7 +352,7 @@ fn query_of_wrong_dimension_is_refused() {
 )]
 fn batched_and_concurrent_scans_equal_single_scans() {
     let index_dir = converted();
-    let queries: Vec<Vec<f32>> = queries()
+    let queries: Vec<Vec<f32>> = common::corpus_queries()
         .into_iter()
         .filter(|q| q.podcast == "raumzeit")
         .map(|q| q.embedding)

@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 
 use podmap::search::quant::{BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
 use podmap::{Filter, Hit, MmapIndex, SearchIndex, SearchMode};
-use serde_json::Value;
 
 /// Recall floors at the default oversampling.
 const INT8_FLOOR: f64 = 0.99;
@@ -41,30 +40,9 @@ fn corpus_index() -> &'static Path {
     .path()
 }
 
-struct Query {
-    podcast: String,
-    embedding: Vec<f32>,
-    top10: Vec<u32>,
-}
-
-fn corpus_queries() -> Vec<Query> {
-    let path = common::corpus().join("queries.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    doc["queries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| Query {
-            podcast: q["podcast"].as_str().unwrap().to_owned(),
-            embedding: serde_json::from_value(q["embedding"].clone()).unwrap(),
-            top10: serde_json::from_value(q["top10"].clone()).unwrap(),
-        })
-        .collect()
-}
-
 /// Mean and lowest recall@10 of `mode` over the corpus queries.
 fn corpus_recall(mode: SearchMode) -> (f64, f64) {
-    let queries = corpus_queries();
+    let queries = common::corpus_queries();
     let mut indexes = std::collections::HashMap::new();
     let (mut sum, mut min) = (0.0, 1.0f64);
     for q in &queries {

@@ -22,6 +22,32 @@ pub fn corpus() -> PathBuf {
     dir
 }
 
+/// A query of the corpus's `queries.json`: its embedding and the exact top-10 rows (with their
+/// scores) of its podcast.
+pub struct CorpusQuery {
+    pub podcast: String,
+    pub embedding: Vec<f32>,
+    pub top10: Vec<u32>,
+    pub top10_scores: Vec<f64>,
+}
+
+/// Every query of the corpus's `queries.json`.
+pub fn corpus_queries() -> Vec<CorpusQuery> {
+    let path = corpus().join("queries.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    doc["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| CorpusQuery {
+            podcast: q["podcast"].as_str().unwrap().to_owned(),
+            embedding: serde_json::from_value(q["embedding"].clone()).unwrap(),
+            top10: serde_json::from_value(q["top10"].clone()).unwrap(),
+            top10_scores: serde_json::from_value(q["top10Scores"].clone()).unwrap(),
+        })
+        .collect()
+}
+
 /// A RAG item in the original format, with an embedding of `dims` values derived from `seed`.
 pub fn item(id: u32, episode: u32, topic: &str, embedding: Option<Vec<f32>>) -> Value {
     json!({
