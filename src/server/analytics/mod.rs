@@ -1,6 +1,6 @@
 //! The original's analytics API, off the request path: handlers turn a request into an
-//! [`Event`] and put it on a bounded queue, answering at once; one writer task
-//! ([`writer`]) stores the queue in batches. A full queue drops the event and counts it
+//! [`Event`] and put it on a bounded queue, answering at once; the writers ([`writer`]: one
+//! at the lowest priority, one for backlogs) store the queue in batches. A full queue drops the event and counts it
 //! (`podmap_analytics_dropped_total`) rather than slowing requests down. Stats come from the
 //! store ([`store`]: SQLite or PostgreSQL) and are cached per `days` for a short TTL that
 //! inserts do not reset (the original flushed its cache on every page view, so it almost
@@ -20,10 +20,10 @@ pub mod writer;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use metrics::{counter, describe_counter, describe_gauge, gauge};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use event::{EpisodePlay, Event, PageView};
@@ -43,6 +43,8 @@ pub enum AnalyticsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the analytics writer")]
+    Writer(#[source] std::io::Error),
 }
 
 /// The analytics of a server: on (a store, its writer and its stats cache) or off.
@@ -51,14 +53,15 @@ pub struct Analytics {
 }
 
 struct Active {
-    queue: mpsc::Sender<Event>,
+    queue: writer::Queue,
     store: Arc<dyn Store>,
     stats: moka::future::Cache<u32, Arc<Stats>>,
     cache_stats: bool,
     addresses: AddressPolicy,
     geo: Arc<geo::Geo>,
-    stop: Mutex<Option<oneshot::Sender<()>>>,
-    writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Fires when the background writer's thread has drained the queue and closed its store.
+    background: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
+    backlog: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     pruner: Option<JoinHandle<()>>,
 }
 
@@ -122,9 +125,14 @@ impl Analytics {
         let geo = tokio::task::spawn_blocking(move || geo::Geo::load(&geoip, &cities))
             .await
             .unwrap_or_default();
-        let (queue, receiver) = mpsc::channel(settings.queue_capacity);
-        let (stop, stopped) = oneshot::channel();
-        let writer = tokio::spawn(writer::run(store.clone(), receiver, stopped));
+        let (queue, receiver) = writer::Queue::new(settings.queue_capacity);
+        let background = writer::start_background(
+            settings.database_url.clone(),
+            store.clone(),
+            receiver.clone(),
+        )
+        .await?;
+        let backlog = tokio::spawn(writer::backlog(store.clone(), receiver));
         let pruner = (settings.retention_days > 0)
             .then(|| tokio::spawn(writer::prune(store.clone(), settings.retention_days)));
         let stats = moka::future::Cache::builder()
@@ -139,8 +147,8 @@ impl Analytics {
                 cache_stats: !settings.stats_ttl.is_zero(),
                 addresses,
                 geo: Arc::new(geo),
-                stop: Mutex::new(Some(stop)),
-                writer: tokio::sync::Mutex::new(Some(writer)),
+                background: tokio::sync::Mutex::new(Some(background)),
+                backlog: tokio::sync::Mutex::new(Some(backlog)),
                 pruner,
             }),
         })
@@ -249,12 +257,15 @@ impl Analytics {
     /// dropped and counted.
     pub async fn shutdown(&self) {
         let Some(active) = &self.active else { return };
-        if let Some(stop) = active.stop.lock().expect("not poisoned").take() {
-            let _ = stop.send(());
+        active.queue.close();
+        if let Some(background) = active.background.lock().await.take() {
+            if background.await.is_err() {
+                tracing::error!("analytics: the background writer's thread failed");
+            }
         }
-        if let Some(writer) = active.writer.lock().await.take() {
-            if let Err(e) = writer.await {
-                tracing::error!("analytics: the writer task failed: {e}");
+        if let Some(backlog) = active.backlog.lock().await.take() {
+            if let Err(e) = backlog.await {
+                tracing::error!("analytics: the backlog writer failed: {e}");
             }
         }
         if let Some(pruner) = &active.pruner {
@@ -266,13 +277,7 @@ impl Analytics {
 
 impl Active {
     fn enqueue(&self, event: Event) {
-        match self.queue.try_send(event) {
-            Ok(()) => {
-                let depth = self.queue.max_capacity() - self.queue.capacity();
-                gauge!(writer::QUEUE_DEPTH).set(depth as f64);
-            }
-            Err(_) => counter!(writer::DROPPED).increment(1),
-        }
+        self.queue.push(event);
     }
 }
 

@@ -169,9 +169,21 @@ impl Backend {
 
 /// The SQLite file a `sqlite:` URL names (`None` for an in-memory database).
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if is_in_memory(url) {
+        return None;
+    }
     let options = SqliteConnectOptions::from_str(url).ok()?;
-    let file = options.get_filename();
-    (file.as_os_str() != ":memory:").then(|| file.to_path_buf())
+    Some(options.get_filename().to_path_buf())
+}
+
+/// Whether `url` names an in-memory SQLite database (`sqlite::memory:`, `sqlite://:memory:`
+/// or `mode=memory`): one that lives only in the pool that opened it.
+pub fn is_in_memory(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return false;
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    path.trim_start_matches('/') == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
 }
 
 /// Opens (creating a SQLite file when missing) and migrates the database `url` names.
@@ -211,5 +223,34 @@ pub async fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
             store.migrate().await?;
             Ok(Box::new(store))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_urls_name_no_file() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite::memory:?cache=shared",
+            "sqlite://a.db?mode=memory",
+        ] {
+            assert!(is_in_memory(url), "{url}");
+            assert_eq!(sqlite_file(url), None, "{url}");
+        }
+        for url in [
+            "sqlite://a.db",
+            "sqlite:///tmp/x/a.db?mode=rwc",
+            "postgres://h/db",
+        ] {
+            assert!(!is_in_memory(url), "{url}");
+        }
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/x/a.db?mode=rwc"),
+            Some(std::path::PathBuf::from("/tmp/x/a.db"))
+        );
     }
 }
