@@ -28,7 +28,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Settings first: they say how to log (a config file that cannot be read is reported by
     // `main` on stderr, as every other command's errors are).
     let settings = podmap::server::Settings::load(args.settings)?;
-    super::logging::init(settings.log_format);
+    let _log = super::logging::init(settings.log_format);
     let source = match args.source {
         Source::Mmap => podmap::server::Source::Mmap(args.index.context(INDEX_REQUIRED)?),
         Source::Json => podmap::server::Source::Json(args.data.context(DATA_REQUIRED)?),
