@@ -9,16 +9,18 @@
 //!
 //! - **int8**: the unit query is quantized to `[-127, 127]` like the rows, and a row's
 //!   estimate is `scale × (query codes · row codes)`, an integer dot product.
-//! - **binary**: only the rows are reduced to bits (asymmetric scoring): a row's estimate is
-//!   the sum of the query's int8 codes over the components where the row lies above the
-//!   corpus mean, i.e. `query · signs` up to a constant. The kernel spreads the bits to byte
-//!   masks and sums the selected codes (a table lookup per byte, the alternative, needs
-//!   gathers that are slow on many x86 cores).
+//! - **binary**: the rows are reduced to bits, the query to 4-bit codes (asymmetric
+//!   scoring): a row's estimate is the sum of the query's codes over the components where
+//!   the row lies above the corpus mean, i.e. `query · signs` up to a constant. The query is
+//!   split into four bit planes, so the sum is four weighted popcounts of `row & plane`
+//!   ([`planes`]), which SIMD computes 32 or 64 bytes of bits at a time.
 //!
 //! Measured recall@10 on the real corpus (`tests/quant.rs`) sets the default oversampling of
 //! each mode.
 
 pub mod kernel;
+pub mod planes;
+mod select;
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,14 +28,17 @@ use std::str::FromStr;
 use rayon::prelude::*;
 
 use super::scan::{self, Matrix, ROWS_PER_TASK};
-use super::topk::TopK;
 use super::{Filter, Hit};
 use crate::error::Result;
+use select::Best;
 
 /// Default oversampling of the int8 mode: recall@10 is 1.000 from 2 on the corpus; 4 leaves
 /// a margin for other data at a negligible rescoring cost.
 pub const INT8_OVERSAMPLE: u32 = 4;
-/// Default oversampling of the binary mode (see `tests/quant.rs` for the measured recall).
+/// Default oversampling of the binary mode: recall@10 0.992 on the corpus and 0.994 on the
+/// benchmark's generated podcast; at 10 the corpus still gives 0.965 but the generated podcast
+/// only 0.881 (see `tests/quant.rs`). The 200 candidates of a top-10 are narrowed to 40 on
+/// their int8 codes before the f32 rows are read, so the oversampling costs mostly int8 reads.
 pub const BINARY_OVERSAMPLE: u32 = 20;
 
 /// How a vector search scans: the f32 matrix, or one of the code sections with rescoring.
@@ -140,9 +145,48 @@ pub trait Quantized: Matrix {
     fn binary(&self) -> Option<BinaryCodes<'_>>;
 }
 
+/// Matrices of fewer floats (rows × dims) than this are scanned exactly whatever the mode.
+///
+/// A quantized search runs two or three passes (code scan, int8 narrowing, rescoring) where
+/// the exact scan runs one, and each pass has a fixed cost (threads woken, candidates
+/// selected and merged). On a small matrix that fixed cost is more than the exact scan
+/// itself. Measured with `PODMAP_BENCH_ONLY=modes cargo bench --bench engine` with this rule
+/// off (2 cores shared with other work, top-10, default oversampling, one run):
+///
+/// | matrix | floats | exact | int8 | binary |
+/// |---|---:|---:|---:|---:|
+/// | raumzeit 581 × 384 | 0.22 M | 0.034 ms | 0.037 ms (0.9×) | 0.073 ms (0.5×) |
+/// | generated 4,400 × 3,072 | 13.5 M | 1.833 ms | 0.711 ms (2.6×) | 0.478 ms (3.8×) |
+///
+/// A straight line through the two points puts the crossover near 0.26 M floats for int8
+/// and 0.6 M for binary (a fixed 0.03 ms and 0.07 ms against the exact scan's 0.004 ms); at
+/// 1 M floats (2,730 × 384, 341 × 3,072) both lines are about 1.5× faster than exact, so the
+/// rule leaves a margin for the noise of the measurement.
+pub const QUANTIZED_MIN_FLOATS: usize = 1 << 20;
+
+/// Rescoring runs on every core only when its candidates' rows hold at least this many
+/// bytes: below, waking the other threads costs more than the scattered reads they share.
+const PARALLEL_RESCORE_BYTES: usize = 256 * 1024;
+
 /// Top-`k` by cosine in `mode`, best first, ties to the lower row; exact scores. Filters
-/// apply inside the code scan as in the exact one.
+/// apply inside the code scan as in the exact one. A matrix of fewer than
+/// [`QUANTIZED_MIN_FLOATS`] floats is scanned exactly in every mode.
 pub fn top_k<M: Quantized + ?Sized>(
+    matrix: &M,
+    query: &[f32],
+    k: usize,
+    filter: &Filter,
+    mode: SearchMode,
+) -> Result<Vec<Hit>> {
+    if matrix.rows().len() < QUANTIZED_MIN_FLOATS {
+        return scan::top_k(matrix, query, k, filter);
+    }
+    top_k_by_codes(matrix, query, k, filter, mode)
+}
+
+/// [`top_k`] without the size rule: a quantized mode scans the codes whatever the matrix's
+/// size (tests measure the codes' recall on small matrices with it).
+pub fn top_k_by_codes<M: Quantized + ?Sized>(
     matrix: &M,
     query: &[f32],
     k: usize,
@@ -161,7 +205,10 @@ pub fn top_k<M: Quantized + ?Sized>(
             None => return scan::top_k(matrix, query, k, filter),
         },
         SearchMode::Binary { .. } => match matrix.binary() {
-            Some(codes) => binary_candidates(matrix, codes, &unit, candidates, filter),
+            Some(codes) => {
+                let found = binary_candidates(matrix, codes, &unit, candidates, filter);
+                narrow_by_int8(matrix.int8(), &unit, found, k)
+            }
             None => return scan::top_k(matrix, query, k, filter),
         },
         SearchMode::Exact => unreachable!("answered above"),
@@ -169,26 +216,74 @@ pub fn top_k<M: Quantized + ?Sized>(
     Ok(rescore(matrix, &unit, &found, k))
 }
 
-/// The exact top-`k` of `candidates`, scored with the same kernel as the exact scan. The
-/// candidates' rows lie anywhere in the matrix (a few hundred scattered reads from memory), so
-/// they are scored on every core.
+/// The best `k × INT8_OVERSAMPLE` of the sign-bit candidates by their int8 estimate, when
+/// the int8 codes are there and there are more candidates than that.
+///
+/// An int8 row is a quarter of an f32 row, and the int8 estimate ranks nearly as the exact
+/// score does (recall@10 1.000 at oversampling 4 on the corpus), so the many candidates a
+/// sign-bit scan needs are narrowed on their int8 codes and only the few best are read as
+/// f32 rows: for 3,072 dims, 200 candidates cost 600 KB of codes and 40 f32 rows (480 KB)
+/// instead of 200 f32 rows (2.4 MB).
+fn narrow_by_int8(
+    codes: Option<Int8Codes<'_>>,
+    unit: &[f32],
+    found: Vec<Hit>,
+    k: usize,
+) -> Vec<Hit> {
+    let keep = k.saturating_mul(INT8_OVERSAMPLE as usize);
+    let Some(codes) = codes else {
+        return found;
+    };
+    if found.len() <= keep {
+        return found;
+    }
+    let query = quantize_query(unit);
+    let d = codes.dims;
+    best_of(&found, keep, d, |i| {
+        codes.scales[i] * kernel::dot_i8(&query, &codes.codes[i * d..(i + 1) * d]) as f32
+    })
+}
+
+/// The exact top-`k` of `candidates`, scored with the same kernel as the exact scan.
 fn rescore<M: Matrix + ?Sized>(matrix: &M, unit: &[f32], candidates: &[Hit], k: usize) -> Vec<Hit> {
     let d = matrix.row_len();
     let rows = matrix.rows();
-    candidates
-        .par_chunks(16)
-        .map(|chunk| {
-            let mut top = TopK::new(k);
-            for hit in chunk {
-                let i = hit.index as usize;
-                let score = super::kernel::dot(unit, &rows[i * d..(i + 1) * d]);
-                if score.is_finite() {
-                    top.push(hit.index, score);
-                }
+    best_of(candidates, k, d * 4, |i| {
+        super::kernel::dot(unit, &rows[i * d..(i + 1) * d])
+    })
+}
+
+/// The best `keep` of `candidates` by `score` (non-finite scores dropped). The candidates'
+/// rows (`row_bytes` each) lie anywhere in the matrix, so scoring them is a few hundred
+/// scattered reads: shared by every core when they are many bytes, on the calling thread
+/// otherwise ([`PARALLEL_RESCORE_BYTES`]).
+fn best_of(
+    candidates: &[Hit],
+    keep: usize,
+    row_bytes: usize,
+    score: impl Fn(usize) -> f32 + Sync,
+) -> Vec<Hit> {
+    let fold = |chunk: &[Hit]| {
+        let mut top = Best::new(keep);
+        for hit in chunk {
+            let s = score(hit.index as usize);
+            if s.is_finite() {
+                top.push(hit.index, s);
             }
-            top
-        })
-        .reduce(|| TopK::new(k), TopK::merge)
+        }
+        top
+    };
+    if candidates.len().saturating_mul(row_bytes) < PARALLEL_RESCORE_BYTES {
+        return fold(candidates).into_sorted();
+    }
+    let chunk = candidates
+        .len()
+        .div_ceil(2 * rayon::current_num_threads())
+        .max(1);
+    candidates
+        .par_chunks(chunk)
+        .map(fold)
+        .reduce(|| Best::new(keep), Best::merge)
         .into_sorted()
 }
 
@@ -228,15 +323,21 @@ fn binary_candidates<M: Matrix + ?Sized>(
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
-    let query = quantize_query(unit);
+    let planes = planes::QueryPlanes::new(unit);
     let s = codes.stride;
+    debug_assert_eq!(planes.stride(), s);
     scan_codes(matrix, filter, candidates, |i| {
-        kernel::masked_sum(&query, &codes.bits[i * s..(i + 1) * s]) as f32
+        planes.score(&codes.bits[i * s..(i + 1) * s]) as f32
     })
 }
 
 /// Scores every embedded row that passes `filter` with `estimate` (in parallel chunks, the
 /// columns read beside the codes as in the exact scan) and keeps the best `candidates`.
+///
+/// The chunks are few and large (two per thread): each keeps its own `candidates` best
+/// ([`Best`]), which admit a large share of a chunk not much longer than themselves (a chunk
+/// of 256 rows keeping 200 candidates). In a long chunk the floor rises after the first rows,
+/// and most rows are turned away by one comparison.
 fn scan_codes<M: Matrix + ?Sized>(
     matrix: &M,
     filter: &Filter,
@@ -244,15 +345,18 @@ fn scan_codes<M: Matrix + ?Sized>(
     estimate: impl Fn(usize) -> f32 + Sync,
 ) -> Vec<Hit> {
     let rows = matrix.rows().len() / matrix.row_len().max(1);
+    let per_task = rows
+        .div_ceil(2 * rayon::current_num_threads())
+        .max(ROWS_PER_TASK);
     let columns = matrix.columns();
     let columns = &columns;
-    let tasks = rows.div_ceil(ROWS_PER_TASK);
+    let tasks = rows.div_ceil(per_task);
     (0..tasks)
         .into_par_iter()
         .map(|task| {
-            let mut top = TopK::new(candidates);
-            let first = task * ROWS_PER_TASK;
-            for i in first..(first + ROWS_PER_TASK).min(rows) {
+            let mut top = Best::new(candidates);
+            let first = task * per_task;
+            for i in first..(first + per_task).min(rows) {
                 let (embedded, episode) = columns(i);
                 if embedded && filter.accepts(episode) {
                     let score = estimate(i);
@@ -263,7 +367,7 @@ fn scan_codes<M: Matrix + ?Sized>(
             }
             top
         })
-        .reduce(|| TopK::new(candidates), TopK::merge)
+        .reduce(|| Best::new(candidates), Best::merge)
         .into_sorted()
 }
 
