@@ -32,6 +32,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use podmap::search::quant::{BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
 use podmap::{MmapIndex, SearchMode};
 
 use datasets::Dataset;
@@ -93,6 +94,7 @@ fn measure_all() -> Report {
         k: K,
         json_max_items: env_or("PODMAP_REPORT_JSON_MAX", 16_000),
         oversamples: OVERSAMPLES.to_vec(),
+        default_oversample: (INT8_OVERSAMPLE, BINARY_OVERSAMPLE),
     };
     let sizes: Vec<usize> = std::env::var("PODMAP_REPORT_SIZES")
         .unwrap_or_else(|_| "1000,4000,16000,64000".into())
@@ -211,7 +213,7 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
         s.seconds,
     );
     let before = &mut latency[0];
-    before.before_after_ms = Some((before.mean_ms, after.mean_ms));
+    before.before_after_ms = Some((before.median_ms, after.median_ms));
     before.mean_ms = (before.mean_ms + after.mean_ms) / 2.0;
     before.median_ms = (before.median_ms + after.median_ms) / 2.0;
     before.samples += after.samples;

@@ -12,25 +12,38 @@ use crate::datasets::Dataset;
 use crate::results::{Latency, Memory};
 use crate::support::write_npy;
 
-/// A peer engine: its `--engine` name in `tools/peers.py` and its label in the report.
+/// A peer engine: its `--engine` name in `tools/peers.py`, its label in the report, and its
+/// thread count when not every core's.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub name: &'static str,
     pub label: &'static str,
+    pub threads: Option<usize>,
 }
 
-pub const PEERS: [Peer; 3] = [
+/// numpy runs twice: with a BLAS thread per core, like every other engine, and with one,
+/// because OpenBLAS's threads on a small `sgemv` can cost more than they save (waking and
+/// yielding on a busy machine), and a comparison with numpy at its worst says little.
+pub const PEERS: [Peer; 4] = [
     Peer {
         name: "numpy",
         label: "numpy",
+        threads: None,
+    },
+    Peer {
+        name: "numpy",
+        label: "numpy 1 thread",
+        threads: Some(1),
     },
     Peer {
         name: "faiss",
         label: "FAISS IndexFlatIP",
+        threads: None,
     },
     Peer {
         name: "usearch",
         label: "usearch exact",
+        threads: None,
     },
 ];
 
@@ -67,6 +80,7 @@ pub fn run(
     if let Ok(reason) = std::env::var(&skip_var) {
         return Err(reason);
     }
+    let threads = peer.threads.unwrap_or(threads);
     let python = std::env::var("PODMAP_PEERS_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/peers.py");
     let out = Command::new(&python)

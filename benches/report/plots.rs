@@ -26,6 +26,7 @@ fn color(engine: &str) -> RGBColor {
         "podmap JSON path" => RGBColor(214, 39, 40),
         "podmap mmap" => RGBColor(31, 119, 180),
         "numpy" => RGBColor(148, 103, 189),
+        "numpy 1 thread" => RGBColor(23, 190, 207),
         "FAISS IndexFlatIP" => RGBColor(140, 86, 75),
         "usearch exact" => RGBColor(227, 119, 194),
         _ => RGBColor(127, 127, 127),
@@ -69,11 +70,11 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<&'static str>, Box<d
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     let dims = generated(report).first().map_or(0, |d| d.dims);
-    let latency = by_engine(report, &ENGINES, |d, e| d.latency(e).map(|l| l.mean_ms));
+    let latency = by_engine(report, &ENGINES, |d, e| d.latency(e).map(|l| l.median_ms));
     if !latency.is_empty() {
         log_log(
             &dir.join("latency.svg"),
-            &format!("Top-10 query latency, {dims} dims (mean, one query at a time)"),
+            &format!("Top-10 query latency, {dims} dims (median, one query at a time)"),
             "items",
             "milliseconds per query",
             &latency,

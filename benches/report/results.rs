@@ -5,12 +5,13 @@ use serde::{Deserialize, Serialize};
 
 /// The engines of the latency and memory tables and plots, in their order: podmap's modes
 /// and JSON path, then the peers (labels as `tools/peers.py`'s runs are named in `peers.rs`).
-pub const ENGINES: [&str; 7] = [
+pub const ENGINES: [&str; 8] = [
     "podmap exact",
     "podmap int8",
     "podmap binary",
     "podmap JSON path",
     "numpy",
+    "numpy 1 thread",
     "FAISS IndexFlatIP",
     "usearch exact",
 ];
@@ -52,6 +53,8 @@ pub struct Settings {
     /// The JSON path runs on datasets up to this many items.
     pub json_max_items: usize,
     pub oversamples: Vec<u32>,
+    /// The default oversampling of the int8 and binary modes, which the latency runs use.
+    pub default_oversample: (u32, u32),
 }
 
 /// Everything measured on one dataset.
@@ -90,7 +93,8 @@ pub struct Latency {
     pub samples: u64,
     /// Queries whose top-k rows are podmap exact's (peers only).
     pub agree: Option<usize>,
-    /// podmap exact only: the means right before and right after the peers ran.
+    /// podmap exact only: the medians right before and right after the peers ran (its
+    /// figures are the means of both runs).
     pub before_after_ms: Option<(f64, f64)>,
 }
 
