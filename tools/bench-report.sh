@@ -4,7 +4,7 @@
 # in target/bench-report/results.json). The measuring and rendering is benches/report; this
 # script sets up the peers' Python packages in a venv under target/ and runs it.
 #
-#   tools/bench-report.sh                                  # the full report (about 5 min)
+#   tools/bench-report.sh                                  # the full report (about 4 min, +2 for the data once)
 #   PODMAP_REPORT_SIZES=1000,4000 tools/bench-report.sh    # a quick run
 #
 # Other settings (PODMAP_REPORT_SECONDS, PODMAP_REPORT_CORPUS=0, PODMAP_REPORT_DOCS, …) are

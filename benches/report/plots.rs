@@ -220,13 +220,20 @@ fn recall(path: &Path, report: &Report) -> Plot {
         .flat_map(|d| d.recall.iter().map(|r| r.oversample))
         .max()
         .unwrap_or(40) as f64;
-    let lowest = report
-        .datasets
+    let overs: Vec<f64> = report
+        .settings
+        .oversamples
         .iter()
-        .flat_map(|d| d.recall.iter().map(|r| r.mean))
-        .fold(1.0f64, f64::min);
-    let y0 = (lowest * 10.0).floor() / 10.0;
+        .map(|&o| f64::from(o))
+        .collect();
     for (panel, mode) in panels.iter().zip(["int8", "binary"]) {
+        // Each panel from its own lowest recall (int8's differences are small).
+        let lowest = report
+            .datasets
+            .iter()
+            .flat_map(|d| d.recall.iter().filter(|r| r.mode == mode).map(|r| r.mean))
+            .fold(1.0f64, f64::min);
+        let y0 = ((lowest - 0.005) * 20.0).floor() / 20.0;
         let mut chart = ChartBuilder::on(panel)
             .caption(
                 format!("recall@10, {mode} codes + rescoring"),
@@ -235,7 +242,12 @@ fn recall(path: &Path, report: &Report) -> Plot {
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(55)
-            .build_cartesian_2d((0.9..max_over * 1.2).log_scale(), y0..1.01)?;
+            .build_cartesian_2d(
+                (0.9..max_over * 1.2)
+                    .log_scale()
+                    .with_key_points(overs.clone()),
+                y0..1.01,
+            )?;
         chart
             .configure_mesh()
             .x_desc("oversample (candidates per result)")
