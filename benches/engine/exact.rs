@@ -11,7 +11,7 @@ use podmap::search::scan;
 use podmap::{Filter, MmapIndex, SearchIndex};
 use rayon::prelude::*;
 
-use crate::support::{bench, bench_data, mean};
+use crate::support::{bench, bench_data, mean, write_npy};
 use crate::Dataset;
 
 /// Sums every float of `matrix` with the scan's own task split (chunks of
@@ -89,22 +89,6 @@ pub fn read_kernel(c: &mut Criterion, sets: &[Dataset]) {
     group.finish();
 }
 
-/// `data` (`rows × cols` row-major floats) as a numpy `.npy` file, format 1.0.
-fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // Magic (6) + version (2) + header length (2) + dict + padding + '\n', to 64 bytes.
-    let unpadded = 10 + dict.len() + 1;
-    let header = format!(
-        "{dict}{}\n",
-        " ".repeat(unpadded.next_multiple_of(64) - unpadded)
-    );
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    bytes.extend(bytemuck::cast_slice::<f32, u8>(data));
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// What the numpy peer reported, or why it did not run.
 enum Peer {
     Ran {
@@ -146,7 +130,9 @@ fn numpy_peer(set: &Dataset, index: &MmapIndex) -> Peer {
     write_npy(&query_file, set.queries.len(), dims, &queries);
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/peers.py");
-    let out = match Command::new("python3")
+    // The report's venv (`tools/bench-report.sh`) has numpy; plain `python3` may not.
+    let python = std::env::var("PODMAP_PEERS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = match Command::new(&python)
         .arg(&script)
         .arg(&matrix_file)
         .arg(&query_file)
@@ -157,7 +143,7 @@ fn numpy_peer(set: &Dataset, index: &MmapIndex) -> Peer {
         .output()
     {
         Ok(out) => out,
-        Err(e) => return Peer::Skipped(format!("python3 did not run ({e})")),
+        Err(e) => return Peer::Skipped(format!("{python} did not run ({e})")),
     };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);

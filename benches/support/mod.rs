@@ -103,3 +103,19 @@ pub fn generated_podcast(items: usize, dims: usize) -> PathBuf {
     convert(&root, &root.join("index"), "big");
     root
 }
+
+/// `data` (`rows × cols` row-major floats) as a numpy `.npy` file, format 1.0.
+pub fn write_npy(path: &Path, rows: usize, cols: usize, data: &[f32]) {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    // Magic (6) + version (2) + header length (2) + dict + padding + '\n', to 64 bytes.
+    let unpadded = 10 + dict.len() + 1;
+    let header = format!(
+        "{dict}{}\n",
+        " ".repeat(unpadded.next_multiple_of(64) - unpadded)
+    );
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(bytemuck::cast_slice::<f32, u8>(data));
+    std::fs::write(path, bytes).unwrap();
+}

@@ -1,0 +1,191 @@
+//! podmap's side of the report: steady top-k latency per mode, open → first result for the
+//! mapped archive and the JSON path, resident memory of a fresh `podmap search` process, and
+//! recall of the quantized modes.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex, SearchMode};
+
+use crate::datasets::Dataset;
+use crate::results::{FirstResult, Latency, Memory, Recall};
+
+/// Per-query times of `search` over the queries, rotating, for about `seconds` (at least
+/// three passes), after one pass that is not timed: what the peers measure the same way.
+pub fn steady(
+    engine: &str,
+    queries: &[Vec<f32>],
+    seconds: f64,
+    mut search: impl FnMut(&[f32]),
+) -> Latency {
+    for q in queries {
+        search(q);
+    }
+    let mut times = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut passes = 0;
+    while Instant::now() < deadline || passes < 3 {
+        for q in queries {
+            let start = Instant::now();
+            search(q);
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        passes += 1;
+    }
+    let mean_ms = times.iter().sum::<f64>() / times.len() as f64;
+    times.sort_by(f64::total_cmp);
+    Latency {
+        engine: engine.to_owned(),
+        mean_ms,
+        median_ms: times[times.len() / 2],
+        samples: times.len() as u64,
+        agree: None,
+        before_after_ms: None,
+    }
+}
+
+/// Steady top-`k` latency of `mode` on the mapped archive.
+pub fn mode_latency(
+    engine: &str,
+    index: &MmapIndex,
+    set: &Dataset,
+    mode: SearchMode,
+    k: usize,
+    seconds: f64,
+) -> Latency {
+    steady(engine, &set.queries, seconds, |q| {
+        black_box(index.search_vector_in(q, k, &Filter::all(), mode).unwrap());
+    })
+}
+
+/// `rounds` of open (or load) → one top-`k` query, each from a fresh index.
+pub fn first_result<I: SearchIndex>(
+    engine: &str,
+    rounds: u32,
+    k: usize,
+    query: &[f32],
+    open: impl Fn() -> I,
+) -> FirstResult {
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let index = open();
+        black_box(index.search_vector(query, k, &Filter::all()).unwrap());
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    FirstResult {
+        engine: engine.to_owned(),
+        best_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
+        mean_ms: times.iter().sum::<f64>() / times.len() as f64,
+        rounds,
+    }
+}
+
+/// Steady latency of the JSON path (the original's in-memory index) after one load.
+pub fn json_latency(engine: &str, set: &Dataset, k: usize, seconds: f64) -> Latency {
+    let index = JsonIndex::load_podcast(&set.data_root, &set.podcast).expect("the JSON path");
+    steady(engine, &set.queries, seconds, |q| {
+        black_box(index.search_vector(q, k, &Filter::all()).unwrap());
+    })
+}
+
+/// Open (or load) → one top-`k` JSON path and mapped archive, best and mean of a few rounds
+/// (the JSON path fewer: one load of a 1 GB file takes seconds).
+pub fn first_results(set: &Dataset, k: usize, with_json: bool) -> Vec<FirstResult> {
+    let q = &set.queries[0];
+    let mut out = vec![first_result("podmap mmap", 10, k, q, || {
+        MmapIndex::open_podcast(&set.index_dir, &set.podcast).unwrap()
+    })];
+    if with_json {
+        let rounds = if set.json_bytes > 200 << 20 { 2 } else { 4 };
+        out.push(first_result("podmap JSON path", rounds, k, q, || {
+            JsonIndex::load_podcast(&set.data_root, &set.podcast).unwrap()
+        }));
+    }
+    out
+}
+
+/// Resident memory of a fresh `podmap search` process after open + one top-`k` query
+/// (`--report-memory`, as in the engine bench), with `source` `mmap` or `json` and `mode`.
+pub fn memory(engine: &str, set: &Dataset, source: &str, mode: SearchMode, k: usize) -> Memory {
+    let query_file = set.scratch().join("query-1.json");
+    std::fs::write(
+        &query_file,
+        serde_json::to_string(&set.queries[..1]).unwrap(),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_podmap"));
+    cmd.args(["search", "--podcast", &set.podcast, "--report-memory"])
+        .args(["--top-k", &k.to_string(), "--source", source])
+        .args(["--mode", mode.name()])
+        .args(["--oversample", &mode.oversample().to_string()])
+        .arg("--vector")
+        .arg(&query_file);
+    match source {
+        "json" => cmd.arg("--data").arg(&set.data_root),
+        _ => cmd.arg("--index").arg(&set.index_dir),
+    };
+    let out = cmd.output().expect("run podmap search");
+    assert!(
+        out.status.success(),
+        "podmap search: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().last().expect("a memory report");
+    let v: serde_json::Value = serde_json::from_str(line).expect("the memory report as JSON");
+    let kib = |key: &str| v[key].as_u64().expect("a memory figure");
+    Memory {
+        engine: engine.to_owned(),
+        rss_kib: kib("rss_kib"),
+        peak_rss_kib: kib("peak_rss_kib"),
+        rss_anon_kib: kib("rss_anon_kib"),
+        rss_file_kib: kib("rss_file_kib"),
+    }
+}
+
+/// The exact top-`k` rows of every query (the truth for generated sets, and what the peers
+/// are checked against).
+pub fn exact_rows(index: &MmapIndex, set: &Dataset, k: usize) -> Vec<Vec<u32>> {
+    set.queries
+        .iter()
+        .map(|q| {
+            index
+                .search_vector(q, k, &Filter::all())
+                .unwrap()
+                .iter()
+                .map(|h| h.index)
+                .collect()
+        })
+        .collect()
+}
+
+/// Mean and lowest recall@`k` of `mode` against `truth` (one row list per query).
+pub fn recall(
+    index: &MmapIndex,
+    set: &Dataset,
+    truth: &[Vec<u32>],
+    mode: SearchMode,
+    k: usize,
+) -> Recall {
+    let (mut sum, mut min) = (0.0, f64::INFINITY);
+    for (q, truth) in set.queries.iter().zip(truth) {
+        let found: HashSet<u32> = index
+            .search_vector_in(q, k, &Filter::all(), mode)
+            .unwrap()
+            .iter()
+            .map(|h| h.index)
+            .collect();
+        let r = truth.iter().filter(|t| found.contains(t)).count() as f64 / truth.len() as f64;
+        sum += r;
+        min = min.min(r);
+    }
+    Recall {
+        mode: mode.name().to_owned(),
+        oversample: mode.oversample(),
+        mean: sum / set.queries.len() as f64,
+        min,
+    }
+}
