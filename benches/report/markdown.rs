@@ -84,7 +84,8 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          `OPENBLAS_NUM_THREADS` for numpy, OpenMP for FAISS, `threads=` for usearch.\n\
          - podmap: the library call (`search_vector_in`) on the mapped archive, exact or over \
          the int8 / sign-bit codes with the default oversampling (int8 ×{o8}, binary ×{o1}) \
-         and exact rescoring. podmap \
+         and exact rescoring. Below 1 M floats (`QUANTIZED_MIN_FLOATS`: the corpus's \
+         podcasts) the quantized modes scan exactly, as the server does. podmap \
          exact is timed right before and right after the peers; its median and \
          mean are those of both runs averaged.\n\
          - JSON path: podmap's in-memory index over the original `rag-embeddings.json` (the \
@@ -100,8 +101,10 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          podmap's mapped archive counts as file pages (shared with the page cache, dropped \
          under pressure); the tables split anonymous and file pages.\n\
          - Recall@{k} of int8 and binary at oversampling {over}: against `queries.json` on the \
-         corpus, against podmap exact on the generated sets. Where {k} × oversampling reaches \
-         the item count, a quantized mode scans exactly (its recall is 1 by construction).\n",
+         corpus, against podmap exact on the generated sets; the codes are scanned whatever \
+         the matrix's size (`top_k_by_codes`), so the corpus rows show the codes' recall. \
+         Where {k} × oversampling reaches the item count, a quantized mode scans exactly (its \
+         recall is 1 by construction).\n",
         k = s.k,
         o8 = s.default_oversample.0,
         o1 = s.default_oversample.1,
