@@ -363,7 +363,7 @@ fn cold_first_query(sets: &[Dataset]) {
             evict(&copy);
             let started = Instant::now();
             let index = MmapIndex::open(&copy).unwrap();
-            black_box(index.warm(WarmScope::Matrix, |_| {}));
+            black_box(index.warm(WarmScope::Vectors, |_| {}));
             warm += started.elapsed();
             let started = Instant::now();
             black_box(index.search_vector(q, 10, &Filter::all()).unwrap());

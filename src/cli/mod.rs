@@ -54,9 +54,10 @@ enum Command {
     /// Read archives into the page cache, so the first search after a reboot is fast.
     ///
     /// After a reboot or a deploy to a new machine no archive is in the page cache, and the
-    /// first search of each podcast reads its whole vector matrix from disk, a readahead window
-    /// at a time. `warm` reads the matrices in beforehand (madvise WillNeed, then one byte per
-    /// page), printing per podcast the bytes read and the time; `--all` reads every section.
+    /// first search of each podcast reads its whole vector matrix (or, in the int8 and binary
+    /// modes, its codes) from disk, a readahead window at a time. `warm` reads the matrices and
+    /// codes in beforehand (madvise WillNeed, then one byte per page), printing per podcast the
+    /// bytes read and the time; `--all` reads every section.
     /// `podmap serve --preload` does the same at start and after each reload.
     Warm(warm::WarmArgs),
     /// Maintain the analytics database of `podmap serve` (copy it to another store).

@@ -19,7 +19,8 @@ pub(super) struct WarmArgs {
     /// Only this podcast (repeatable) [default: every archive in INDEX_DIR].
     #[arg(long = "podcast", value_name = "ID")]
     podcasts: Vec<String>,
-    /// Every section (items, episodes, transcripts, speakers), not only the vector matrix.
+    /// Every section (items, episodes, transcripts, speakers), not only the vector matrix and
+    /// its codes.
     #[arg(long)]
     all: bool,
 }
@@ -42,7 +43,7 @@ pub(super) fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
     let scope = if args.all {
         WarmScope::All
     } else {
-        WarmScope::Matrix
+        WarmScope::Vectors
     };
     let style = ProgressStyle::with_template(
         "{prefix} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}",
@@ -61,7 +62,11 @@ pub(super) fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{id}: warmed {bytes} bytes ({:.1} MiB, {}) in {:.1} ms",
             bytes as f64 / (1 << 20) as f64,
-            if args.all { "all sections" } else { "matrix" },
+            if args.all {
+                "all sections"
+            } else {
+                "matrix and codes"
+            },
             started.elapsed().as_secs_f64() * 1e3
         );
     }

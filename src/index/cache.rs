@@ -11,8 +11,10 @@ use crate::archive::format::SectionKind;
 /// What [`MmapIndex::warm`] reads into the page cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WarmScope {
-    /// The vector matrix: what every vector search reads whole.
-    Matrix,
+    /// The vector matrix and its int8 and sign-bit codes: what vector searches read whole,
+    /// whichever the mode (exact scans the matrix; int8 and binary scan their codes and read
+    /// a few matrix rows to rescore).
+    Vectors,
     /// The whole file: header, matrix and every record section.
     All,
 }
@@ -50,7 +52,21 @@ impl MmapIndex {
 
     fn warm_range(&self, scope: WarmScope) -> Range<usize> {
         match scope {
-            WarmScope::Matrix => self.matrix.clone(),
+            // The three sections come first in the file, one after the other (only alignment
+            // padding between them): one range, one `madvise`.
+            WarmScope::Vectors => self
+                .sections
+                .iter()
+                .filter(|(kind, _)| {
+                    matches!(
+                        kind,
+                        SectionKind::Matrix | SectionKind::Int8Codes | SectionKind::BinaryCodes
+                    )
+                })
+                .map(|(_, range)| range.clone())
+                .chain(std::iter::once(self.matrix.clone()))
+                .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+                .unwrap_or_default(),
             WarmScope::All => 0..self.mapped.bytes().len(),
         }
     }

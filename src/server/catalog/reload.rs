@@ -421,14 +421,15 @@ pub fn load_mmap_with(index_dir: &Path, preload: bool) -> Result<Catalog> {
     Ok(refresh_with(index_dir, &first, Verify::Later).unwrap_or(first))
 }
 
-/// Reads an archive's matrix into the page cache, logging the bytes and the time.
+/// Reads an archive's vectors (matrix and codes) into the page cache, logging the bytes and
+/// the time.
 fn preload(id: &str, index: &MmapIndex) {
     let started = Instant::now();
-    let bytes = index.warm(WarmScope::Matrix, |_| {});
+    let bytes = index.warm(WarmScope::Vectors, |_| {});
     tracing::info!(
         podcast = %id,
         bytes,
         ms = started.elapsed().as_secs_f64() * 1e3,
-        "preloaded the matrix into the page cache"
+        "preloaded the vectors into the page cache"
     );
 }
