@@ -1,8 +1,8 @@
-//! The int8 dot product that scores int8 codes, with an AVX2 version chosen at run time and a
-//! portable twin (the sign-bit estimate lives in [`super::planes`]).
+//! The int8 dot product that scores int8 codes, with AVX-512 VNNI and AVX2 versions chosen at
+//! run time and a portable twin (the sign-bit estimate lives in [`super::planes`]).
 //!
-//! It computes in integers, so the AVX2 and portable versions return exactly the same value
-//! whatever the order of additions (the tests compare them with `assert_eq!`).
+//! It computes in integers, so every version returns exactly the same value whatever the order
+//! of additions (the tests compare them with `assert_eq!`).
 
 /// Largest query code magnitude [`dot_i8`] accepts: with it, no pair of products can
 /// saturate the 16-bit sums of `_mm256_maddubs_epi16` (`2 × 128 × 127 < 2^15`), whatever the
@@ -16,6 +16,10 @@ pub fn dot_i8(query: &[i8], codes: &[i8]) -> i32 {
     debug_assert!(query.iter().all(|&q| q != i8::MIN));
     #[cfg(target_arch = "x86_64")]
     {
+        if x86::has_vnni() {
+            // SAFETY: the CPU supports AVX-512 F, BW and VNNI (checked at run time).
+            return unsafe { x86::dot_i8_vnni(query, codes) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked at run time just above).
             return unsafe { x86::dot_i8_avx2(query, codes) };
@@ -47,6 +51,53 @@ pub fn dot_i8_portable(query: &[i8], codes: &[i8]) -> i32 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// Whether [`dot_i8_vnni`] can run here.
+    #[inline]
+    pub fn has_vnni() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// AVX-512 VNNI [`super::dot_i8`]: 64 codes per step. `vpdpbusd` multiplies unsigned by
+    /// signed bytes and adds each four products into an i32 lane, with no 16-bit step that
+    /// could saturate; as in [`dot_i8_avx2`], the row's sign is moved onto the query (negated
+    /// where the code is negative, a masked subtraction: AVX-512 has no `vpsignb`). About half
+    /// the instructions of the AVX2 loop per code, which matters because the int8 scan is
+    /// bound by instructions, not by memory (21 GB/s against the f32 scan's 27–40 on the same
+    /// machine).
+    ///
+    /// # Safety
+    /// The CPU must support `avx512f`, `avx512bw` and `avx512vnni`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+    pub unsafe fn dot_i8_vnni(query: &[i8], codes: &[i8]) -> i32 {
+        let n = query.len().min(codes.len());
+        let (pq, pc) = (query.as_ptr(), codes.as_ptr());
+        let zero = _mm512_setzero_si512();
+        let mut acc = [_mm512_setzero_si512(); 2];
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: `i + 64 <= n`, within both slices; unaligned loads.
+            let (q, c) = unsafe {
+                (
+                    _mm512_loadu_si512(pq.add(i).cast()),
+                    _mm512_loadu_si512(pc.add(i).cast()),
+                )
+            };
+            let negative = _mm512_movepi8_mask(c);
+            // q where c >= 0, -q where c < 0 (q is never -128, so -q fits).
+            let signed_q = _mm512_mask_sub_epi8(q, negative, zero, q);
+            // |c| as unsigned bytes (|-128| = 128 fits).
+            let magnitude = _mm512_abs_epi8(c);
+            let lane = (i / 64) % 2;
+            acc[lane] = _mm512_dpbusd_epi32(acc[lane], magnitude, signed_q);
+            i += 64;
+        }
+        let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc[0], acc[1]));
+        // SAFETY: the caller's CPU has AVX2 too (AVX-512 F implies it).
+        sum + unsafe { dot_i8_avx2(&query[i..n], &codes[i..n]) }
+    }
 
     /// AVX2 [`super::dot_i8`]: 32 codes per step. `maddubs` multiplies unsigned by signed
     /// bytes, so the row's sign is moved onto the query (`|c| × (q · sign c)`, the same
@@ -102,7 +153,7 @@ mod tests {
     #[test]
     fn int8_simd_matches_portable_on_random_and_extreme_codes() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for n in (0..=67).chain([384, 1000, 3072]) {
+        for n in (0..=200).chain([384, 1000, 3071, 3072, 3073]) {
             let random_q: Vec<i8> = (0..n)
                 .map(|_| ((rng.next() % 255) as i32 - 127) as i8)
                 .collect();
@@ -122,6 +173,19 @@ mod tests {
                     .sum();
                 assert_eq!(dot_i8_portable(q, c), expected, "portable, n = {n}");
                 assert_eq!(dot_i8(q, c), expected, "dispatched, n = {n}");
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::arch::is_x86_feature_detected!("avx2") {
+                        // SAFETY: AVX2 is present (checked just above).
+                        let avx2 = unsafe { x86::dot_i8_avx2(q, c) };
+                        assert_eq!(avx2, expected, "avx2, n = {n}");
+                    }
+                    if x86::has_vnni() {
+                        // SAFETY: AVX-512 F, BW and VNNI are present (checked just above).
+                        let vnni = unsafe { x86::dot_i8_vnni(q, c) };
+                        assert_eq!(vnni, expected, "vnni, n = {n}");
+                    }
+                }
             }
         }
     }
