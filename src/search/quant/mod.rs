@@ -22,6 +22,21 @@ pub mod kernel;
 pub mod planes;
 mod select;
 
+/// A small deterministic generator (xorshift) for the kernels' tests, so failures reproduce.
+#[cfg(test)]
+mod test_rng {
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+}
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -305,18 +305,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (xorshift), so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::search::quant::test_rng::Rng;
 
     /// `Σ q_j` over the set bits, the definition the kernels must meet.
     fn reference(codes: &[i8], bits: &[u8]) -> i32 {

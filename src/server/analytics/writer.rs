@@ -417,6 +417,16 @@ mod tests {
         store.rows(Table::PageViews).await.unwrap()
     }
 
+    /// Waits until `store` holds `n` page views.
+    async fn rows_reach(store: &Arc<dyn Store>, n: i64, what: &str) {
+        within_a_minute(what, async {
+            while rows(store).await < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn events_gather_until_shutdown_writes_them_at_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -443,12 +453,7 @@ mod tests {
         let store = sqlite(&dir).await;
         let (queue, task) = background_writer(&store, GATHER_MIN_QUEUE - 1).await;
         queue.push(view(0));
-        within_a_minute("the first event", async {
-            while rows(&store).await < 1 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        rows_reach(&store, 1, "the first event").await;
         queue.close();
         task.await.unwrap();
     }
@@ -502,12 +507,7 @@ mod tests {
         tokio::time::sleep(BACKLOG_CHECK * 4).await;
         assert_eq!(rows(&store).await, 0);
         flag.store(false, std::sync::atomic::Ordering::Relaxed);
-        within_a_minute("the background writer", async {
-            while rows(&store).await < 1 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
+        rows_reach(&store, 1, "the background writer").await;
         queue.close();
         task.await.unwrap();
     }
