@@ -8,7 +8,11 @@
 //!
 //! Open loop (`rate`): request `i` is sent at `start + i / rate`, whether or not earlier ones
 //! have been answered, each in a task of its own; a send that starts more than [`LATE`] after
-//! its instant (the generator fell behind) is counted. Closed loop (`clients`): that many
+//! its instant (the generator fell behind) is counted. An open-loop child runs at nice 19: it
+//! stands for visitors on other machines, and its own CPU (an HTTP client's, about as much as
+//! the server spends answering) would otherwise take the cores from the searches it is meant
+//! to measure the server's effect on. It needs a few percent of a core, which nice 19 still
+//! gets; the late sends show if it did not. Closed loop (`clients`): that many
 //! tasks send back to back, for the track throughput.
 
 use std::io::{BufRead, BufReader, Write};
@@ -170,6 +174,12 @@ pub fn run_child() {
         &std::env::var(SPEC_VAR).expect("PODMAP_ANALYTICS_LOAD names what to send"),
     )
     .expect("a load spec");
+    if spec.rate.is_some() {
+        // SAFETY: `setpriority` with `PRIO_PROCESS` and id 0 changes only the calling
+        // thread's nice value (before any other thread of this process starts); no pointers.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        assert_eq!(r, 0, "nice 19: {}", std::io::Error::last_os_error());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
