@@ -225,7 +225,11 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
             let mode: SearchMode = name.parse().unwrap();
             s.oversamples.iter().map(move |&o| mode.with_oversample(o))
         })
-        .map(|mode| measure::recall(&index, set, truth, mode, s.k))
+        .map(|mode| measure::recall(&index, set, truth, mode, s.k, false))
+        .collect();
+    let served_recall = ["int8", "binary"]
+        .iter()
+        .map(|name| measure::recall(&index, set, truth, name.parse().unwrap(), s.k, true))
         .collect();
     DatasetResult {
         name: set.name.clone(),
@@ -239,6 +243,7 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
         first_result,
         memory,
         recall,
+        served_recall,
         recall_truth: if set.truth.is_some() {
             "queries.json".into()
         } else {

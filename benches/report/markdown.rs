@@ -104,7 +104,12 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          corpus, against podmap exact on the generated sets; the codes are scanned whatever \
          the matrix's size (`top_k_by_codes`), so the corpus rows show the codes' recall. \
          Where {k} × oversampling reaches the item count, a quantized mode scans exactly (its \
-         recall is 1 by construction).\n",
+         recall is 1 by construction). The last column, *served*, is the recall of a search \
+         as podmap answers it at the default oversampling: below {min_floats} floats the \
+         matrix is scanned exactly, and a binary scan keeps at least one row in \
+         {share} as candidates.\n",
+        min_floats = podmap::search::quant::QUANTIZED_MIN_FLOATS,
+        share = podmap::search::quant::BINARY_MIN_SHARE,
         k = s.k,
         o8 = s.default_oversample.0,
         o1 = s.default_oversample.1,
@@ -308,8 +313,12 @@ fn recall_table(w: &mut String, report: &Report) {
         report.settings.k
     );
     let header: Vec<String> = overs.iter().map(|o| format!("×{o}")).collect();
-    let _ = writeln!(w, "| dataset | truth | mode | {} |", header.join(" | "));
-    let _ = writeln!(w, "|---|---|---|{}", "---:|".repeat(overs.len()));
+    let _ = writeln!(
+        w,
+        "| dataset | truth | mode | {} | served |",
+        header.join(" | ")
+    );
+    let _ = writeln!(w, "|---|---|---|{}---:|", "---:|".repeat(overs.len()));
     for d in &report.datasets {
         for mode in ["int8", "binary"] {
             let cells: Vec<String> = overs
@@ -319,9 +328,14 @@ fn recall_table(w: &mut String, report: &Report) {
                         .map_or("–".into(), |r| format!("{:.3} ({:.1})", r.mean, r.min))
                 })
                 .collect();
+            let served = d
+                .served_recall
+                .iter()
+                .find(|r| r.mode == mode)
+                .map_or("–".into(), |r| format!("{:.3} ({:.1})", r.mean, r.min));
             let _ = writeln!(
                 w,
-                "| {} | {} | {mode} | {} |",
+                "| {} | {} | {mode} | {} | {served} |",
                 d.name,
                 d.recall_truth,
                 cells.join(" | ")

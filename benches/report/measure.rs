@@ -170,15 +170,18 @@ pub fn recall(
     truth: &[Vec<u32>],
     mode: SearchMode,
     k: usize,
+    served: bool,
 ) -> Recall {
     let (mut sum, mut min) = (0.0, f64::INFINITY);
     for (q, truth) in set.queries.iter().zip(truth) {
-        // The codes whatever the size: `search_vector_in` scans small matrices exactly.
-        let found: HashSet<u32> = top_k_by_codes(index, q, k, &Filter::all(), mode)
-            .unwrap()
-            .iter()
-            .map(|h| h.index)
-            .collect();
+        // The codes whatever the size and `k × oversample` candidates, or as a search
+        // answers (`search_vector_in`: small matrices exactly, binary's candidate floor).
+        let hits = if served {
+            index.search_vector_in(q, k, &Filter::all(), mode)
+        } else {
+            top_k_by_codes(index, q, k, &Filter::all(), mode)
+        };
+        let found: HashSet<u32> = hits.unwrap().iter().map(|h| h.index).collect();
         let r = truth.iter().filter(|t| found.contains(t)).count() as f64 / truth.len() as f64;
         sum += r;
         min = min.min(r);

@@ -76,6 +76,10 @@ pub struct DatasetResult {
     pub memory: Vec<Memory>,
     /// Recall@k of the quantized modes against the truth (`recall_truth`).
     pub recall: Vec<Recall>,
+    /// Recall@k of each quantized mode at its default oversampling as a search answers it
+    /// (`search_vector_in`, with the size rules: exact below a size, binary's candidate floor).
+    #[serde(default)]
+    pub served_recall: Vec<Recall>,
     /// `queries.json` (the corpus's float64 ground truth) or `exact` (podmap's exact top-k).
     pub recall_truth: String,
     /// Engines that did not run here, and why.
