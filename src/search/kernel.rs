@@ -10,10 +10,12 @@
 //! The scan scores one row at a time, start to end, so each thread reads the matrix as one
 //! sequential stream. Scoring several rows per pass (each query chunk loaded once for all of
 //! them) saves loads, but the loads are not what limits: interleaving four or eight rows makes
-//! four or eight streams per thread, which memory serves more slowly. Measured on 3,072-dim
-//! rows, 2 threads (AMD EPYC, `examples`-style probe, best of five rounds): four rows per pass
-//! took 1.03 ms over 4,000 rows and 23.3 ms over 64,000, one row with eight accumulators
-//! 0.83 ms and 22.4 ms, and summing every float of the matrix ([`sum`]) 0.73 ms and 22.3 ms.
+//! four or eight streams per thread, which memory mostly serves more slowly. Measured on
+//! 3,072-dim rows, 2 threads, 2 cores shared with other machines (AMD EPYC, best of five
+//! rounds): four rows per pass took 1.03 ms over 4,000 rows and 23.3 ms over 64,000, one row
+//! with eight accumulators 0.83 ms and 22.4 ms, and summing every float of the matrix
+//! ([`sum`]) 0.73 ms and 22.3 ms. Over 16,000 rows (196 MB) the runs disagree: one row was
+//! faster in some (5.07 against 5.53 ms) and four rows in others (4.96 against 5.65 ms).
 //! One row with eight 8-lane accumulators keeps eight FMA chains in flight (enough to hide
 //! the FMA latency on two ports), and its two loads per FMA stay far above memory's pace.
 //!
