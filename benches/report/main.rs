@@ -144,6 +144,7 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
         .iter()
         .map(|&(engine, mode)| measure::mode_latency(engine, &index, set, mode, s.k, s.seconds))
         .collect();
+    latency.push(measure::read_limit(&index, set, s.seconds));
     let mut skipped = Vec::new();
     let mut memory: Vec<_> = modes
         .iter()

@@ -189,6 +189,29 @@ fn latency_table(w: &mut String, report: &Report) {
             spreads.join("; ")
         );
     }
+    let shares: Vec<String> = report
+        .datasets
+        .iter()
+        .filter_map(|d| {
+            let limit = d.latency(crate::measure::READ_LIMIT)?.median_ms;
+            let exact = d.latency("podmap exact")?.median_ms;
+            Some(format!(
+                "{} {} ({:.0} %)",
+                d.name,
+                ms(limit),
+                100.0 * limit / exact
+            ))
+        })
+        .collect();
+    if !shares.is_empty() {
+        let _ = writeln!(
+            w,
+            "Read limit: every float of the matrix summed in the exact scan's parallel tasks \
+             (ms, median), and its share of podmap exact's time (100 %: exact runs at the \
+             pace of reading alone): {}.\n",
+            shares.join("; ")
+        );
+    }
     let agree: Vec<String> = report
         .datasets
         .iter()

@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use podmap::search::quant::top_k_by_codes;
+use podmap::search::{kernel, scan::ROWS_PER_TASK};
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex, SearchMode};
+use rayon::prelude::*;
 
 use crate::datasets::Dataset;
 use crate::results::{FirstResult, Latency, Memory, Recall};
@@ -60,6 +62,20 @@ pub fn mode_latency(
         black_box(index.search_vector_in(q, k, &Filter::all(), mode).unwrap());
     })
 }
+
+/// What reading the matrix alone costs: every float summed ([`kernel::sum`]) in the exact
+/// scan's parallel tasks, once per query as the steady loop runs it. The exact scan cannot
+/// be faster than this; the report gives it as a share of this read limit.
+pub fn read_limit(index: &MmapIndex, set: &Dataset, seconds: f64) -> Latency {
+    let matrix = index.matrix();
+    let task = set.dims.max(1) * ROWS_PER_TASK;
+    steady(READ_LIMIT, &set.queries, seconds, |_| {
+        black_box(matrix.par_chunks(task).map(kernel::sum).sum::<f32>());
+    })
+}
+
+/// The engine label of [`read_limit`] (not a column of the tables: a reference for exact).
+pub const READ_LIMIT: &str = "podmap read limit";
 
 /// `rounds` of open (or load) → one top-`k` query, each from a fresh index.
 pub fn first_result<I: SearchIndex>(

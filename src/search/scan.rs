@@ -118,10 +118,9 @@ fn sort_best_first(hits: &mut [Hit]) {
 /// Scores every row that passes `filter` against `unit` and folds the finite scores into
 /// per-task accumulators, which are then merged.
 ///
-/// Rows are scored [`kernel::ROWS_PER_PASS`] at a time, so the query is read once per pass.
-/// When every row has an embedding and the filter takes all of them, the columns are not
-/// read at all and each task scores its contiguous rows straight through; otherwise the rows
-/// that pass are gathered into passes first, so a rejected row is still never touched.
+/// Rows are scored one at a time in order, so each task reads its rows as one sequential
+/// stream (see [`kernel`]). When every row has an embedding and the filter takes all of
+/// them, the columns are not read at all; otherwise a rejected row is never touched.
 fn fold<M: Matrix + ?Sized, A: Send>(
     matrix: &M,
     unit: &[f32],
@@ -130,7 +129,6 @@ fn fold<M: Matrix + ?Sized, A: Send>(
     push: impl Fn(&mut A, u32, f32) + Sync + Send,
     merge: impl Fn(A, A) -> A + Sync + Send,
 ) -> A {
-    const PASS: usize = kernel::ROWS_PER_PASS;
     let d = matrix.row_len().max(1);
     let every_row = matches!(filter.episodes, EpisodeFilter::All)
         && matrix.embedded_rows() == matrix.rows().len() / d;
@@ -143,45 +141,17 @@ fn fold<M: Matrix + ?Sized, A: Send>(
         .map(|(task, rows)| {
             let mut acc = init();
             let first = task * ROWS_PER_TASK;
-            let row = |offset: usize| &rows[offset * d..(offset + 1) * d];
-            let mut score = |offset: usize, score: f32| {
-                if score.is_finite() {
-                    push(&mut acc, (first + offset) as u32, score);
-                }
-            };
-            let count = rows.len() / d;
-            if every_row {
-                let passes = count / PASS * PASS;
-                for at in (0..passes).step_by(PASS) {
-                    let scores: [f32; PASS] =
-                        kernel::dot_rows(unit, std::array::from_fn(|r| row(at + r)));
-                    for (r, s) in scores.into_iter().enumerate() {
-                        score(at + r, s);
-                    }
-                }
-                for offset in passes..count {
-                    score(offset, kernel::dot(unit, row(offset)));
-                }
-            } else {
-                let mut pending = [0usize; PASS];
-                let mut len = 0;
-                for offset in 0..count {
-                    let (embedded, episode) = columns(first + offset);
+            for (offset, row) in rows.chunks_exact(d).enumerate() {
+                let i = first + offset;
+                if !every_row {
+                    let (embedded, episode) = columns(i);
                     if !(embedded && filter.accepts(episode)) {
                         continue;
                     }
-                    pending[len] = offset;
-                    len += 1;
-                    if len == PASS {
-                        let scores = kernel::dot_rows(unit, pending.map(row));
-                        for (&offset, s) in pending.iter().zip(scores) {
-                            score(offset, s);
-                        }
-                        len = 0;
-                    }
                 }
-                for &offset in &pending[..len] {
-                    score(offset, kernel::dot(unit, row(offset)));
+                let score = kernel::dot(unit, row);
+                if score.is_finite() {
+                    push(&mut acc, i as u32, score);
                 }
             }
             acc
