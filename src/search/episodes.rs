@@ -390,6 +390,73 @@ mod tests {
         );
     }
 
+    /// Items 12 to an episode, four at a time starting together.
+    struct Clumped(u32);
+
+    impl SearchIndex for Clumped {
+        fn len(&self) -> usize {
+            self.0 as usize
+        }
+        fn dims(&self) -> usize {
+            0
+        }
+        fn embedded_count(&self) -> usize {
+            0
+        }
+        fn model(&self) -> Option<&str> {
+            None
+        }
+        fn item(&self, index: usize) -> Result<ItemView<'_>> {
+            let start_sec = 10.0 * (index / 4) as f64;
+            Ok(ItemView {
+                id: index as u32,
+                episode_number: self.episode_of(index),
+                episode_title: None,
+                topic: None,
+                subject_coarse: None,
+                subject_fine: None,
+                start_sec,
+                end_sec: start_sec + 5.0,
+                start_hms: None,
+                end_hms: None,
+                summary: None,
+                text: None,
+            })
+        }
+        fn episode_of(&self, index: usize) -> u32 {
+            1 + index as u32 / 12
+        }
+        fn search_vector(&self, _: &[f32], _: usize, _: &Filter) -> Result<Vec<Hit>> {
+            unreachable!("not searched")
+        }
+    }
+
+    #[test]
+    fn positions_past_the_kept_hits_come_from_the_rest() {
+        let index = Clumped(60);
+        // Scores fall with the row, but for a tie in each episode.
+        let hits: Vec<Hit> = (0..60)
+            .map(|i| Hit {
+                index: i,
+                score: 100.0 - (i - i % 2) as f32,
+            })
+            .collect();
+        let scored = [Scored {
+            index: &index,
+            hits: hits.clone(),
+        }];
+        let lists = [EpisodeList::from_hits(&index, hits)];
+        assert!(lists[0].episodes.iter().all(|e| !e.complete()));
+        for (offset, size) in [(0, 1), (0, 10), (2, 2), (4, 1), (5, 3)] {
+            let new = rank_lists(&lists, Fusion::Scores, offset, size).unwrap();
+            assert_eq!(new, rank_episodes(&scored, offset, size).unwrap());
+            if let Some(first) = new.episodes.first() {
+                // Past the eight kept hits (two starts), the third start.
+                assert_eq!(first.positions.len(), 3, "{first:?}");
+            }
+        }
+    }
+
     #[test]
     fn pages_past_the_end_are_empty_however_far() {
         let index = Items(10);
