@@ -19,10 +19,15 @@
 //! And the search modes side by side: exact, int8 and binary codes with rescoring (top-10
 //! latency, speed-up over exact, recall@10 against exact; see `engine/modes.rs`).
 //!
+//! And the HTTP search's episode ranking: the former sorted path against the best hits per
+//! episode kept in the scan, and K podcasts in one pass against one podcast (`engine/episodes.rs`).
+//!
 //! At the end a summary prints the ratios. `cargo bench --bench engine`; set
 //! `PODMAP_BENCH_ITEMS`/`PODMAP_BENCH_DIMS` for another generated size, and
-//! `PODMAP_BENCH_ONLY=modes` (or `cold`) for one part alone.
+//! `PODMAP_BENCH_ONLY=modes` (or `cold`, `episodes`) for one part alone.
 
+#[path = "engine/episodes.rs"]
+mod episodes;
 #[path = "engine/exact.rs"]
 mod exact;
 #[path = "engine/modes.rs"]
@@ -421,6 +426,11 @@ fn evict(path: &Path) -> f64 {
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
+    if std::env::var("PODMAP_BENCH_ONLY").as_deref() == Ok("episodes") {
+        // Its own generated sets: the large default one is not needed.
+        episodes::episode_ranking(&corpus().into_iter().collect::<Vec<_>>());
+        return;
+    }
     let mut sets = vec![generated()];
     sets.extend(corpus());
     if std::env::var("PODMAP_BENCH_ONLY").as_deref() == Ok("cold") {
@@ -442,5 +452,6 @@ fn main() {
     summary(&sets);
     exact_summary(&sets);
     modes_summary(&sets);
+    episodes::episode_ranking(&sets);
     cold_first_query(&sets);
 }

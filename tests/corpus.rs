@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use podmap::search::{
+    rank_episodes_fused, rank_lists, scan, EpisodeBest, EpisodeList, Fusion, Scored,
+};
 use podmap::{Filter, Hit, JsonIndex, MmapIndex, SearchIndex};
 use serde_json::Value;
 
@@ -373,19 +376,180 @@ fn batched_and_concurrent_scans_equal_single_scans() {
         index_dir, "raumzeit",
     ))
     .unwrap();
+    let best: Vec<Vec<EpisodeBest>> = queries
+        .iter()
+        .map(|q| sorted(scan::best_per_episode(&index, q).unwrap()))
+        .collect();
+    assert_eq!(
+        scan::best_per_episode_batch(&index, &refs)
+            .unwrap()
+            .into_iter()
+            .map(sorted)
+            .collect::<Vec<_>>(),
+        best
+    );
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..queries.len() * 3)
             .map(|i| {
                 let (podcast, q) = (&podcast, &queries[i % queries.len()]);
-                scope.spawn(move || podmap::server::Podcast::score_all(podcast, q).unwrap())
+                scope.spawn(move || {
+                    sorted(podmap::server::Podcast::best_per_episode(podcast, q).unwrap())
+                })
             })
             .collect();
         for (i, handle) in handles.into_iter().enumerate() {
             assert_eq!(
                 handle.join().unwrap(),
-                single[i % queries.len()],
+                best[i % queries.len()],
                 "thread {i}"
             );
         }
     });
+}
+
+fn sorted(mut episodes: Vec<EpisodeBest>) -> Vec<EpisodeBest> {
+    episodes.sort_by_key(|e| (e.source, e.episode));
+    episodes
+}
+
+/// Pages to compare for `total` episodes: the first ones, some in between, the last one,
+/// and past the end.
+fn pages(total: usize) -> Vec<(usize, usize)> {
+    let mut pages = Vec::new();
+    for offset in [
+        0,
+        1,
+        7,
+        10,
+        33,
+        49,
+        100,
+        total.saturating_sub(1),
+        total,
+        usize::MAX,
+    ] {
+        for size in [1, 3, 10, 50, usize::MAX] {
+            pages.push((offset, size));
+        }
+    }
+    pages
+}
+
+/// Episodes of `index` (from its scan) whose kept hits do not give three positions although
+/// there were more: the case settled by scoring the episode again.
+fn unsettled(index: &MmapIndex, episodes: &[EpisodeBest]) -> usize {
+    let positions = |e: &EpisodeBest| {
+        let mut starts: Vec<f64> = Vec::new();
+        for hit in e.hits() {
+            let start = index.item(hit.index as usize).unwrap().start_sec;
+            if !starts.iter().any(|t| (t - start).abs() < 1.0) {
+                starts.push(start);
+            }
+        }
+        starts.len().min(3)
+    };
+    episodes
+        .iter()
+        .filter(|e| !e.complete() && positions(e) < 3)
+        .count()
+}
+
+#[test]
+#[cfg_attr(
+    not(podmap_corpus),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS)"
+)]
+fn episodes_from_the_scan_page_as_grouping_every_hit_does() {
+    let index_dir = converted();
+    let indexes: Vec<MmapIndex> = PODCASTS
+        .iter()
+        .map(|p| MmapIndex::open_podcast(index_dir, p).unwrap())
+        .collect();
+    let queries = common::corpus_queries();
+    let (mut compared, mut resorted) = (0, 0);
+    for (qi, query) in queries.iter().enumerate() {
+        let q = query.embedding.as_slice();
+        let full: Vec<Vec<Hit>> = indexes
+            .iter()
+            .map(|index| index.score_all(q, &Filter::all()).unwrap())
+            .collect();
+        let old = |which: &[usize], fusion, lexical: bool, offset, size| {
+            let scored: Vec<Scored> = which
+                .iter()
+                .map(|&p| Scored {
+                    index: &indexes[p] as &dyn SearchIndex,
+                    hits: if lexical && p == 0 {
+                        indexes[p]
+                            .search_text("Forschung", indexes[p].len(), &Filter::all())
+                            .unwrap()
+                    } else {
+                        full[p].clone()
+                    },
+                })
+                .collect();
+            rank_episodes_fused(&scored, fusion, offset, size).unwrap()
+        };
+        // One podcast, as the route scans it.
+        for (p, index) in indexes.iter().enumerate() {
+            let best = scan::best_per_episode(index, q).unwrap();
+            resorted += unsettled(index, &best);
+            let lists = [EpisodeList::from_scan(index, best, q)];
+            for (offset, size) in pages(lists[0].len()) {
+                let new = rank_lists(&lists, Fusion::Scores, offset, size).unwrap();
+                assert_eq!(
+                    new,
+                    old(&[p], Fusion::Scores, false, offset, size),
+                    "query {qi} podcast {p} page {offset}+{size}"
+                );
+                compared += 1;
+            }
+        }
+        // Both podcasts in one pass, ranked by score; and by reciprocal rank beside a lexical
+        // search of the first.
+        let sources: Vec<(&MmapIndex, &[f32])> = indexes.iter().map(|i| (i, q)).collect();
+        let mut per_source = vec![Vec::new(); indexes.len()];
+        for best in scan::best_per_episode_across(&sources).unwrap() {
+            per_source[best.source as usize].push(best);
+        }
+        let lists: Vec<EpisodeList> = indexes
+            .iter()
+            .zip(per_source)
+            .map(|(index, best)| EpisodeList::from_scan(index, best, q))
+            .collect();
+        let total = lists.iter().map(EpisodeList::len).sum();
+        for (offset, size) in pages(total) {
+            let new = rank_lists(&lists, Fusion::Scores, offset, size).unwrap();
+            assert_eq!(
+                new,
+                old(&[0, 1], Fusion::Scores, false, offset, size),
+                "query {qi} across, page {offset}+{size}"
+            );
+            compared += 1;
+        }
+        let lexical = indexes[0]
+            .search_text("Forschung", indexes[0].len(), &Filter::all())
+            .unwrap();
+        let mixed = [
+            EpisodeList::from_hits(&indexes[0], lexical),
+            EpisodeList::from_scan(
+                &indexes[1],
+                scan::best_per_episode(&indexes[1], q).unwrap(),
+                q,
+            ),
+        ];
+        let total = mixed.iter().map(EpisodeList::len).sum();
+        for (offset, size) in pages(total) {
+            let fusion = Fusion::reciprocal_rank();
+            let new = rank_lists(&mixed, fusion, offset, size).unwrap();
+            assert_eq!(
+                new,
+                old(&[0, 1], fusion, true, offset, size),
+                "query {qi} mixed, page {offset}+{size}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, queries.len() * 4 * 50);
+    // Not asserted: how often the kept hits fall short depends on the data.
+    eprintln!("{resorted} episodes of single-podcast scans needed their hits scored again");
 }

@@ -2,10 +2,13 @@
 //!
 //! A full scan is bound by memory bandwidth: reading the rows costs more than scoring them.
 //! When several searches of one archive arrive together, one pass that scores every row
-//! against all of them costs little more than a pass for one.
+//! against all of them costs little more than a pass for one. A batcher shares passes of one
+//! kind: every score ([`ScanBatcher::score_all`]) or the best hits of each episode
+//! ([`ScanBatcher::best_per_episode`], what the HTTP search scans for).
 
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::best::EpisodeBest;
 use super::scan::{self, Matrix};
 use super::{Filter, Hit};
 use crate::error::{Error, Result};
@@ -17,24 +20,35 @@ use crate::error::{Error, Result};
 /// the next. Under load each pass serves several searches, so memory is read once for all of
 /// them; alone, a search scans at once, as without batching. Callers block: they run on the
 /// blocking pool. A pass that panics fails the searches it served and nothing after it.
-#[derive(Default)]
-pub struct ScanBatcher {
-    state: Mutex<BatchState>,
+/// `T` is what a search gets: its hits, or its episodes' best hits.
+pub struct ScanBatcher<T = Vec<Hit>> {
+    state: Mutex<BatchState<T>>,
     scanned: Condvar,
 }
 
-#[derive(Default)]
-struct BatchState {
-    waiting: Vec<Arc<Ticket>>,
+impl<T> Default for ScanBatcher<T> {
+    fn default() -> Self {
+        ScanBatcher {
+            state: Mutex::new(BatchState {
+                waiting: Vec::new(),
+                scanning: false,
+            }),
+            scanned: Condvar::new(),
+        }
+    }
+}
+
+struct BatchState<T> {
+    waiting: Vec<Arc<Ticket<T>>>,
     scanning: bool,
 }
 
-struct Ticket {
+struct Ticket<T> {
     query: Vec<f32>,
-    result: Mutex<Option<Result<Vec<Hit>>>>,
+    result: Mutex<Option<Result<T>>>,
 }
 
-impl ScanBatcher {
+impl ScanBatcher<Vec<Hit>> {
     /// [`scan::score_all`] of `query` over `matrix` (always the same matrix for one batcher),
     /// computed in a pass shared with the searches queued meanwhile.
     ///
@@ -42,6 +56,44 @@ impl ScanBatcher {
     /// batching; every other search of that pass gets [`Error::ScanFailed`], and the next
     /// search starts a new pass.
     pub fn score_all<M: Matrix + ?Sized>(&self, matrix: &M, query: &[f32]) -> Result<Vec<Hit>> {
+        self.shared(
+            matrix,
+            query,
+            |matrix, queries| scan::score_all_batch(matrix, queries, &Filter::all()),
+            |matrix, query| scan::score_all(matrix, query, &Filter::all()),
+        )
+    }
+}
+
+impl ScanBatcher<Vec<EpisodeBest>> {
+    /// [`scan::best_per_episode`] of `query` over `matrix` (always the same matrix for one
+    /// batcher), computed in a pass shared with the searches queued meanwhile; a pass that
+    /// panics fails as in [`ScanBatcher::score_all`].
+    pub fn best_per_episode<M: Matrix + ?Sized>(
+        &self,
+        matrix: &M,
+        query: &[f32],
+    ) -> Result<Vec<EpisodeBest>> {
+        self.shared(
+            matrix,
+            query,
+            scan::best_per_episode_batch,
+            scan::best_per_episode,
+        )
+    }
+}
+
+impl<T> ScanBatcher<T> {
+    /// `query` answered by a pass of `together` (several queries at once, results in query
+    /// order) shared with the searches queued meanwhile; `alone` answers each query of a
+    /// pass that `together` refused.
+    fn shared<M: Matrix + ?Sized>(
+        &self,
+        matrix: &M,
+        query: &[f32],
+        together: impl Fn(&M, &[&[f32]]) -> Result<Vec<T>>,
+        alone: impl Fn(&M, &[f32]) -> Result<T>,
+    ) -> Result<T> {
         let ticket = Arc::new(Ticket {
             query: query.to_vec(),
             result: Mutex::new(None),
@@ -73,7 +125,7 @@ impl ScanBatcher {
                 batch,
                 answered: false,
             };
-            let results = run(matrix, &pass.batch);
+            let results = run(matrix, &pass.batch, &together, &alone);
             pass.answer(results);
             drop(pass);
             state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,33 +133,35 @@ impl ScanBatcher {
     }
 }
 
-/// Every query of `batch` scored in one pass, in batch order.
-fn run<M: Matrix + ?Sized>(matrix: &M, batch: &[Arc<Ticket>]) -> Vec<Result<Vec<Hit>>> {
-    let queries: Vec<&[f32]> = batch.iter().map(|t| t.query.as_slice()).collect();
-    match scan::score_all_batch(matrix, &queries, &Filter::all()) {
+/// Every query of `tickets` scored in one pass, in their order.
+fn run<M: Matrix + ?Sized, T>(
+    matrix: &M,
+    tickets: &[Arc<Ticket<T>>],
+    batch: impl Fn(&M, &[&[f32]]) -> Result<Vec<T>>,
+    alone: impl Fn(&M, &[f32]) -> Result<T>,
+) -> Vec<Result<T>> {
+    let queries: Vec<&[f32]> = tickets.iter().map(|t| t.query.as_slice()).collect();
+    match batch(matrix, &queries) {
         Ok(results) => results.into_iter().map(Ok).collect(),
         // A query the batch refused (none should reach here: they are checked before) is
         // answered alone, so one bad query fails only itself.
-        Err(_) => batch
-            .iter()
-            .map(|t| scan::score_all(matrix, &t.query, &Filter::all()))
-            .collect(),
+        Err(_) => tickets.iter().map(|t| alone(matrix, &t.query)).collect(),
     }
 }
 
 /// A pass in progress. Dropped, it answers its searches ([`Error::ScanFailed`] when the pass
 /// did not, i.e. it panicked), then marks the pass ended and wakes the searches waiting.
-struct Pass<'a> {
-    batcher: &'a ScanBatcher,
-    batch: Vec<Arc<Ticket>>,
+struct Pass<'a, T> {
+    batcher: &'a ScanBatcher<T>,
+    batch: Vec<Arc<Ticket<T>>>,
     answered: bool,
 }
 
-impl Pass<'_> {
+impl<T> Pass<'_, T> {
     /// Hands each search its result; `results` are in batch order (one missing would be an
     /// error). Nothing here can panic, so either every search of the pass gets its result or
     /// none does.
-    fn answer(&mut self, results: Vec<Result<Vec<Hit>>>) {
+    fn answer(&mut self, results: Vec<Result<T>>) {
         let mut results = results.into_iter();
         for t in &self.batch {
             let result = results.next().unwrap_or(Err(Error::ScanFailed));
@@ -117,7 +171,7 @@ impl Pass<'_> {
     }
 }
 
-impl Drop for Pass<'_> {
+impl<T> Drop for Pass<'_, T> {
     fn drop(&mut self) {
         if !self.answered {
             for t in &self.batch {

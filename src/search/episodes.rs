@@ -5,12 +5,18 @@
 //! score of [`fusion`](super::fusion)), and each episode on the requested page carries up to three positions
 //! (start times more than a second apart, best first). `total` counts every episode with a
 //! hit, so paging walks through all of them.
+//!
+//! The server ranks [`EpisodeList`]s with [`rank_lists`]: an exact scan hands over the best
+//! hits of each episode ([`super::best`]), any other search its list of hits, grouped here.
+//! [`rank_episodes_fused`] groups full lists of hits, one per podcast: the reference the
+//! server's ranking is tested against.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
+use super::best::{EpisodeBest, KeyHasher};
 use super::fusion::Fusion;
-use super::{Hit, SearchIndex};
+use super::{Filter, Hit, SearchIndex};
 use crate::error::Result;
 
 /// Positions reported per episode.
@@ -110,22 +116,179 @@ pub fn rank_episodes_fused(
     Ok(EpisodePage { episodes, total })
 }
 
-/// Hashes a (list, episode) key, already a well-spread integer, by one multiplication.
-#[derive(Default)]
-struct KeyHasher(u64);
+/// Where the rest of an episode's hits come from when its kept hits do not settle its
+/// positions (see [`super::best`]).
+pub enum Rest<'a> {
+    /// The list of every hit, best first, the episodes were grouped from.
+    Hits(Vec<Hit>),
+    /// The query the episodes were scanned with: their items are scored again, exactly as the
+    /// scan scored them.
+    Query(&'a [f32]),
+}
 
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+/// The episodes of one podcast, best first, with their best hits.
+pub struct EpisodeList<'a> {
+    pub index: &'a dyn SearchIndex,
+    /// Ranked: by best hit, ties to the episode whose best hit comes first.
+    episodes: Vec<EpisodeBest>,
+    rest: Rest<'a>,
+}
+
+impl<'a> EpisodeList<'a> {
+    /// Groups `hits` (best first, in whatever order the search ranks them) by episode: an
+    /// episode ranks where its first hit is.
+    pub fn from_hits(index: &'a dyn SearchIndex, hits: Vec<Hit>) -> Self {
+        let mut episodes: Vec<EpisodeBest> = Vec::new();
+        let mut slots: HashMap<u32, usize> = HashMap::new();
+        for hit in &hits {
+            let episode = index.episode_of(hit.index as usize);
+            let slot = *slots.entry(episode).or_insert_with(|| {
+                episodes.push(EpisodeBest::new(0, episode));
+                episodes.len() - 1
+            });
+            episodes[slot].append(*hit);
+        }
+        EpisodeList {
+            index,
+            episodes,
+            rest: Rest::Hits(hits),
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+
+    /// The episodes of an exact scan of `index` for `query` (in any order), ranked by best hit
+    /// (higher score, then lower row: where the full sorted list would put its first hit).
+    pub fn from_scan(
+        index: &'a dyn SearchIndex,
+        mut episodes: Vec<EpisodeBest>,
+        query: &'a [f32],
+    ) -> Self {
+        episodes.sort_unstable_by(|a, b| {
+            let (a, b) = (a.best(), b.best());
+            b.score.total_cmp(&a.score).then(a.index.cmp(&b.index))
+        });
+        EpisodeList {
+            index,
+            episodes,
+            rest: Rest::Query(query),
+        }
     }
+
+    /// The episodes, ranked.
+    pub fn into_episodes(self) -> Vec<EpisodeBest> {
+        self.episodes
+    }
+
+    /// Episodes with a hit.
+    pub fn len(&self) -> usize {
+        self.episodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.episodes.is_empty()
+    }
+
+    /// Every hit of each of `episodes`, best first, in the order of `episodes`.
+    fn all_hits(&self, episodes: &[u32]) -> Result<Vec<Vec<Hit>>> {
+        let hits = match &self.rest {
+            Rest::Hits(hits) => hits
+                .iter()
+                .copied()
+                .filter(|h| episodes.contains(&self.index.episode_of(h.index as usize)))
+                .collect(),
+            Rest::Query(query) => self
+                .index
+                .score_all(query, &Filter::episode_set(episodes.to_vec()))?,
+        };
+        let mut by_episode = vec![Vec::new(); episodes.len()];
+        for hit in hits {
+            let episode = self.index.episode_of(hit.index as usize);
+            if let Some(at) = episodes.iter().position(|&e| e == episode) {
+                by_episode[at].push(hit);
+            }
+        }
+        Ok(by_episode)
+    }
+}
+
+/// The page `offset .. offset + page_size` of the episodes of `lists`, ranked across lists by
+/// `fusion` (empty when `offset` is past the last episode, however large either is), each
+/// with its positions; `total` counts every episode. The same page as
+/// [`rank_episodes_fused`] over the lists' full hits: across lists, ties keep list order, then
+/// rank.
+pub fn rank_lists(
+    lists: &[EpisodeList],
+    fusion: Fusion,
+    offset: usize,
+    page_size: usize,
+) -> Result<EpisodePage> {
+    let total: usize = lists.iter().map(EpisodeList::len).sum();
+    let end = offset.saturating_add(page_size).min(total);
+    if offset >= end {
+        return Ok(EpisodePage {
+            episodes: Vec::new(),
+            total,
+        });
+    }
+    let key = |list: &EpisodeList, rank: usize| match fusion {
+        Fusion::Scores => list.episodes[rank].best().score,
+        // As `Fusion::keys`: 1 / (k + rank from 1).
+        Fusion::ReciprocalRank { k } => 1.0 / (k + (rank as f32 + 1.0)),
+    };
+    // (key, list, rank) of every episode: the page is selected among the episodes, not items.
+    let mut order: Vec<(f32, u32, u32)> = lists
+        .iter()
+        .enumerate()
+        .flat_map(|(s, list)| (0..list.len()).map(move |r| (key(list, r), s as u32, r as u32)))
+        .collect();
+    let by = |a: &(f32, u32, u32), b: &(f32, u32, u32)| {
+        b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+    };
+    if end < order.len() {
+        order.select_nth_unstable_by(end, by);
+        order.truncate(end);
+    }
+    order.sort_unstable_by(by);
+    let page = &order[offset..];
+
+    let mut episodes: Vec<RankedEpisode> = Vec::with_capacity(page.len());
+    // Episodes whose kept hits did not give every position, per list.
+    let mut unsettled: Vec<Vec<usize>> = vec![Vec::new(); lists.len()];
+    for (at, &(key, s, rank)) in page.iter().enumerate() {
+        let list = &lists[s as usize];
+        let best = &list.episodes[rank as usize];
+        let positions = positions(list.index, best.hits())?;
+        if positions.len() < POSITIONS && !best.complete() {
+            unsettled[s as usize].push(at);
+        }
+        episodes.push(RankedEpisode {
+            source: s as usize,
+            episode: best.episode,
+            score: key,
+            positions,
+        });
+    }
+    for (s, ats) in unsettled.iter().enumerate().filter(|(_, a)| !a.is_empty()) {
+        let numbers: Vec<u32> = ats.iter().map(|&at| episodes[at].episode).collect();
+        for (&at, hits) in ats.iter().zip(lists[s].all_hits(&numbers)?) {
+            episodes[at].positions = positions(lists[s].index, &hits)?;
+        }
+    }
+    Ok(EpisodePage { episodes, total })
+}
+
+/// `(start, score)` of up to [`POSITIONS`] of `hits` (best first) more than a second apart.
+fn positions(index: &dyn SearchIndex, hits: &[Hit]) -> Result<Vec<(f64, f32)>> {
+    let mut positions: Vec<(f64, f32)> = Vec::with_capacity(POSITIONS);
+    for hit in hits {
+        let start = index.item(hit.index as usize)?.start_sec;
+        if !positions.iter().any(|(t, _)| (t - start).abs() < 1.0) {
+            positions.push((start, hit.score));
+            if positions.len() == POSITIONS {
+                break;
+            }
+        }
+    }
+    Ok(positions)
 }
 
 #[cfg(test)]
@@ -225,6 +388,73 @@ mod tests {
             [(0.0, 9.0), (10.0, 8.0)],
             "positions keep the hits' own scores"
         );
+    }
+
+    /// Items 12 to an episode, four at a time starting together.
+    struct Clumped(u32);
+
+    impl SearchIndex for Clumped {
+        fn len(&self) -> usize {
+            self.0 as usize
+        }
+        fn dims(&self) -> usize {
+            0
+        }
+        fn embedded_count(&self) -> usize {
+            0
+        }
+        fn model(&self) -> Option<&str> {
+            None
+        }
+        fn item(&self, index: usize) -> Result<ItemView<'_>> {
+            let start_sec = 10.0 * (index / 4) as f64;
+            Ok(ItemView {
+                id: index as u32,
+                episode_number: self.episode_of(index),
+                episode_title: None,
+                topic: None,
+                subject_coarse: None,
+                subject_fine: None,
+                start_sec,
+                end_sec: start_sec + 5.0,
+                start_hms: None,
+                end_hms: None,
+                summary: None,
+                text: None,
+            })
+        }
+        fn episode_of(&self, index: usize) -> u32 {
+            1 + index as u32 / 12
+        }
+        fn search_vector(&self, _: &[f32], _: usize, _: &Filter) -> Result<Vec<Hit>> {
+            unreachable!("not searched")
+        }
+    }
+
+    #[test]
+    fn positions_past_the_kept_hits_come_from_the_rest() {
+        let index = Clumped(60);
+        // Scores fall with the row, but for a tie in each episode.
+        let hits: Vec<Hit> = (0..60)
+            .map(|i| Hit {
+                index: i,
+                score: 100.0 - (i - i % 2) as f32,
+            })
+            .collect();
+        let scored = [Scored {
+            index: &index,
+            hits: hits.clone(),
+        }];
+        let lists = [EpisodeList::from_hits(&index, hits)];
+        assert!(lists[0].episodes.iter().all(|e| !e.complete()));
+        for (offset, size) in [(0, 1), (0, 10), (2, 2), (4, 1), (5, 3)] {
+            let new = rank_lists(&lists, Fusion::Scores, offset, size).unwrap();
+            assert_eq!(new, rank_episodes(&scored, offset, size).unwrap());
+            if let Some(first) = new.episodes.first() {
+                // Past the eight kept hits (two starts), the third start.
+                assert_eq!(first.positions.len(), 3, "{first:?}");
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! - [`scan`] scores a [`scan::Matrix`] (the archive's mapped rows) on every core;
 //! - [`batch`] lets concurrent searches of one matrix share a pass;
+//! - [`best`] keeps the best hits of each episode while a scan runs, for the HTTP search;
 //! - [`episodes`] groups scored items into the episodes the HTTP search returns, with
 //!   [`fusion`] putting the scores of podcasts searched in different modes on one scale;
 //! - [`quant`] scans the int8 or sign-bit codes beside the matrix for candidates and
@@ -15,6 +16,7 @@
 //! - [`kernel`] (SIMD dot products), [`topk`] and [`lexical`] are their parts.
 
 pub mod batch;
+pub mod best;
 pub mod episodes;
 pub mod fusion;
 pub mod kernel;
@@ -24,7 +26,10 @@ pub mod scan;
 pub mod topk;
 
 pub use batch::ScanBatcher;
-pub use episodes::{rank_episodes, rank_episodes_fused, EpisodePage, RankedEpisode, Scored};
+pub use best::EpisodeBest;
+pub use episodes::{
+    rank_episodes, rank_episodes_fused, rank_lists, EpisodeList, EpisodePage, RankedEpisode, Scored,
+};
 pub use fusion::{Fusion, RRF_K};
 pub use quant::{SearchMode, UnknownMode};
 

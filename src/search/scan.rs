@@ -1,12 +1,15 @@
-//! Exact scans over a matrix of unit rows: top-k, every score, and many queries in one pass.
+//! Exact scans over a matrix of unit rows: top-k, every score, the best hits of each episode,
+//! and many queries (or many matrices) in one pass.
 //!
 //! A scan reads every row once, in parallel chunks, and scores it with the SIMD kernel; items
 //! without an embedding and rows the filter rejects are skipped by looking at two columns
 //! kept beside the matrix, without touching the row. Each task folds its rows into its own
-//! accumulator (a bounded heap, or a list), so scoring a row allocates nothing.
+//! accumulator (a bounded heap, a list, or per-episode best hits), so scoring a row
+//! allocates nothing.
 
 use rayon::prelude::*;
 
+use super::best::{EpisodeBest, PerEpisode};
 use super::topk::TopK;
 use super::{kernel, query_norm, EpisodeFilter, Filter, Hit};
 use crate::error::{Error, Result};
@@ -109,6 +112,120 @@ pub fn score_all_batch<M: Matrix + ?Sized>(
     }
     results.iter_mut().for_each(|hits| sort_best_first(hits));
     Ok(results)
+}
+
+/// The best hits of every episode with an embedded item, scored against `query` (episodes
+/// in no particular order, their `source` 0): what ranking episodes needs, without a hit per
+/// item. See [`super::best`].
+pub fn best_per_episode<M: Matrix + ?Sized>(matrix: &M, query: &[f32]) -> Result<Vec<EpisodeBest>> {
+    let unit = unit_query(matrix, query)?;
+    let mut all = episode_pass(&[(matrix, vec![(0, unit)])], 1);
+    Ok(all.pop().map(PerEpisode::into_episodes).unwrap_or_default())
+}
+
+/// [`best_per_episode`] for several queries in one pass over the matrix (as
+/// [`score_all_batch`]), results in query order.
+pub fn best_per_episode_batch<M: Matrix + ?Sized>(
+    matrix: &M,
+    queries: &[&[f32]],
+) -> Result<Vec<Vec<EpisodeBest>>> {
+    let units = queries
+        .iter()
+        .enumerate()
+        .map(|(q, query)| Ok((q, unit_query(matrix, query)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let all = episode_pass(&[(matrix, units)], queries.len());
+    Ok(all.into_iter().map(PerEpisode::into_episodes).collect())
+}
+
+/// [`best_per_episode`] over several matrices, each with its own query, in one parallel pass:
+/// the chunks of every matrix are one pool of work, so the cores stay busy across matrices of
+/// any size and the results are merged once. Each episode's `source` is its matrix's place in
+/// `sources`.
+pub fn best_per_episode_across<M: Matrix + ?Sized>(
+    sources: &[(&M, &[f32])],
+) -> Result<Vec<EpisodeBest>> {
+    let jobs = sources
+        .iter()
+        .map(|&(matrix, query)| Ok((matrix, vec![(0, unit_query(matrix, query)?)])))
+        .collect::<Result<Vec<_>>>()?;
+    let mut all = episode_pass(&jobs, 1);
+    Ok(all.pop().map(PerEpisode::into_episodes).unwrap_or_default())
+}
+
+/// The queries of one matrix in an [`episode_pass`]: `(output, unit query)`.
+type Queries = Vec<(usize, Vec<f32>)>;
+
+/// Scores the embedded rows of every matrix of `jobs` against its queries (`(output, unit
+/// query)`) in one parallel pass, folding the finite scores into one [`PerEpisode`] per
+/// output, keyed by the matrix's place in `jobs` and the row's episode.
+///
+/// Work is split into chunks of [`ROWS_PER_TASK`] rows across all matrices; each thread folds
+/// its chunks into its own accumulators, merged at the end. Rows are scored
+/// [`kernel::ROWS_PER_PASS`] at a time, gathered past the rows without an embedding.
+fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> Vec<PerEpisode> {
+    const PASS: usize = kernel::ROWS_PER_PASS;
+    let tasks: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, (matrix, _))| {
+            let rows = matrix.rows().len() / matrix.row_len().max(1);
+            (0..rows)
+                .step_by(ROWS_PER_TASK)
+                .map(move |first| (j, first))
+        })
+        .collect();
+    let init = || {
+        (0..outputs)
+            .map(|_| PerEpisode::default())
+            .collect::<Vec<_>>()
+    };
+    tasks
+        .par_iter()
+        .fold(init, |mut acc, &(j, first)| {
+            let (matrix, queries) = &jobs[j];
+            let source = j as u32;
+            let d = matrix.row_len().max(1);
+            let all = matrix.rows();
+            let count = (all.len() / d - first).min(ROWS_PER_TASK);
+            let rows = &all[first * d..(first + count) * d];
+            let row = |offset: usize| &rows[offset * d..(offset + 1) * d];
+            let columns = matrix.columns();
+            let mut score = |pending: &[(usize, u32)], scores: &[f32], q: usize| {
+                for (&(offset, episode), &s) in pending.iter().zip(scores) {
+                    if s.is_finite() {
+                        acc[q].push(source, episode, (first + offset) as u32, s);
+                    }
+                }
+            };
+            let mut pending = [(0usize, 0u32); PASS];
+            let mut len = 0;
+            for offset in 0..count {
+                let (embedded, episode) = columns(first + offset);
+                if !embedded {
+                    continue;
+                }
+                pending[len] = (offset, episode);
+                len += 1;
+                if len == PASS {
+                    for (q, unit) in queries {
+                        let scores = kernel::dot_rows(unit, pending.map(|(o, _)| row(o)));
+                        score(&pending, &scores, *q);
+                    }
+                    len = 0;
+                }
+            }
+            for (q, unit) in queries {
+                for at in 0..len {
+                    let s = kernel::dot(unit, row(pending[at].0));
+                    score(&pending[at..=at], &[s], *q);
+                }
+            }
+            acc
+        })
+        .reduce(init, |a, b| {
+            a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect()
+        })
 }
 
 fn sort_best_first(hits: &mut [Hit]) {

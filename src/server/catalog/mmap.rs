@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::{EpisodeInfo, Podcast, SpeakerInfo};
 use crate::error::{Error, Result};
 use crate::index::{Episode, EpisodeOrder, LeaseState, MmapIndex, Speaker};
-use crate::search::{Hit, ScanBatcher, SearchIndex};
+use crate::search::{EpisodeBest, ScanBatcher, SearchIndex};
 use crate::transcript::Window;
 
 /// A podcast answered from its memory-mapped archive.
@@ -20,7 +20,7 @@ pub struct MmapPodcast {
     /// the mapping (a file changed in place may no longer back it).
     id: String,
     index: MmapIndex,
-    scans: ScanBatcher,
+    scans: ScanBatcher<Vec<EpisodeBest>>,
     /// Every byte checked by [`MmapIndex::verify`]: at once for a replacement, in the
     /// background for the archives served at start-up.
     verified: AtomicBool,
@@ -165,8 +165,12 @@ impl Podcast for MmapPodcast {
         self.index.excerpt(number, window)
     }
 
-    fn score_all(&self, embedding: &[f32]) -> Result<Vec<Hit>> {
-        self.scans.score_all(&self.index, embedding)
+    fn best_per_episode(&self, embedding: &[f32]) -> Result<Vec<EpisodeBest>> {
+        self.scans.best_per_episode(&self.index, embedding)
+    }
+
+    fn mapped(&self) -> Option<&MmapIndex> {
+        Some(&self.index)
     }
 
     fn speakers(&self) -> Result<Vec<SpeakerInfo>> {

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use crate::error::Result;
-use crate::search::{Filter, Hit, SearchIndex};
+use crate::index::MmapIndex;
+use crate::search::{EpisodeBest, EpisodeList, Filter, Hit, SearchIndex};
 use crate::transcript::Window;
 
 pub use json::JsonPodcast;
@@ -71,6 +72,19 @@ pub trait Podcast: Send + Sync {
     /// Every item with an embedding, scored against `embedding`, best first.
     fn score_all(&self, embedding: &[f32]) -> Result<Vec<Hit>> {
         self.index().score_all(embedding, &Filter::all())
+    }
+    /// The best hits of every episode with an embedded item, scored against `embedding` (see
+    /// [`crate::search::best`]), in no particular order. The default groups
+    /// [`Podcast::score_all`]; an archive scans for them directly, in a pass shared with
+    /// concurrent searches.
+    fn best_per_episode(&self, embedding: &[f32]) -> Result<Vec<EpisodeBest>> {
+        let list = EpisodeList::from_hits(self.index(), self.score_all(embedding)?);
+        Ok(list.into_episodes())
+    }
+    /// The mapped archive, when there is one: a search of several podcasts scans their
+    /// matrices in one pass.
+    fn mapped(&self) -> Option<&MmapIndex> {
+        None
     }
     /// `speakers/index.json` rows; empty without an index.
     fn speakers(&self) -> Result<Vec<SpeakerInfo>>;

@@ -1,9 +1,12 @@
 //! `POST /api/episodes/search`: one podcast or all of them, each searched semantically or
 //! lexically (see [`plan`](crate::server::plan)), ranked into episodes by
-//! [`search::rank_episodes_fused`], a page of them with their metadata.
+//! [`search::rank_lists`], a page of them with their metadata.
 //!
 //! Vector searches scan as the request's `mode` says (`exact`, `int8`, `binary`; an unknown
-//! one is answered 400), else as the server's `SEARCH_MODE`; see [`score`].
+//! one is answered 400), else as the server's `SEARCH_MODE`; see [`score`]. An exact search
+//! of archives keeps only the best hits of each episode while it scans
+//! ([`search::best`]), never a hit per item; the archives of a cross-podcast search are
+//! scanned in one parallel pass ([`scan::best_per_episode_across`]).
 //!
 //! When the query embedding cannot be had in time (the embeddings API down, failing, busy, or
 //! its breaker open), the search is answered lexically within the wait, and says so
@@ -19,7 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{episode_out, podcast, query_text, Shared};
-use crate::search::{self, Fusion, SearchMode};
+use crate::index::MmapIndex;
+use crate::search::{self, scan, EpisodeList, Fusion, SearchMode};
 use crate::server::api::{EpisodeOut, EpisodesOut, SearchRequest};
 use crate::server::catalog::Podcast;
 use crate::server::error::ApiError;
@@ -104,25 +108,18 @@ pub async fn search(
 /// a quantized mode (only their best candidates): each of those counts every episode that
 /// has an embedded item, as the exact mode's hits do, instead of the episodes among its
 /// candidates. Grouping keeps the podcasts apart, so the counts add up.
-fn full_total(scored: &[search::Scored], plans: &[Plan], total: usize) -> usize {
-    scored
+fn full_total(lists: &[EpisodeList], plans: &[Plan], total: usize) -> usize {
+    lists
         .iter()
         .zip(plans)
         .filter(|(_, (_, embedding))| embedding.is_some())
         .fold(total, |total, (list, _)| {
-            let mut among: Vec<u32> = list
-                .hits
-                .iter()
-                .map(|h| list.index.episode_of(h.index as usize))
-                .collect();
-            among.sort_unstable();
-            among.dedup();
-            total - among.len() + list.index.episodes_with_embeddings()
+            total - list.len() + list.index.episodes_with_embeddings()
         })
 }
 
-/// Scores every planned podcast, asks [`search::rank_episodes_fused`] for the page, and adds
-/// each episode's metadata.
+/// Scores every planned podcast into its ranked episodes, asks [`search::rank_lists`] for the
+/// page, and adds each episode's metadata.
 fn rank(
     plans: &[Plan],
     fusion: Fusion,
@@ -131,20 +128,10 @@ fn rank(
     offset: usize,
     page_size: usize,
 ) -> crate::Result<(Vec<EpisodeOut>, usize)> {
-    let episodes = offset.saturating_add(page_size).saturating_add(1);
-    let scored = plans
-        .iter()
-        .map(|(podcast, embedding)| {
-            let embedding = embedding.as_deref().map(Vec::as_slice);
-            Ok(search::Scored {
-                index: podcast.index(),
-                hits: score(podcast.as_ref(), embedding, query, how, episodes)?,
-            })
-        })
-        .collect::<crate::Result<Vec<_>>>()?;
-    let mut page = search::rank_episodes_fused(&scored, fusion, offset, page_size)?;
+    let lists = episode_lists(plans, query, how, offset.saturating_add(page_size))?;
+    let mut page = search::rank_lists(&lists, fusion, offset, page_size)?;
     if how != SearchMode::Exact {
-        page.total = full_total(&scored, plans, page.total);
+        page.total = full_total(&lists, plans, page.total);
     }
     let mut episodes = Vec::with_capacity(page.episodes.len());
     for ranked in page.episodes {
@@ -155,4 +142,53 @@ fn rank(
         episodes.push(out);
     }
     Ok((episodes, page.total))
+}
+
+/// The ranked episodes of each plan, in plan order. Exact vector searches of archives keep
+/// the best hits per episode while they scan: one archive in a pass shared with concurrent
+/// searches of it, several in one pass over all their matrices. Every other search (lexical,
+/// quantized, or of a podcast loaded from JSON) is grouped from its hits; a quantized one asks
+/// for enough of them to cover `page_end` episodes and one more.
+fn episode_lists<'a>(
+    plans: &'a [Plan],
+    query: &str,
+    how: SearchMode,
+    page_end: usize,
+) -> crate::Result<Vec<EpisodeList<'a>>> {
+    let scanned: Vec<(usize, &MmapIndex, &[f32])> = plans
+        .iter()
+        .enumerate()
+        .filter(|_| how == SearchMode::Exact)
+        .filter_map(|(i, (podcast, embedding))| {
+            Some((i, podcast.mapped()?, embedding.as_deref()?.as_slice()))
+        })
+        .collect();
+    let mut lists: Vec<Option<EpisodeList>> = plans.iter().map(|_| None).collect();
+    if let [(i, _, v)] = scanned[..] {
+        let podcast = &plans[i].0;
+        let best = podcast.best_per_episode(v)?;
+        lists[i] = Some(EpisodeList::from_scan(podcast.index(), best, v));
+    } else if !scanned.is_empty() {
+        let sources: Vec<(&MmapIndex, &[f32])> = scanned.iter().map(|&(_, m, v)| (m, v)).collect();
+        let mut per_source = vec![Vec::new(); scanned.len()];
+        for best in scan::best_per_episode_across(&sources)? {
+            per_source[best.source as usize].push(best);
+        }
+        for (&(i, _, v), best) in scanned.iter().zip(per_source) {
+            lists[i] = Some(EpisodeList::from_scan(plans[i].0.index(), best, v));
+        }
+    }
+    let episodes = page_end.saturating_add(1);
+    plans
+        .iter()
+        .zip(lists)
+        .map(|((podcast, embedding), list)| match list {
+            Some(list) => Ok(list),
+            None => {
+                let embedding = embedding.as_deref().map(Vec::as_slice);
+                let hits = score(podcast.as_ref(), embedding, query, how, episodes)?;
+                Ok(EpisodeList::from_hits(podcast.index(), hits))
+            }
+        })
+        .collect()
 }
