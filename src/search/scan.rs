@@ -161,10 +161,9 @@ type Queries = Vec<(usize, Vec<f32>)>;
 /// output, keyed by the matrix's place in `jobs` and the row's episode.
 ///
 /// Work is split into chunks of [`ROWS_PER_TASK`] rows across all matrices; each thread folds
-/// its chunks into its own accumulators, merged at the end. Rows are scored
-/// [`kernel::ROWS_PER_PASS`] at a time, gathered past the rows without an embedding.
+/// its chunks into its own accumulators, merged at the end. Rows are scored one at a time in
+/// order, so each task reads its rows as one sequential stream (see [`kernel`]).
 fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> Vec<PerEpisode> {
-    const PASS: usize = kernel::ROWS_PER_PASS;
     let tasks: Vec<(usize, usize)> = jobs
         .iter()
         .enumerate()
@@ -189,36 +188,17 @@ fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> V
             let all = matrix.rows();
             let count = (all.len() / d - first).min(ROWS_PER_TASK);
             let rows = &all[first * d..(first + count) * d];
-            let row = |offset: usize| &rows[offset * d..(offset + 1) * d];
             let columns = matrix.columns();
-            let mut score = |pending: &[(usize, u32)], scores: &[f32], q: usize| {
-                for (&(offset, episode), &s) in pending.iter().zip(scores) {
-                    if s.is_finite() {
-                        acc[q].push(source, episode, (first + offset) as u32, s);
-                    }
-                }
-            };
-            let mut pending = [(0usize, 0u32); PASS];
-            let mut len = 0;
-            for offset in 0..count {
+            for (offset, row) in rows.chunks_exact(d).enumerate() {
                 let (embedded, episode) = columns(first + offset);
                 if !embedded {
                     continue;
                 }
-                pending[len] = (offset, episode);
-                len += 1;
-                if len == PASS {
-                    for (q, unit) in queries {
-                        let scores = kernel::dot_rows(unit, pending.map(|(o, _)| row(o)));
-                        score(&pending, &scores, *q);
+                for (q, unit) in queries {
+                    let s = kernel::dot(unit, row);
+                    if s.is_finite() {
+                        acc[*q].push(source, episode, (first + offset) as u32, s);
                     }
-                    len = 0;
-                }
-            }
-            for (q, unit) in queries {
-                for at in 0..len {
-                    let s = kernel::dot(unit, row(pending[at].0));
-                    score(&pending[at..=at], &[s], *q);
                 }
             }
             acc
