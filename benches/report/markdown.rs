@@ -84,8 +84,8 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          `OPENBLAS_NUM_THREADS` for numpy, OpenMP for FAISS, `threads=` for usearch.\n\
          - podmap: the library call (`search_vector_in`) on the mapped archive, exact or over \
          the int8 / sign-bit codes with the default oversampling (int8 ×{o8}, binary ×{o1}) \
-         and exact rescoring. Below 1 M floats (`QUANTIZED_MIN_FLOATS`: the corpus's \
-         podcasts) the quantized modes scan exactly, as the server does. podmap \
+         and exact rescoring. Below {min_floats} floats (`QUANTIZED_MIN_FLOATS`: the corpus's \
+         podcasts, gen-1000) the quantized modes scan exactly, as the server does. podmap \
          exact is timed right before and right after the peers; its median and \
          mean are those of both runs averaged.\n\
          - JSON path: podmap's in-memory index over the original `rag-embeddings.json` (the \

@@ -174,19 +174,18 @@ pub trait Quantized: Matrix {
 /// A quantized search runs two or three passes (code scan, int8 narrowing, rescoring) where
 /// the exact scan runs one, and each pass has a fixed cost (threads woken, candidates
 /// selected and merged). On a small matrix that fixed cost is more than the exact scan
-/// itself. Measured with `PODMAP_BENCH_ONLY=modes cargo bench --bench engine` with this rule
-/// off (2 cores shared with other work, top-10, default oversampling, one run):
+/// itself. Measured in the benchmark report (`tools/bench-report.sh`, docs/BENCHMARKS.md,
+/// top-10, default oversampling, medians of one run on 2 cores) with the codes scanned at
+/// every size:
 ///
 /// | matrix | floats | exact | int8 | binary |
 /// |---|---:|---:|---:|---:|
-/// | raumzeit 581 × 384 | 0.22 M | 0.034 ms | 0.037 ms (0.9×) | 0.073 ms (0.5×) |
-/// | generated 4,400 × 3,072 | 13.5 M | 1.833 ms | 0.711 ms (2.6×) | 0.478 ms (3.8×) |
+/// | generated 1,000 × 3,072 | 3.1 M | 0.114 ms | 0.110 ms (1.0×) | 0.175 ms (0.65×) |
+/// | generated 4,000 × 3,072 | 12.3 M | 1.11 ms | 0.235 ms (4.7×) | 0.276 ms (4.0×) |
 ///
-/// A straight line through the two points puts the crossover near 0.26 M floats for int8
-/// and 0.6 M for binary (a fixed 0.03 ms and 0.07 ms against the exact scan's 0.004 ms); at
-/// 1 M floats (2,730 × 384, 341 × 3,072) both lines are about 1.5× faster than exact, so the
-/// rule leaves a margin for the noise of the measurement.
-pub const QUANTIZED_MIN_FLOATS: usize = 1 << 20;
+/// At 3 M floats (12 MB, in the cache) neither code scan beats the exact one; at 12 M both
+/// are 4× faster. The rule sits at 4 M, near the side where the codes are known not to pay.
+pub const QUANTIZED_MIN_FLOATS: usize = 1 << 22;
 
 /// Rescoring runs on every core only when its candidates' rows hold at least this many
 /// bytes: below, waking the other threads costs more than the scattered reads they share.
