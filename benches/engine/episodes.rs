@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use podmap::search::{rank_episodes_fused, rank_lists, scan, EpisodeList, Fusion, Scored};
 use podmap::{Filter, MmapIndex, SearchIndex};
 
-use crate::support::{bench_data, convert, env_usize};
+use crate::support::{bench_data, convert, env_usize, generate_podcasts};
 use crate::Dataset;
 
 /// Episodes of the page asked for.
@@ -96,24 +96,8 @@ fn print(title: &str, variants: &[Variant], times: &[Duration]) {
 /// Generated podcasts: `ids` (each `items` × `dims`), converted into `root/index`.
 fn generate(root: &Path, ids: &[String], items: usize, dims: usize) -> PathBuf {
     let index_dir = root.join("index");
-    if !root
-        .join(format!("db/{}/rag-embeddings.json", ids[0]))
-        .is_file()
-    {
-        eprintln!("generating {} …", root.display());
-        let mut gen = std::process::Command::new(env!("CARGO_BIN_EXE_podmap-gen"));
-        gen.args(["--out", root.to_str().unwrap()]);
-        for id in ids {
-            gen.args(["--podcast-id", id]);
-        }
-        let status = gen
-            .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
-            .args(["--episodes", &(items / 6).max(1).to_string()])
-            .args(["--transcripts-every", "0", "--queries", "8"])
-            .status()
-            .expect("run podmap-gen");
-        assert!(status.success(), "podmap-gen failed");
-    }
+    let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+    generate_podcasts(root, &names, items, dims, 8);
     for id in ids {
         convert(root, &index_dir, id);
     }

@@ -89,19 +89,38 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 /// `index/`. Returns the data root.
 pub fn generated_podcast(items: usize, dims: usize) -> PathBuf {
     let root = bench_data().join(format!("gen-{items}x{dims}"));
-    if !root.join("db/big/rag-embeddings.json").is_file() {
-        eprintln!("generating the bench podcast into {} …", root.display());
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_podmap-gen"))
-            .args(["--out", root.to_str().unwrap(), "--podcast-id", "big"])
-            .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
-            .args(["--episodes", &(items / 6).max(1).to_string()])
-            .args(["--transcripts-every", "0", "--queries", "16"])
-            .status()
-            .expect("run podmap-gen");
-        assert!(status.success(), "podmap-gen failed");
-    }
+    generate_podcasts(&root, &["big"], items, dims, 16);
     convert(&root, &root.join("index"), "big");
     root
+}
+
+/// Podcasts `ids` of `items` × `dims` each (an episode per six items, no transcripts,
+/// `queries` query vectors each), made with podmap-gen into `root` unless the first is there.
+pub fn generate_podcasts(root: &Path, ids: &[&str], items: usize, dims: usize, queries: usize) {
+    if root
+        .join(format!("db/{}/rag-embeddings.json", ids[0]))
+        .is_file()
+    {
+        return;
+    }
+    eprintln!("generating {} …", root.display());
+    let mut gen = std::process::Command::new(env!("CARGO_BIN_EXE_podmap-gen"));
+    gen.args(["--out", root.to_str().unwrap()]);
+    for id in ids {
+        gen.args(["--podcast-id", id]);
+    }
+    let status = gen
+        .args(["--items", &items.to_string(), "--dims", &dims.to_string()])
+        .args(["--episodes", &(items / 6).max(1).to_string()])
+        .args([
+            "--transcripts-every",
+            "0",
+            "--queries",
+            &queries.to_string(),
+        ])
+        .status()
+        .expect("run podmap-gen");
+    assert!(status.success(), "podmap-gen failed");
 }
 
 /// `data` (`rows × cols` row-major floats) as a numpy `.npy` file, format 1.0.

@@ -296,12 +296,26 @@ mod tests {
     use super::*;
     use crate::search::{Filter, ItemView};
 
-    /// Items of episodes `1 + i / 2`, starting `10 * i` seconds in.
-    struct Items(u32);
+    /// `len` items, `per_episode` to an episode (from episode 1), `per_start` at a time
+    /// starting together, 10 seconds apart.
+    struct Items {
+        len: u32,
+        per_episode: u32,
+        per_start: u32,
+    }
+
+    /// Two items to an episode, each with a start of its own.
+    fn paired(len: u32) -> Items {
+        Items {
+            len,
+            per_episode: 2,
+            per_start: 1,
+        }
+    }
 
     impl SearchIndex for Items {
         fn len(&self) -> usize {
-            self.0 as usize
+            self.len as usize
         }
         fn dims(&self) -> usize {
             0
@@ -313,6 +327,7 @@ mod tests {
             None
         }
         fn item(&self, index: usize) -> Result<ItemView<'_>> {
+            let start_sec = 10.0 * (index as u32 / self.per_start) as f64;
             Ok(ItemView {
                 id: index as u32,
                 episode_number: self.episode_of(index),
@@ -320,8 +335,8 @@ mod tests {
                 topic: None,
                 subject_coarse: None,
                 subject_fine: None,
-                start_sec: 10.0 * index as f64,
-                end_sec: 10.0 * index as f64 + 5.0,
+                start_sec,
+                end_sec: start_sec + 5.0,
                 start_hms: None,
                 end_hms: None,
                 summary: None,
@@ -329,7 +344,7 @@ mod tests {
             })
         }
         fn episode_of(&self, index: usize) -> u32 {
-            1 + index as u32 / 2
+            1 + index as u32 / self.per_episode
         }
         fn search_vector(&self, _: &[f32], _: usize, _: &Filter) -> Result<Vec<Hit>> {
             unreachable!("not searched")
@@ -339,8 +354,8 @@ mod tests {
     #[test]
     fn mixed_modes_interleave_by_reciprocal_rank() {
         // A lexical podcast (counts of 1 and up) beside a semantic one (cosines under 1).
-        let lexical = Items(6);
-        let semantic = Items(6);
+        let lexical = paired(6);
+        let semantic = paired(6);
         let hits = |scores: &[f32]| {
             scores
                 .iter()
@@ -390,50 +405,14 @@ mod tests {
         );
     }
 
-    /// Items 12 to an episode, four at a time starting together.
-    struct Clumped(u32);
-
-    impl SearchIndex for Clumped {
-        fn len(&self) -> usize {
-            self.0 as usize
-        }
-        fn dims(&self) -> usize {
-            0
-        }
-        fn embedded_count(&self) -> usize {
-            0
-        }
-        fn model(&self) -> Option<&str> {
-            None
-        }
-        fn item(&self, index: usize) -> Result<ItemView<'_>> {
-            let start_sec = 10.0 * (index / 4) as f64;
-            Ok(ItemView {
-                id: index as u32,
-                episode_number: self.episode_of(index),
-                episode_title: None,
-                topic: None,
-                subject_coarse: None,
-                subject_fine: None,
-                start_sec,
-                end_sec: start_sec + 5.0,
-                start_hms: None,
-                end_hms: None,
-                summary: None,
-                text: None,
-            })
-        }
-        fn episode_of(&self, index: usize) -> u32 {
-            1 + index as u32 / 12
-        }
-        fn search_vector(&self, _: &[f32], _: usize, _: &Filter) -> Result<Vec<Hit>> {
-            unreachable!("not searched")
-        }
-    }
-
     #[test]
     fn positions_past_the_kept_hits_come_from_the_rest() {
-        let index = Clumped(60);
+        // 12 items to an episode, four at a time starting together.
+        let index = Items {
+            len: 60,
+            per_episode: 12,
+            per_start: 4,
+        };
         // Scores fall with the row, but for a tie in each episode.
         let hits: Vec<Hit> = (0..60)
             .map(|i| Hit {
@@ -459,7 +438,7 @@ mod tests {
 
     #[test]
     fn pages_past_the_end_are_empty_however_far() {
-        let index = Items(10);
+        let index = paired(10);
         let hits = (0..10)
             .map(|i| Hit {
                 index: i,
