@@ -13,10 +13,12 @@
 //!   [`fusion`] putting the scores of podcasts searched in different modes on one scale;
 //! - [`quant`] scans the int8 or sign-bit codes beside the matrix for candidates and
 //!   rescores them exactly ([`SearchMode`]);
-//! - [`kernel`] (SIMD dot products), [`topk`] and [`lexical`] are their parts.
+//! - [`kernel`] (SIMD dot products), [`topk`] and [`lexical`] are their parts, and `cores`
+//!   runs their short parallel passes with the calling thread taking part.
 
 pub mod batch;
 pub mod best;
+mod cores;
 pub mod episodes;
 pub mod fusion;
 pub mod kernel;

@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::cores::on_every_core;
+
 use super::best::{EpisodeBest, PerEpisode};
 use super::topk::TopK;
 use super::{kernel, query_norm, EpisodeFilter, Filter, Hit};
@@ -212,8 +214,8 @@ fn sort_best_first(hits: &mut [Hit]) {
     hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
 }
 
-/// Scores every row that passes `filter` against `unit` and folds the finite scores into
-/// per-task accumulators, which are then merged.
+/// Scores every row that passes `filter` against `unit` and folds the finite scores into an
+/// accumulator per thread, which are then merged.
 ///
 /// Rows are scored one at a time in order, so each task reads its rows as one sequential
 /// stream (see [`kernel`]). When every row has an embedding and the filter takes all of
@@ -230,15 +232,15 @@ fn fold<M: Matrix + ?Sized, A: Send>(
     let every_row = matches!(filter.episodes, EpisodeFilter::All)
         && matrix.embedded_rows() == matrix.rows().len() / d;
     let columns = matrix.columns();
-    let columns = &columns;
-    matrix
-        .rows()
-        .par_chunks(d * ROWS_PER_TASK)
-        .enumerate()
-        .map(|(task, rows)| {
-            let mut acc = init();
+    let rows = matrix.rows();
+    let tasks = (rows.len() / d).div_ceil(ROWS_PER_TASK);
+    on_every_core(
+        tasks,
+        init,
+        |task, acc| {
             let first = task * ROWS_PER_TASK;
-            for (offset, row) in rows.chunks_exact(d).enumerate() {
+            let end = ((first + ROWS_PER_TASK) * d).min(rows.len());
+            for (offset, row) in rows[first * d..end].chunks_exact(d).enumerate() {
                 let i = first + offset;
                 if !every_row {
                     let (embedded, episode) = columns(i);
@@ -248,12 +250,12 @@ fn fold<M: Matrix + ?Sized, A: Send>(
                 }
                 let score = kernel::dot(unit, row);
                 if score.is_finite() {
-                    push(&mut acc, i as u32, score);
+                    push(acc, i as u32, score);
                 }
             }
-            acc
-        })
-        .reduce(&init, &merge)
+        },
+        merge,
+    )
 }
 
 /// The rows with an embedding that pass `filter`, handed to `visit` in parallel chunks of

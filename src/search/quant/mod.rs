@@ -40,10 +40,9 @@ mod test_rng {
 use std::fmt;
 use std::str::FromStr;
 
-use rayon::prelude::*;
-
-use super::scan::{self, Matrix, ROWS_PER_TASK};
-use super::{Filter, Hit};
+use super::cores::on_every_core;
+use super::scan::{self, Matrix};
+use super::{EpisodeFilter, Filter, Hit};
 use crate::error::Result;
 use select::Best;
 
@@ -52,8 +51,9 @@ use select::Best;
 pub const INT8_OVERSAMPLE: u32 = 4;
 /// Default oversampling of the binary mode: recall@10 0.992 on the corpus and 0.994 on the
 /// benchmark's generated podcast; at 10 the corpus still gives 0.965 but the generated podcast
-/// only 0.881 (see `tests/quant.rs`). The 200 candidates of a top-10 are narrowed to 40 on
-/// their int8 codes before the f32 rows are read, so the oversampling costs mostly int8 reads.
+/// only 0.881 (see `tests/quant.rs`). The 200 candidates of a top-10 are narrowed to 20 on
+/// their int8 codes before the f32 rows are read ([`NARROW_OVERSAMPLE`]), so the
+/// oversampling costs mostly int8 reads.
 /// [`top_k`] keeps more on large matrices ([`BINARY_MIN_SHARE`]).
 pub const BINARY_OVERSAMPLE: u32 = 20;
 /// [`top_k`]'s binary scan keeps at least one row in this many as candidates, whatever the
@@ -64,6 +64,12 @@ pub const BINARY_OVERSAMPLE: u32 = 20;
 /// are rescored on their int8 codes, an eighth of the bytes the binary scan read per row
 /// each, so the floor adds at most a quarter to the bytes a search reads.
 pub const BINARY_MIN_SHARE: usize = 32;
+/// A binary search's candidates are narrowed to `k ×` this many on their int8 codes before
+/// the f32 rows are read. Served recall@10 on the report's generated podcasts (16 queries,
+/// default oversampling) was the same at 2 as at 4: 1.000 at 4,000 rows, 0.988 at 16,000,
+/// 0.994 at 64,000; at 1 it fell to 0.981, 0.944 and 0.963. At 2 a top-10 reads 20 f32 rows
+/// (240 KB for 3,072 dims) instead of 40.
+pub const NARROW_OVERSAMPLE: u32 = 2;
 
 /// How a vector search scans: the f32 matrix, or one of the code sections with rescoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -187,13 +193,16 @@ pub trait Quantized: Matrix {
 /// are 4× faster. The rule sits at 4 M, near the side where the codes are known not to pay.
 pub const QUANTIZED_MIN_FLOATS: usize = 1 << 22;
 
-/// Rescoring runs on every core only when its candidates' rows hold at least this many
-/// bytes: below, waking the other threads costs more than the scattered reads they share.
-/// Measured on 2 cores with 3,072-dim rows: the 40 rows (480 KB) of a top-10 at the default
-/// oversampling take 8 µs on one thread when they are in cache (1,000 rows) and 35 µs from
-/// memory (4,000 rows), while handing work to the pool costs 12–18 µs before any is done; so
-/// they are scored on the calling thread, and only larger candidate sets are shared.
-const PARALLEL_RESCORE_BYTES: usize = 1024 * 1024;
+/// Rescoring (and a binary search's int8 narrowing) runs on every core when its candidates'
+/// rows hold at least this many bytes; below, it stays on the calling thread. The calling
+/// thread starts at once and the pool's threads join as they wake ([`on_every_core`]), so
+/// sharing pays early: measured on 2 cores at 4,000 × 3,072, a binary search (200 int8 rows
+/// to narrow, 600 KB, then the f32 rows) took 0.205 ms with both passes on the calling thread
+/// and 0.11–0.12 ms with them shared from about 100 KB.
+const PARALLEL_RESCORE_BYTES: usize = 128 * 1024;
+
+/// Bytes of candidate rows in one task of a shared rescoring.
+const RESCORE_TASK_BYTES: usize = 32 * 1024;
 
 /// Top-`k` by cosine in `mode`, best first, ties to the lower row; exact scores. Filters
 /// apply inside the code scan as in the exact one. A matrix of fewer than
@@ -268,13 +277,13 @@ fn by_codes<M: Quantized + ?Sized>(
     Ok(rescore(matrix, &unit, &found, k))
 }
 
-/// The best `k × INT8_OVERSAMPLE` of the sign-bit candidates by their int8 estimate, when
+/// The best `k × NARROW_OVERSAMPLE` of the sign-bit candidates by their int8 estimate, when
 /// the int8 codes are there and there are more candidates than that.
 ///
 /// An int8 row is a quarter of an f32 row, and the int8 estimate ranks nearly as the exact
-/// score does (recall@10 1.000 at oversampling 4 on the corpus), so the many candidates a
+/// score does (recall@10 1.000 at oversampling 2 on the corpus), so the many candidates a
 /// sign-bit scan needs are narrowed on their int8 codes and only the few best are read as
-/// f32 rows: for 3,072 dims, 200 candidates cost 600 KB of codes and 40 f32 rows (480 KB)
+/// f32 rows: for 3,072 dims, 200 candidates cost 600 KB of codes and 20 f32 rows (240 KB)
 /// instead of 200 f32 rows (2.4 MB).
 fn narrow_by_int8(
     codes: Option<Int8Codes<'_>>,
@@ -282,7 +291,7 @@ fn narrow_by_int8(
     found: Vec<Hit>,
     k: usize,
 ) -> Vec<Hit> {
-    let keep = k.saturating_mul(INT8_OVERSAMPLE as usize);
+    let keep = k.saturating_mul(NARROW_OVERSAMPLE as usize);
     let Some(codes) = codes else {
         return found;
     };
@@ -317,9 +326,9 @@ fn rescore<M: Matrix + ?Sized>(matrix: &M, unit: &[f32], candidates: &[Hit], k: 
 
 /// The best `keep` of `candidates` by `score` (non-finite scores dropped). The candidates'
 /// rows (`row_bytes` each) lie anywhere in the matrix, so scoring them is a few hundred
-/// scattered reads: shared by every core when they are many bytes, on the calling thread
-/// otherwise ([`PARALLEL_RESCORE_BYTES`]). `prefetch` starts loading a candidate's row, one
-/// candidate ahead of `score`.
+/// scattered reads, which every core shares when they are many bytes
+/// ([`PARALLEL_RESCORE_BYTES`]). `prefetch` starts loading a candidate's row, one candidate
+/// ahead of `score`.
 fn best_of(
     candidates: &[Hit],
     keep: usize,
@@ -327,8 +336,7 @@ fn best_of(
     score: impl Fn(usize) -> f32 + Sync,
     prefetch: impl Fn(usize) + Sync,
 ) -> Vec<Hit> {
-    let fold = |chunk: &[Hit]| {
-        let mut top = Best::new(keep);
+    let score_into = |chunk: &[Hit], top: &mut Best| {
         if let Some(first) = chunk.first() {
             prefetch(first.index as usize);
         }
@@ -341,32 +349,75 @@ fn best_of(
                 top.push(hit.index, s);
             }
         }
-        top
     };
     if candidates.len().saturating_mul(row_bytes) < PARALLEL_RESCORE_BYTES {
-        return fold(candidates).into_sorted();
+        let mut top = Best::new(keep);
+        score_into(candidates, &mut top);
+        return top.into_sorted();
     }
-    let chunk = candidates
-        .len()
-        .div_ceil(2 * rayon::current_num_threads())
-        .max(1);
-    candidates
-        .par_chunks(chunk)
-        .map(fold)
-        .reduce(|| Best::new(keep), Best::merge)
-        .into_sorted()
+    let per_task = (RESCORE_TASK_BYTES / row_bytes.max(1)).max(1);
+    let tasks = candidates.len().div_ceil(per_task);
+    on_every_core(
+        tasks,
+        || Best::new(keep),
+        |t, top| {
+            let end = ((t + 1) * per_task).min(candidates.len());
+            score_into(&candidates[t * per_task..end], top);
+        },
+        Best::merge,
+    )
+    .into_sorted()
 }
 
 /// The unit query as int8 codes, scaled so its largest component is ±127.
 pub fn quantize_query(unit: &[f32]) -> Vec<i8> {
-    let max = unit.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    query_codes(unit, kernel::QUERY_CODE_MAX)
+}
+
+/// `unit` scaled so its largest component is `±top` and rounded to integers (half away from
+/// zero, as `f32::round`); all zeros when `unit` is zero or not finite.
+///
+/// Written so that the compiler vectorises it: the largest magnitude is kept in eight lanes,
+/// and the rounding is [`round_clamped`]. A search quantizes its query once or twice, and as
+/// scalar loops with a call to `roundf` per component that took a tenth of a small binary
+/// search.
+fn query_codes(unit: &[f32], top: i8) -> Vec<i8> {
+    let mut lanes = [0.0f32; 8];
+    let chunks = unit.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = m.max(x.abs());
+        }
+    }
+    let max = lanes
+        .into_iter()
+        .chain(tail.iter().map(|x| x.abs()))
+        .fold(0.0f32, f32::max);
     if max == 0.0 || !max.is_finite() {
         return vec![0; unit.len()];
     }
-    let inv = f32::from(kernel::QUERY_CODE_MAX) / max;
-    unit.iter()
-        .map(|&x| (x * inv).round().clamp(-127.0, 127.0) as i8)
-        .collect()
+    let top = f32::from(top);
+    let inv = top / max;
+    unit.iter().map(|&x| round_clamped(x * inv, top)).collect()
+}
+
+/// `y.round().clamp(-top, top) as i8` for an integer `top` in `1..=127` (NaN gives 0),
+/// without a call or a saturating conversion, so that loops over it vectorise: x86-64's
+/// baseline has no rounding instruction (`f32::round` is a libm call), and `as` conversions
+/// check their range element by element. Adding the largest float below ½ with `y`'s sign
+/// and truncating rounds half away from zero exactly (how compilers expand `round` where
+/// they have a truncating instruction); clamping before the truncation is the same as after,
+/// `top` being an integer. Measured on 3,072 components: 3.4 µs with the checked conversion,
+/// 0.7 µs without.
+#[inline]
+fn round_clamped(y: f32, top: f32) -> i8 {
+    const BELOW_HALF: f32 = 0.499_999_97;
+    let y = if y.is_nan() { 0.0 } else { y };
+    let r = (y + BELOW_HALF.copysign(y)).max(-top).min(top);
+    // SAFETY: `r` is finite (NaN was replaced, infinities clamped) and within
+    // `[-top, top] ⊆ [-127, 127]`, so its truncation is representable in i32 and in i8.
+    unsafe { r.to_int_unchecked::<i32>() as i8 }
 }
 
 /// The best `candidates` rows by int8 estimate.
@@ -379,9 +430,14 @@ fn int8_candidates<M: Matrix + ?Sized>(
 ) -> Vec<Hit> {
     let query = quantize_query(unit);
     let d = codes.dims;
-    scan_codes(matrix, filter, candidates, |i| {
-        let dot = kernel::dot_i8(&query, &codes.codes[i * d..(i + 1) * d]);
-        codes.scales[i] * dot as f32
+    scan_codes(matrix, filter, candidates, |first, accepted, out| {
+        for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
+            if accepted {
+                let i = first + r;
+                let dot = kernel::dot_i8(&query, &codes.codes[i * d..(i + 1) * d]);
+                *score = codes.scales[i] * dot as f32;
+            }
+        }
     })
 }
 
@@ -396,49 +452,72 @@ fn binary_candidates<M: Matrix + ?Sized>(
     let planes = planes::QueryPlanes::new(unit);
     let s = codes.stride;
     debug_assert_eq!(planes.stride(), s);
-    scan_codes(matrix, filter, candidates, |i| {
-        planes.score(&codes.bits[i * s..(i + 1) * s]) as f32
+    // A block's rows are scored together even when the filter turns some away: bits are
+    // cheap, and the kernel is fastest on consecutive rows.
+    scan_codes(matrix, filter, candidates, |first, _, out| {
+        let mut sums = [0i32; BLOCK_ROWS];
+        let sums = &mut sums[..out.len()];
+        planes.score_rows(&codes.bits[first * s..(first + out.len()) * s], sums);
+        for (score, &sum) in out.iter_mut().zip(sums.iter()) {
+            *score = sum as f32;
+        }
     })
 }
 
-/// Scores every embedded row that passes `filter` with `estimate` (in parallel chunks, the
-/// columns read beside the codes as in the exact scan) and keeps the best `candidates`.
+/// Rows a code scan hands to its estimate at once.
+const BLOCK_ROWS: usize = 64;
+
+/// Rows of a code scan's task: small enough that the threads share the last of the work
+/// evenly, large enough that taking a task is rare.
+const CODE_ROWS_PER_TASK: usize = 4 * BLOCK_ROWS;
+
+/// Scores every embedded row that passes `filter` and keeps the best `candidates`.
 ///
-/// The chunks are few and large (two per thread): each keeps its own `candidates` best
-/// ([`Best`]), which admit a large share of a chunk not much longer than themselves (a chunk
-/// of 256 rows keeping 200 candidates). In a long chunk the floor rises after the first rows,
-/// and most rows are turned away by one comparison.
+/// `estimate(first, accepted, scores)` scores the block of rows `first..first +
+/// scores.len()`; `accepted[r]` says whether row `first + r` is embedded and passes the
+/// filter (only those scores are read), so an estimate may skip the others. The columns are
+/// not read when every row is embedded and the filter takes all.
+///
+/// Each thread keeps its own `candidates` best ([`Best`]), which admit a large share of the
+/// first rows and then turn most rows away with one comparison; they are merged at the end.
 fn scan_codes<M: Matrix + ?Sized>(
     matrix: &M,
     filter: &Filter,
     candidates: usize,
-    estimate: impl Fn(usize) -> f32 + Sync,
+    estimate: impl Fn(usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
     let rows = matrix.rows().len() / matrix.row_len().max(1);
-    let per_task = rows
-        .div_ceil(2 * rayon::current_num_threads())
-        .max(ROWS_PER_TASK);
+    let every_row =
+        matches!(filter.episodes, EpisodeFilter::All) && matrix.embedded_rows() == rows;
     let columns = matrix.columns();
-    let columns = &columns;
-    let tasks = rows.div_ceil(per_task);
-    (0..tasks)
-        .into_par_iter()
-        .map(|task| {
-            let mut top = Best::new(candidates);
-            let first = task * per_task;
-            for i in first..(first + per_task).min(rows) {
-                let (embedded, episode) = columns(i);
-                if embedded && filter.accepts(episode) {
-                    let score = estimate(i);
-                    if score.is_finite() {
-                        top.push(i as u32, score);
+    let task = |task: usize, top: &mut Best| {
+        let end = ((task + 1) * CODE_ROWS_PER_TASK).min(rows);
+        let mut first = task * CODE_ROWS_PER_TASK;
+        while first < end {
+            let len = (end - first).min(BLOCK_ROWS);
+            let mut accepted = [true; BLOCK_ROWS];
+            let accepted = &mut accepted[..len];
+            if !every_row {
+                for (r, accepted) in accepted.iter_mut().enumerate() {
+                    let (embedded, episode) = columns(first + r);
+                    *accepted = embedded && filter.accepts(episode);
+                }
+            }
+            if accepted.iter().any(|&a| a) {
+                let mut scores = [f32::NAN; BLOCK_ROWS];
+                let scores = &mut scores[..len];
+                estimate(first, accepted, scores);
+                for (r, (&accepted, &score)) in accepted.iter().zip(scores.iter()).enumerate() {
+                    if accepted && score.is_finite() {
+                        top.push((first + r) as u32, score);
                     }
                 }
             }
-            top
-        })
-        .reduce(|| Best::new(candidates), Best::merge)
-        .into_sorted()
+            first += len;
+        }
+    };
+    let tasks = rows.div_ceil(CODE_ROWS_PER_TASK);
+    on_every_core(tasks, || Best::new(candidates), task, Best::merge).into_sorted()
 }
 
 #[cfg(test)]
@@ -479,6 +558,32 @@ mod tests {
         );
         let err = SearchMode::named("fast", None).unwrap_err();
         assert!(err.to_string().contains("exact, int8 or binary"), "{err}");
+    }
+
+    /// The call-free rounding equals `f32::round` and clamping on ties, the floats beside
+    /// them, values past the clamp, NaN, and a sweep of the quantizers' range.
+    #[test]
+    fn rounding_without_a_call_is_round() {
+        let mut ys = vec![0.0f32, -0.0, 0.499_999_97, -0.499_999_97, 1e9, -1e9];
+        ys.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, 127.5, -127.5]);
+        for i in -300..=300 {
+            let tie = i as f32 + 0.5;
+            ys.extend([tie, tie.next_up(), tie.next_down()]);
+        }
+        let mut state = 0x2545_f491u32;
+        for _ in 0..100_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            ys.push((state as f32 / u32::MAX as f32 - 0.5) * 300.0);
+        }
+        for top in [7.0f32, 127.0] {
+            assert_eq!(round_clamped(f32::NAN, top), 0);
+            for &y in &ys {
+                let want = y.round().clamp(-top, top) as i8;
+                assert_eq!(round_clamped(y, top), want, "{y:e} within ±{top}");
+            }
+        }
     }
 
     #[test]

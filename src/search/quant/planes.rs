@@ -116,15 +116,16 @@ impl QueryPlanes {
         let mut planes = vec![0u8; 4 * padded];
         for (byte, chunk) in codes.chunks(8).enumerate() {
             // Bit `k` of plane byte `p`: bit `p` of the two's-complement nibble of code `k`.
-            let mut bytes = [0u8; 4];
-            for (k, &q) in chunk.iter().enumerate() {
-                let nibble = q as u8;
-                for (p, b) in bytes.iter_mut().enumerate() {
-                    *b |= (nibble >> p & 1) << k;
-                }
+            // The eight codes as the bytes of a word: bit `p` of each byte is masked out and
+            // the multiplication gathers byte `k`'s bit into bit `56 + k`.
+            let mut word = [0u8; 8];
+            for (w, &q) in word.iter_mut().zip(chunk) {
+                *w = q as u8;
             }
-            for (p, b) in bytes.into_iter().enumerate() {
-                planes[p * padded + byte] = b;
+            let word = u64::from_le_bytes(word);
+            for p in 0..4 {
+                let lows = word >> p & 0x0101_0101_0101_0101;
+                planes[p * padded + byte] = (lows.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
             }
         }
         let top = &planes[3 * padded..3 * padded + stride];
@@ -166,19 +167,37 @@ impl QueryPlanes {
         };
         weighted as i32 - self.offset
     }
+
+    /// [`QueryPlanes::score`] of consecutive rows: `bits` holds `out.len()` rows of
+    /// [`QueryPlanes::stride`] bytes each (checked), and `out[i]` gets row `i`'s score.
+    ///
+    /// A code scan spends most of its time here. Scoring several rows per step lets them
+    /// share each loaded 64 bytes of the four planes, and one call per block of rows keeps
+    /// the per-row overhead (bounds checks, a kernel dispatch) out of the inner loop.
+    pub fn score_rows(&self, bits: &[u8], out: &mut [i32]) {
+        let s = self.stride;
+        assert_eq!(bits.len(), out.len() * s, "a row of bits per score");
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel == Kernel::Avx512 {
+            let planes = [self.plane(0), self.plane(1), self.plane(2), self.plane(3)];
+            // SAFETY: `with_kernel` asserted that this CPU supports the kernel's features;
+            // every plane holds at least `stride` bytes, and `bits` holds `out.len()` rows
+            // of `stride` bytes (asserted above).
+            unsafe { x86::weighted_rows_avx512(planes, bits, s, out) };
+            for score in out.iter_mut() {
+                *score -= self.offset;
+            }
+            return;
+        }
+        for (score, row) in out.iter_mut().zip(bits.chunks_exact(s.max(1))) {
+            *score = self.score(row);
+        }
+    }
 }
 
 /// The unit query as 4-bit codes in `[-QUERY_CODE_MAX, QUERY_CODE_MAX]`.
 pub fn quantize(unit: &[f32]) -> Vec<i8> {
-    let max = unit.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
-    if max == 0.0 || !max.is_finite() {
-        return vec![0; unit.len()];
-    }
-    let top = f32::from(QUERY_CODE_MAX);
-    let inv = top / max;
-    unit.iter()
-        .map(|&x| (x * inv).round().clamp(-top, top) as i8)
-        .collect()
+    super::query_codes(unit, QUERY_CODE_MAX)
 }
 
 /// The non-negative sum `pop(r&P0) + 2·pop(r&P1) + 4·pop(r&P2) + 8·pop(!r&P3)` over
@@ -273,32 +292,107 @@ mod x86 {
     pub unsafe fn weighted_avx512(planes: [&[u8]; 4], bits: &[u8]) -> u32 {
         let n = bits.len();
         debug_assert!(planes.iter().all(|p| p.len() >= n));
+        let full = n / 64 * 64;
+        // SAFETY: one row of `n` bytes at `bits`, planes of at least `n` bytes.
+        let [sum] = unsafe { rows_avx512::<1>(planes, bits.as_ptr(), n, full) };
+        let tail = super::weighted_portable(planes.map(|p| &p[full..]), &bits[full..]);
+        sum + tail
+    }
+
+    /// [`weighted_avx512`] of `out.len()` consecutive rows of `stride` bytes in `bits`,
+    /// four rows per pass over the planes.
+    ///
+    /// # Safety
+    /// The CPU must support `avx512bw` and `avx512bitalg`; every plane must hold at least
+    /// `stride` bytes and `bits` exactly `out.len() × stride`.
+    #[target_feature(enable = "avx512bw,avx512bitalg")]
+    pub unsafe fn weighted_rows_avx512(
+        planes: [&[u8]; 4],
+        bits: &[u8],
+        stride: usize,
+        out: &mut [i32],
+    ) {
+        debug_assert_eq!(bits.len(), out.len() * stride);
+        debug_assert!(planes.iter().all(|p| p.len() >= stride));
+        let full = stride / 64 * 64;
+        let mut row = 0;
+        while row < out.len() {
+            let at = bits.as_ptr().wrapping_add(row * stride);
+            let sums: [u32; 4];
+            let taken = if out.len() - row >= 4 {
+                // SAFETY: rows `row..row + 4` lie within `bits`.
+                sums = unsafe { rows_avx512::<4>(planes, at, stride, full) };
+                4
+            } else {
+                // SAFETY: row `row` lies within `bits`.
+                let [one] = unsafe { rows_avx512::<1>(planes, at, stride, full) };
+                sums = [one, 0, 0, 0];
+                1
+            };
+            for (r, &sum) in sums[..taken].iter().enumerate() {
+                let start = (row + r) * stride;
+                let tail = if full < stride {
+                    super::weighted_portable(
+                        planes.map(|p| &p[full..stride]),
+                        &bits[start + full..start + stride],
+                    )
+                } else {
+                    0
+                };
+                out[row + r] = (sum + tail) as i32;
+            }
+            row += taken;
+        }
+    }
+
+    /// The 64-byte steps (`0..full`) of `R` rows `stride` bytes apart from `rows`: each
+    /// step loads the four planes' bytes once for all `R` rows.
+    ///
+    /// # Safety
+    /// The CPU must support `avx512bw` and `avx512bitalg`; `full` is a multiple of 64; the
+    /// `R` rows' first `full` bytes and the planes' first `full` bytes must be readable.
+    #[inline]
+    #[target_feature(enable = "avx512bw,avx512bitalg")]
+    unsafe fn rows_avx512<const R: usize>(
+        planes: [&[u8]; 4],
+        rows: *const u8,
+        stride: usize,
+        full: usize,
+    ) -> [u32; R] {
         let zero = _mm512_setzero_si512();
-        let pr = bits.as_ptr();
-        let pp = planes.map(<[u8]>::as_ptr);
-        let mut acc = _mm512_setzero_si512();
+        let [p0, p1, p2, p3] = planes;
+        let mut acc = [zero; R];
         let mut at = 0;
-        while at + 64 <= n {
-            // SAFETY: `at + 64 <= n`, within `bits` and every plane; unaligned loads.
-            let (r, q) = unsafe {
+        while at < full {
+            // SAFETY: `at + 64 <= full`, within every plane (the caller's contract);
+            // unaligned loads.
+            let (q0, q1, q2, q3) = unsafe {
                 (
-                    _mm512_loadu_si512(pr.add(at).cast()),
-                    pp.map(|p| _mm512_loadu_si512(p.add(at).cast())),
+                    _mm512_loadu_si512(p0.as_ptr().add(at).cast()),
+                    _mm512_loadu_si512(p1.as_ptr().add(at).cast()),
+                    _mm512_loadu_si512(p2.as_ptr().add(at).cast()),
+                    _mm512_loadu_si512(p3.as_ptr().add(at).cast()),
                 )
             };
-            let c3 = _mm512_popcnt_epi8(_mm512_andnot_si512(r, q[3]));
-            let c2 = _mm512_popcnt_epi8(_mm512_and_si512(r, q[2]));
-            let c1 = _mm512_popcnt_epi8(_mm512_and_si512(r, q[1]));
-            let c0 = _mm512_popcnt_epi8(_mm512_and_si512(r, q[0]));
-            let t = _mm512_add_epi8(_mm512_add_epi8(c3, c3), c2);
-            let t = _mm512_add_epi8(_mm512_add_epi8(t, t), c1);
-            let t = _mm512_add_epi8(_mm512_add_epi8(t, t), c0);
-            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(t, zero));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: within row `r`'s first `full` bytes (the caller's contract).
+                let x = unsafe { _mm512_loadu_si512(rows.add(r * stride + at).cast()) };
+                let c3 = _mm512_popcnt_epi8(_mm512_andnot_si512(x, q3));
+                let c2 = _mm512_popcnt_epi8(_mm512_and_si512(x, q2));
+                let c1 = _mm512_popcnt_epi8(_mm512_and_si512(x, q1));
+                let c0 = _mm512_popcnt_epi8(_mm512_and_si512(x, q0));
+                let t = _mm512_add_epi8(_mm512_add_epi8(c3, c3), c2);
+                let t = _mm512_add_epi8(_mm512_add_epi8(t, t), c1);
+                let t = _mm512_add_epi8(_mm512_add_epi8(t, t), c0);
+                *acc = _mm512_add_epi64(*acc, _mm512_sad_epu8(t, zero));
+            }
             at += 64;
         }
-        let total = _mm512_reduce_add_epi64(acc) as u64;
-        let tail = super::weighted_portable(planes.map(|p| &p[at..]), &bits[at..]);
-        total as u32 + tail
+        let mut sums = [0u32; R];
+        for (sum, acc) in sums.iter_mut().zip(acc) {
+            *sum = _mm512_reduce_add_epi64(acc) as u32;
+        }
+        sums
     }
 }
 
@@ -356,6 +450,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Scoring a block of rows gives each row's own score, for every kernel, at strides with
+    /// and without a tail past the 64-byte steps and at every count around the 4-row pass.
+    #[test]
+    fn blocks_of_rows_score_as_single_rows() {
+        let mut rng = Rng(0x6a09_e667_f3bc_c908);
+        for n in [1usize, 64, 500, 512, 520, 1024, 3072, 3080] {
+            let stride = n.div_ceil(8);
+            let q: Vec<i8> = (0..n).map(|_| (rng.next() % 16) as i8 - 8).collect();
+            for rows in 0..=9 {
+                let bits: Vec<u8> = (0..rows * stride).map(|_| rng.next() as u8).collect();
+                for kernel in Kernel::available() {
+                    let planes = QueryPlanes::from_codes(&q, kernel);
+                    let mut out = vec![i32::MIN; rows];
+                    planes.score_rows(&bits, &mut out);
+                    let want: Vec<i32> = bits
+                        .chunks_exact(stride)
+                        .map(|row| reference(&q, row))
+                        .collect();
+                    assert_eq!(out, want, "{kernel:?}, n = {n}, {rows} rows");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a row of bits per score")]
+    fn blocks_must_hold_whole_rows() {
+        QueryPlanes::from_codes(&[1; 16], Kernel::detect()).score_rows(&[0; 5], &mut [0; 2]);
     }
 
     #[test]
