@@ -186,11 +186,23 @@ pub(crate) fn query_norm(query: &[f32], dims: usize) -> Result<f64> {
             found: query.len(),
         });
     }
-    let norm = query
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
+    // Four running sums, so that the loop vectorises (one chain of dependent additions
+    // took microseconds at 3,072 dims); f64 keeps the order of additions out of the result
+    // at f32 precision.
+    let mut lanes = [0.0f64; 4];
+    let chunks = query.chunks_exact(4);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (sum, &x) in lanes.iter_mut().zip(chunk) {
+            *sum += f64::from(x) * f64::from(x);
+        }
+    }
+    let norm = (lanes.iter().sum::<f64>()
+        + tail
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>())
+    .sqrt();
     if norm == 0.0 || !norm.is_finite() {
         return Err(Error::InvalidQuery);
     }

@@ -41,10 +41,8 @@ pub(crate) fn unit_query<M: Matrix + ?Sized>(matrix: &M, query: &[f32]) -> Resul
     if matrix.embedded_rows() == 0 {
         return Err(Error::NoEmbeddings);
     }
-    Ok(query
-        .iter()
-        .map(|&x| (f64::from(x) / norm) as f32)
-        .collect())
+    let inv = 1.0 / norm;
+    Ok(query.iter().map(|&x| (f64::from(x) * inv) as f32).collect())
 }
 
 /// Exact top-`k` by cosine, best first; ties go to the lower row.

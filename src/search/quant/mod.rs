@@ -487,8 +487,7 @@ fn scan_codes<M: Matrix + ?Sized>(
     estimate: impl Fn(usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
     let rows = matrix.rows().len() / matrix.row_len().max(1);
-    let every_row =
-        matches!(filter.episodes, EpisodeFilter::All) && matrix.embedded_rows() == rows;
+    let every_row = matches!(filter.episodes, EpisodeFilter::All) && matrix.embedded_rows() == rows;
     let columns = matrix.columns();
     let task = |task: usize, top: &mut Best| {
         let end = ((task + 1) * CODE_ROWS_PER_TASK).min(rows);
@@ -565,7 +564,14 @@ mod tests {
     #[test]
     fn rounding_without_a_call_is_round() {
         let mut ys = vec![0.0f32, -0.0, 0.499_999_97, -0.499_999_97, 1e9, -1e9];
-        ys.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN, 127.5, -127.5]);
+        ys.extend([
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            f32::MIN,
+            127.5,
+            -127.5,
+        ]);
         for i in -300..=300 {
             let tie = i as f32 + 0.5;
             ys.extend([tie, tie.next_up(), tie.next_down()]);
