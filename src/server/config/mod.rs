@@ -32,7 +32,7 @@
 //! | prefix of every Redis key | `--redis-key-prefix` | `REDIS_KEY_PREFIX` | `redis.keyPrefix` | `podmap:` |
 //! | bound of one Redis call | `--redis-timeout-ms` | `REDIS_TIMEOUT_MS` | `redis.timeoutMs` | 50 |
 //! | lifetime of a shared query embedding | `--redis-embedding-ttl-secs` | `REDIS_EMBEDDING_TTL_SECS` | `redis.embeddingTtlSecs` | 604800 (7 days) |
-//! | vector search mode | `--search-mode` | `SEARCH_MODE` (`exact`, `int8` or `binary`) | `rag.searchMode` | `int8` (see below) |
+//! | vector search mode | `--search-mode` | `SEARCH_MODE` (`exact`, `int8` or `binary`) | `rag.searchMode` | `binary` (see below) |
 //! | read matrices in at load | `--preload` | `PODMAP_PRELOAD` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`) | `rag.preload` | off |
 //! | log format | `--log-format` | `PODMAP_LOG_FORMAT` (`text` or `json`) | `rag.logFormat` | `text` |
 //! | chat prompt templates | `--prompts` | `PROMPTS_FILE` | `rag.promptsFile` | built-in wording (see [`super::prompts`]) |
@@ -48,13 +48,15 @@
 //! | GeoIP database | `--geoip-db` | `GEOIP_DB_PATH` | `analytics.geoipDbPath` | `GeoLite2-City.mmdb` (missing: no places) |
 //! | city coordinates | `--world-cities` | `WORLD_CITIES_PATH` | `analytics.worldCitiesPath` | `worldcities.csv` (missing: no coordinates) |
 //!
-//! **Search mode** ([`crate::search::SearchMode`]): `int8` scans the archive's int8 codes for
-//! 4 candidates per result and rescores them with the f32 rows, so scores are exact. On the
-//! real corpus its recall@10 is 1.000; on a 4,400 × 3,072 podcast it answered 3.4–4.7× faster
-//! than `exact` (`benches/engine.rs`, `PODMAP_BENCH_ONLY=modes`), while `binary` (sign bits,
-//! 20 candidates per result, recall@10 0.99) was 2.8–3.6× faster. On podcasts of a few hundred
-//! items every mode takes microseconds and `exact` is the quickest. A request may name its
-//! own mode (`mode`).
+//! **Search mode** ([`crate::search::SearchMode`]): `binary` scans the archive's sign bits
+//! for 20 candidates per result (at least a 32nd of the rows), narrows them on their int8
+//! codes and rescores the best with the f32 rows, so scores are exact; `int8` scans the int8
+//! codes for 4 candidates per result. Both meet the recall floors (recall@10 as served: int8
+//! 1.000, binary 0.988–1.000 on the corpus and the benchmark report's generated podcasts),
+//! and binary is the faster from 4,000 × 3,072 items on (docs/BENCHMARKS.md: 10–15× faster
+//! than `exact`, int8 3–6×), so it is the default. Matrices under 4 M floats (podcasts of a
+//! few thousand items at 384 dims) are scanned exactly in every mode, where that is the
+//! quickest. A request may name its own mode (`mode`).
 //!
 //! Tokens and keys are trimmed; empty values and the original's placeholders
 //! (`YOUR_API_KEY_HERE`, `CHANGE_ME`) count as unset.
@@ -203,7 +205,7 @@ pub struct SettingsArgs {
     #[arg(long, env = "REDIS_EMBEDDING_TTL_SECS", value_name = "SECS")]
     pub redis_embedding_ttl_secs: Option<u64>,
     /// How vector searches scan: `exact` (every f32 row), `int8` or `binary` (codes scanned
-    /// for candidates, rescored exactly) [default: int8].
+    /// for candidates, rescored exactly) [default: binary].
     #[arg(long, env = "SEARCH_MODE", value_name = "MODE", value_parser = parse_search_mode)]
     pub search_mode: Option<SearchMode>,
     /// Read every archive's vector matrix into the page cache when it is loaded (at start,
@@ -545,8 +547,8 @@ impl Settings {
 
 /// The mode of vector searches when none is configured: the fastest that meets the recall
 /// floors (see the module documentation).
-pub const DEFAULT_SEARCH_MODE: SearchMode = SearchMode::Int8 {
-    oversample: crate::search::quant::INT8_OVERSAMPLE,
+pub const DEFAULT_SEARCH_MODE: SearchMode = SearchMode::Binary {
+    oversample: crate::search::quant::BINARY_OVERSAMPLE,
 };
 
 fn parse_search_mode(s: &str) -> Result<SearchMode, String> {

@@ -258,7 +258,7 @@ fn a_malformed_redis_url_stops_the_server_without_its_password() {
 fn search_mode_from_flag_then_file_then_the_default() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("settings.json");
-    std::fs::write(&file, r#"{"rag": {"searchMode": "binary"}}"#).unwrap();
+    std::fs::write(&file, r#"{"rag": {"searchMode": "int8"}}"#).unwrap();
     let load = |search_mode: Option<SearchMode>| {
         Settings::load(SettingsArgs {
             config: Some(file.clone()),
@@ -266,13 +266,13 @@ fn search_mode_from_flag_then_file_then_the_default() {
             ..SettingsArgs::default()
         })
     };
-    assert_eq!(load(None).unwrap().search_mode.name(), "binary");
+    assert_eq!(load(None).unwrap().search_mode.name(), "int8");
     assert_eq!(
         load(Some(SearchMode::Exact)).unwrap().search_mode,
         SearchMode::Exact
     );
     assert_eq!(Settings::default().search_mode, DEFAULT_SEARCH_MODE);
-    assert_eq!(parse_search_mode("int8"), Ok(DEFAULT_SEARCH_MODE));
+    assert_eq!(parse_search_mode("binary"), Ok(DEFAULT_SEARCH_MODE));
     assert!(parse_search_mode("fast").is_err());
     std::fs::write(&file, r#"{"rag": {"searchMode": "fast"}}"#).unwrap();
     let e = load(None).unwrap_err();
