@@ -84,8 +84,9 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          `OPENBLAS_NUM_THREADS` for numpy, OpenMP for FAISS, `threads=` for usearch.\n\
          - podmap: the library call (`search_vector_in`) on the mapped archive, exact or over \
          the int8 / sign-bit codes with the default oversampling (int8 ×{o8}, binary ×{o1}) \
-         and exact rescoring. Below {min_floats} floats (`QUANTIZED_MIN_FLOATS`: the corpus's \
-         podcasts, gen-1000) the quantized modes scan exactly, as the server does. podmap \
+         and exact rescoring. As the server does, below {min_floats} floats \
+         (`QUANTIZED_MIN_FLOATS`: the corpus's podcasts) the quantized modes scan exactly, and \
+         below {binary_min} floats (`BINARY_MIN_FLOATS`: gen-1000) binary scans the int8 codes. podmap \
          exact is timed right before and right after the peers; its median and \
          mean are those of both runs averaged.\n\
          - JSON path: podmap's in-memory index over the original `rag-embeddings.json` (the \
@@ -106,9 +107,10 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          Where {k} × oversampling reaches the item count, a quantized mode scans exactly (its \
          recall is 1 by construction). The last column, *served*, is the recall of a search \
          as podmap answers it at the default oversampling: below {min_floats} floats the \
-         matrix is scanned exactly, and a binary scan keeps at least one row in \
-         {share} as candidates.\n",
+         matrix is scanned exactly, below {binary_min} binary scans the int8 codes, and a \
+         binary scan keeps at least one row in {share} as candidates.\n",
         min_floats = podmap::search::quant::QUANTIZED_MIN_FLOATS,
+        binary_min = podmap::search::quant::BINARY_MIN_FLOATS,
         share = podmap::search::quant::BINARY_MIN_SHARE,
         k = s.k,
         o8 = s.default_oversample.0,

@@ -178,20 +178,29 @@ pub trait Quantized: Matrix {
 /// Matrices of fewer floats (rows × dims) than this are scanned exactly whatever the mode.
 ///
 /// A quantized search runs two or three passes (code scan, int8 narrowing, rescoring) where
-/// the exact scan runs one, and each pass has a fixed cost (threads woken, candidates
-/// selected and merged). On a small matrix that fixed cost is more than the exact scan
-/// itself. Measured in the benchmark report (`tools/bench-report.sh`, docs/BENCHMARKS.md,
-/// top-10, default oversampling, medians of one run on 2 cores) with the codes scanned at
-/// every size:
+/// the exact scan runs one, and each has a fixed cost (the query quantized, candidates
+/// selected and merged). On a small matrix, in the cache, that is as much as the exact scan
+/// itself. Measured with `top_k_by_codes` (the codes scanned at every size), top-10, default
+/// oversampling, medians on 2 cores:
 ///
 /// | matrix | floats | exact | int8 | binary |
 /// |---|---:|---:|---:|---:|
-/// | generated 1,000 × 3,072 | 3.1 M | 0.114 ms | 0.110 ms (1.0×) | 0.175 ms (0.65×) |
-/// | generated 4,000 × 3,072 | 12.3 M | 1.11 ms | 0.235 ms (4.7×) | 0.276 ms (4.0×) |
+/// | corpus, 581 × 384 | 0.2 M | 0.008 ms | 0.008 ms | 0.023 ms |
+/// | generated 250 × 3,072 | 0.8 M | 0.039 ms | 0.030 ms | 0.036 ms |
+/// | generated 500 × 3,072 | 1.5 M | 0.044–0.052 ms | 0.044 ms | 0.074 ms |
+/// | generated 1,000 × 3,072 | 3.1 M | 0.087–0.096 ms | 0.042–0.059 ms | 0.061–0.086 ms |
+/// | generated 2,000 × 3,072 | 6.1 M | 0.32 ms | 0.073 ms | 0.058 ms |
+/// | generated 4,000 × 3,072 | 12.3 M | 1.06–1.10 ms | 0.148–0.152 ms | 0.100–0.107 ms |
 ///
-/// At 3 M floats (12 MB, in the cache) neither code scan beats the exact one; at 12 M both
-/// are 4× faster. The rule sits at 4 M, near the side where the codes are known not to pay.
-pub const QUANTIZED_MIN_FLOATS: usize = 1 << 22;
+/// Up to about 1.5 M floats int8 is no faster than exact; from 3 M on it is. The rule sits at
+/// 2 M. Binary overtakes int8 between 3 M and 6 M floats ([`BINARY_MIN_FLOATS`]).
+pub const QUANTIZED_MIN_FLOATS: usize = 1 << 21;
+
+/// Below this many floats (and from [`QUANTIZED_MIN_FLOATS`] on) [`top_k`] answers a binary
+/// search by scanning the int8 codes: the sign-bit scan, its narrowing and rescoring cost
+/// more than the int8 scan saves reading there (see the table above: at 3.1 M floats int8
+/// took 0.042–0.059 ms and binary 0.061–0.086 ms; at 6.1 M, 0.073 and 0.058 ms).
+pub const BINARY_MIN_FLOATS: usize = 1 << 22;
 
 /// Rescoring (and a binary search's int8 narrowing) runs on every core when its candidates'
 /// rows hold at least this many bytes; below, it stays on the calling thread. The calling
@@ -205,9 +214,11 @@ const PARALLEL_RESCORE_BYTES: usize = 128 * 1024;
 const RESCORE_TASK_BYTES: usize = 32 * 1024;
 
 /// Top-`k` by cosine in `mode`, best first, ties to the lower row; exact scores. Filters
-/// apply inside the code scan as in the exact one. A matrix of fewer than
-/// [`QUANTIZED_MIN_FLOATS`] floats is scanned exactly in every mode, and a binary scan keeps
-/// at least a [`BINARY_MIN_SHARE`]th of the rows as candidates.
+/// apply inside the code scan as in the exact one. The mode is what the matrix's size makes
+/// fastest within what was asked: a matrix of fewer than [`QUANTIZED_MIN_FLOATS`] floats is
+/// scanned exactly in every mode, one of fewer than [`BINARY_MIN_FLOATS`] is scanned on its
+/// int8 codes in binary mode, and a binary scan keeps at least a [`BINARY_MIN_SHARE`]th of
+/// the rows as candidates.
 pub fn top_k<M: Quantized + ?Sized>(
     matrix: &M,
     query: &[f32],
@@ -215,11 +226,20 @@ pub fn top_k<M: Quantized + ?Sized>(
     filter: &Filter,
     mode: SearchMode,
 ) -> Result<Vec<Hit>> {
-    if matrix.rows().len() < QUANTIZED_MIN_FLOATS {
-        return scan::top_k(matrix, query, k, filter);
-    }
+    let mode = served_mode(mode, matrix.rows().len());
     let candidates = served_candidates(mode, k, matrix.embedded_rows());
     by_codes(matrix, query, k, filter, mode, candidates)
+}
+
+/// The mode [`top_k`] scans a matrix of `floats` floats in when `mode` is asked for.
+fn served_mode(mode: SearchMode, floats: usize) -> SearchMode {
+    match mode {
+        _ if floats < QUANTIZED_MIN_FLOATS => SearchMode::Exact,
+        SearchMode::Binary { .. } if floats < BINARY_MIN_FLOATS => SearchMode::Int8 {
+            oversample: INT8_OVERSAMPLE,
+        },
+        mode => mode,
+    }
 }
 
 /// Candidates [`top_k`] keeps from the code scan of `rows` rows: `k × oversample`, for binary
@@ -540,6 +560,28 @@ mod tests {
         // int8 ranks well at any size: its oversampling alone.
         assert_eq!(served_candidates(int8, 10, 64_000), 40);
         assert_eq!(served_candidates(SearchMode::Exact, 10, 64_000), 10);
+    }
+
+    #[test]
+    fn small_matrices_are_served_in_the_mode_that_pays() {
+        let binary = SearchMode::Binary { oversample: 7 };
+        let int8 = SearchMode::Int8 { oversample: 3 };
+        let below = QUANTIZED_MIN_FLOATS - 1;
+        assert_eq!(served_mode(binary, below), SearchMode::Exact);
+        assert_eq!(served_mode(int8, below), SearchMode::Exact);
+        let between = BINARY_MIN_FLOATS - 1;
+        assert_eq!(
+            served_mode(binary, between),
+            SearchMode::Int8 {
+                oversample: INT8_OVERSAMPLE
+            }
+        );
+        assert_eq!(served_mode(int8, QUANTIZED_MIN_FLOATS), int8);
+        assert_eq!(served_mode(binary, BINARY_MIN_FLOATS), binary);
+        assert_eq!(
+            served_mode(SearchMode::Exact, BINARY_MIN_FLOATS),
+            SearchMode::Exact
+        );
     }
 
     #[test]

@@ -477,9 +477,15 @@ mod tests {
     #[test]
     fn blocks_of_rows_score_as_single_rows() {
         let mut rng = Rng(0x6a09_e667_f3bc_c908);
-        for n in [1usize, 64, 500, 512, 520, 1024, 3072, 3080, 15_872, 15_880, 40_000] {
+        for n in [
+            1usize, 64, 500, 512, 520, 1024, 3072, 3080, 15_872, 15_880, 40_000,
+        ] {
             let stride = n.div_ceil(8);
-            for (q, byte) in [(vec![-8i8; n], 0x00u8), (vec![7; n], 0xff), (vec![-1; n], 0x00)] {
+            for (q, byte) in [
+                (vec![-8i8; n], 0x00u8),
+                (vec![7; n], 0xff),
+                (vec![-1; n], 0x00),
+            ] {
                 let bits = vec![byte; 5 * stride];
                 for kernel in Kernel::available() {
                     let mut out = vec![0; 5];
@@ -489,7 +495,9 @@ mod tests {
                 }
             }
         }
-        for n in [1usize, 64, 500, 512, 520, 1024, 3072, 3080, 15_872, 15_880, 40_000] {
+        for n in [
+            1usize, 64, 500, 512, 520, 1024, 3072, 3080, 15_872, 15_880, 40_000,
+        ] {
             let stride = n.div_ceil(8);
             let q: Vec<i8> = (0..n).map(|_| (rng.next() % 16) as i8 - 8).collect();
             for rows in 0..=9 {
