@@ -36,7 +36,7 @@ use podmap::search::quant::{BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
 use podmap::{MmapIndex, SearchMode};
 
 use datasets::Dataset;
-use results::{DatasetResult, Latency, Machine, Report, Settings, Skipped};
+use results::{DatasetResult, Machine, Report, Settings, Skipped};
 
 const K: usize = 10;
 const OVERSAMPLES: [u32; 6] = [1, 2, 4, 10, 20, 40];
@@ -140,11 +140,12 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
         ("podmap int8", "int8".parse().unwrap()),
         ("podmap binary", "binary".parse().unwrap()),
     ];
-    let mut latency: Vec<Latency> = modes
+    let mut searches: Vec<measure::Search> = modes
         .iter()
-        .map(|&(engine, mode)| measure::mode_latency(engine, &index, set, mode, s.k, s.seconds))
+        .map(|&(engine, mode)| measure::mode_search(engine, &index, mode, s.k))
         .collect();
-    latency.push(measure::read_limit(&index, set, s.seconds));
+    searches.push(measure::read_limit(&index, set));
+    let mut latency = measure::interleaved(&set.queries, s.seconds, searches);
     let mut skipped = Vec::new();
     let mut memory: Vec<_> = modes
         .iter()

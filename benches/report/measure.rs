@@ -30,13 +30,59 @@ pub fn steady(
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut passes = 0;
     while Instant::now() < deadline || passes < 3 {
-        for q in queries {
-            let start = Instant::now();
-            search(q);
-            times.push(start.elapsed().as_secs_f64() * 1e3);
-        }
+        timed_pass(queries, &mut search, &mut times);
         passes += 1;
     }
+    latency(engine, times)
+}
+
+/// A search of the mapped archive, as [`interleaved`] takes it.
+pub type Search<'a> = (&'a str, Box<dyn FnMut(&[f32]) + 'a>);
+
+/// Rounds in which [`interleaved`] gives every engine its turn.
+const ROUNDS: usize = 10;
+
+/// [`steady`] for several engines at once, in turns: [`ROUNDS`] rounds, each giving every
+/// engine a slice of `seconds` (at least one pass), so that a slow spell of a shared
+/// machine falls on all of them alike and their ratios hold where their times move.
+pub fn interleaved(queries: &[Vec<f32>], seconds: f64, engines: Vec<Search<'_>>) -> Vec<Latency> {
+    let mut engines = engines;
+    for (_, search) in &mut engines {
+        for q in queries {
+            search(q);
+        }
+    }
+    let mut times = vec![Vec::new(); engines.len()];
+    let slice = Duration::from_secs_f64(seconds / ROUNDS as f64);
+    for _ in 0..ROUNDS {
+        for ((_, search), times) in engines.iter_mut().zip(&mut times) {
+            let deadline = Instant::now() + slice;
+            loop {
+                timed_pass(queries, search, times);
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+    }
+    engines
+        .iter()
+        .zip(times)
+        .map(|((engine, _), times)| latency(engine, times))
+        .collect()
+}
+
+/// Each query searched once, its time (ms) appended to `times`.
+fn timed_pass(queries: &[Vec<f32>], search: &mut dyn FnMut(&[f32]), times: &mut Vec<f64>) {
+    for q in queries {
+        let start = Instant::now();
+        search(q);
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+}
+
+/// Median and mean of `times` (ms).
+fn latency(engine: &str, mut times: Vec<f64>) -> Latency {
     let mean_ms = times.iter().sum::<f64>() / times.len() as f64;
     times.sort_by(f64::total_cmp);
     Latency {
@@ -66,12 +112,30 @@ pub fn mode_latency(
 /// What reading the matrix alone costs: every float summed ([`kernel::sum`]) in the exact
 /// scan's parallel tasks, once per query as the steady loop runs it. The exact scan cannot
 /// be faster than this; the report gives it as a share of this read limit.
-pub fn read_limit(index: &MmapIndex, set: &Dataset, seconds: f64) -> Latency {
+pub fn read_limit<'a>(index: &'a MmapIndex, set: &Dataset) -> Search<'a> {
     let matrix = index.matrix();
     let task = set.dims.max(1) * ROWS_PER_TASK;
-    steady(READ_LIMIT, &set.queries, seconds, |_| {
-        black_box(matrix.par_chunks(task).map(kernel::sum).sum::<f32>());
-    })
+    (
+        READ_LIMIT,
+        Box::new(move |_| {
+            black_box(matrix.par_chunks(task).map(kernel::sum).sum::<f32>());
+        }),
+    )
+}
+
+/// A top-`k` search of the mapped archive in `mode`, for [`interleaved`].
+pub fn mode_search<'a>(
+    engine: &'a str,
+    index: &'a MmapIndex,
+    mode: SearchMode,
+    k: usize,
+) -> Search<'a> {
+    (
+        engine,
+        Box::new(move |q| {
+            black_box(index.search_vector_in(q, k, &Filter::all(), mode).unwrap());
+        }),
+    )
 }
 
 /// The engine label of [`read_limit`] (not a column of the tables: a reference for exact).
