@@ -17,9 +17,17 @@
 //!
 //! Measured recall@10 on the real corpus (`tests/quant.rs`) sets the default oversampling of
 //! each mode.
+//!
+//! Here: the size rules and the passes of a quantized search (code scan, narrowing,
+//! rescoring). Beside it: `mode` (the modes and their oversampling), `query` (the query's
+//! codes), `candidates` (the code scans), [`kernel`] and [`planes`] (the int8 and sign-bit
+//! kernels) and `select` (candidate selection).
 
+mod candidates;
 pub mod kernel;
+mod mode;
 pub mod planes;
+mod query;
 mod select;
 
 /// A small deterministic generator (xorshift) for the kernels' tests, so failures reproduce.
@@ -37,25 +45,15 @@ mod test_rng {
     }
 }
 
-use std::fmt;
-use std::str::FromStr;
+pub use mode::{SearchMode, UnknownMode, BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
+pub use query::quantize_query;
 
 use super::cores::on_every_core;
 use super::scan::{self, Matrix};
-use super::{EpisodeFilter, Filter, Hit};
+use super::{Filter, Hit};
 use crate::error::Result;
 use select::Best;
 
-/// Default oversampling of the int8 mode: recall@10 is 1.000 from 2 on the corpus; 4 leaves
-/// a margin for other data at a negligible rescoring cost.
-pub const INT8_OVERSAMPLE: u32 = 4;
-/// Default oversampling of the binary mode: recall@10 0.992 on the corpus and 0.994 on the
-/// benchmark's generated podcast; at 10 the corpus still gives 0.965 but the generated podcast
-/// only 0.881 (see `tests/quant.rs`). The 200 candidates of a top-10 are narrowed to 20 on
-/// their int8 codes before the f32 rows are read ([`NARROW_OVERSAMPLE`]), so the
-/// oversampling costs mostly int8 reads.
-/// [`top_k`] keeps more on large matrices ([`BINARY_MIN_SHARE`]).
-pub const BINARY_OVERSAMPLE: u32 = 20;
 /// [`top_k`]'s binary scan keeps at least one row in this many as candidates, whatever the
 /// oversampling. Sign bits rank the members of one cluster of similar rows poorly: on the
 /// report's generated podcasts (16 clusters of random rows, queries among them) 200
@@ -70,86 +68,6 @@ pub const BINARY_MIN_SHARE: usize = 32;
 /// 0.994 at 64,000; at 1 it fell to 0.981, 0.944 and 0.963. At 2 a top-10 reads 20 f32 rows
 /// (240 KB for 3,072 dims) instead of 40.
 pub const NARROW_OVERSAMPLE: u32 = 2;
-
-/// How a vector search scans: the f32 matrix, or one of the code sections with rescoring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SearchMode {
-    /// Every row scored exactly.
-    #[default]
-    Exact,
-    /// int8 codes scanned for `k × oversample` candidates, rescored exactly.
-    Int8 { oversample: u32 },
-    /// Sign bits scanned for `k × oversample` candidates, rescored exactly.
-    Binary { oversample: u32 },
-}
-
-impl SearchMode {
-    /// The mode's name: `exact`, `int8` or `binary`.
-    pub fn name(self) -> &'static str {
-        match self {
-            SearchMode::Exact => "exact",
-            SearchMode::Int8 { .. } => "int8",
-            SearchMode::Binary { .. } => "binary",
-        }
-    }
-
-    /// The mode named `name` with `oversample` (its default when `None`). Oversampling below
-    /// 1 is taken as 1; it means nothing for `exact`.
-    pub fn named(name: &str, oversample: Option<u32>) -> std::result::Result<Self, UnknownMode> {
-        let mode: SearchMode = name.parse()?;
-        Ok(match oversample {
-            Some(o) => mode.with_oversample(o),
-            None => mode,
-        })
-    }
-
-    /// This mode with another oversampling (at least 1).
-    pub fn with_oversample(self, oversample: u32) -> Self {
-        let oversample = oversample.max(1);
-        match self {
-            SearchMode::Exact => SearchMode::Exact,
-            SearchMode::Int8 { .. } => SearchMode::Int8 { oversample },
-            SearchMode::Binary { .. } => SearchMode::Binary { oversample },
-        }
-    }
-
-    /// Candidates per result kept by the code scan (1 for `exact`).
-    pub fn oversample(self) -> u32 {
-        match self {
-            SearchMode::Exact => 1,
-            SearchMode::Int8 { oversample } | SearchMode::Binary { oversample } => oversample,
-        }
-    }
-}
-
-impl fmt::Display for SearchMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A search mode name that is not `exact`, `int8` or `binary`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown search mode {0:?}: expected exact, int8 or binary")]
-pub struct UnknownMode(pub String);
-
-impl FromStr for SearchMode {
-    type Err = UnknownMode;
-
-    /// A mode with its default oversampling.
-    fn from_str(s: &str) -> std::result::Result<Self, UnknownMode> {
-        match s {
-            "exact" => Ok(SearchMode::Exact),
-            "int8" => Ok(SearchMode::Int8 {
-                oversample: INT8_OVERSAMPLE,
-            }),
-            "binary" => Ok(SearchMode::Binary {
-                oversample: BINARY_OVERSAMPLE,
-            }),
-            other => Err(UnknownMode(other.to_owned())),
-        }
-    }
-}
 
 /// int8 codes of a matrix: `rows × dims` codes and a scale per row (`row ≈ scale × codes`).
 #[derive(Debug, Clone, Copy)]
@@ -282,12 +200,12 @@ fn by_codes<M: Quantized + ?Sized>(
     let unit = scan::unit_query(matrix, query)?;
     let found = match mode {
         SearchMode::Int8 { .. } => match matrix.int8() {
-            Some(codes) => int8_candidates(matrix, codes, &unit, candidates, filter),
+            Some(codes) => candidates::int8(matrix, codes, &unit, candidates, filter),
             None => return scan::top_k(matrix, query, k, filter),
         },
         SearchMode::Binary { .. } => match matrix.binary() {
             Some(codes) => {
-                let found = binary_candidates(matrix, codes, &unit, candidates, filter);
+                let found = candidates::binary(matrix, codes, &unit, candidates, filter);
                 narrow_by_int8(matrix.int8(), &unit, found, k)
             }
             None => return scan::top_k(matrix, query, k, filter),
@@ -389,156 +307,6 @@ fn best_of(
     .into_sorted()
 }
 
-/// The unit query as int8 codes, scaled so its largest component is ±127.
-pub fn quantize_query(unit: &[f32]) -> Vec<i8> {
-    query_codes(unit, kernel::QUERY_CODE_MAX)
-}
-
-/// `unit` scaled so its largest component is `±top` and rounded to integers (half away from
-/// zero, as `f32::round`); all zeros when `unit` is zero or not finite.
-///
-/// Written so that the compiler vectorises it: the largest magnitude is kept in eight lanes,
-/// and the rounding is [`round_clamped`]. A search quantizes its query once or twice, and as
-/// scalar loops with a call to `roundf` per component that took a tenth of a small binary
-/// search.
-fn query_codes(unit: &[f32], top: i8) -> Vec<i8> {
-    let mut lanes = [0.0f32; 8];
-    let chunks = unit.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (m, &x) in lanes.iter_mut().zip(chunk) {
-            *m = m.max(x.abs());
-        }
-    }
-    let max = lanes
-        .into_iter()
-        .chain(tail.iter().map(|x| x.abs()))
-        .fold(0.0f32, f32::max);
-    if max == 0.0 || !max.is_finite() {
-        return vec![0; unit.len()];
-    }
-    let top = f32::from(top);
-    let inv = top / max;
-    unit.iter().map(|&x| round_clamped(x * inv, top)).collect()
-}
-
-/// `y.round().clamp(-top, top) as i8` for an integer `top` in `1..=127` (NaN gives 0),
-/// without a call or a saturating conversion, so that loops over it vectorise: x86-64's
-/// baseline has no rounding instruction (`f32::round` is a libm call), and `as` conversions
-/// check their range element by element. Adding the largest float below ½ with `y`'s sign
-/// and truncating rounds half away from zero exactly (how compilers expand `round` where
-/// they have a truncating instruction); clamping before the truncation is the same as after,
-/// `top` being an integer. Measured on 3,072 components: 3.4 µs with the checked conversion,
-/// 0.7 µs without.
-#[inline]
-fn round_clamped(y: f32, top: f32) -> i8 {
-    const BELOW_HALF: f32 = 0.499_999_97;
-    let y = if y.is_nan() { 0.0 } else { y };
-    let r = (y + BELOW_HALF.copysign(y)).max(-top).min(top);
-    // SAFETY: `r` is finite (NaN was replaced, infinities clamped) and within
-    // `[-top, top] ⊆ [-127, 127]`, so its truncation is representable in i32 and in i8.
-    unsafe { r.to_int_unchecked::<i32>() as i8 }
-}
-
-/// The best `candidates` rows by int8 estimate.
-fn int8_candidates<M: Matrix + ?Sized>(
-    matrix: &M,
-    codes: Int8Codes<'_>,
-    unit: &[f32],
-    candidates: usize,
-    filter: &Filter,
-) -> Vec<Hit> {
-    let query = quantize_query(unit);
-    let d = codes.dims;
-    scan_codes(matrix, filter, candidates, |first, accepted, out| {
-        for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
-            if accepted {
-                let i = first + r;
-                let dot = kernel::dot_i8(&query, &codes.codes[i * d..(i + 1) * d]);
-                *score = codes.scales[i] * dot as f32;
-            }
-        }
-    })
-}
-
-/// The best `candidates` rows by the asymmetric sign-bit estimate.
-fn binary_candidates<M: Matrix + ?Sized>(
-    matrix: &M,
-    codes: BinaryCodes<'_>,
-    unit: &[f32],
-    candidates: usize,
-    filter: &Filter,
-) -> Vec<Hit> {
-    let planes = planes::QueryPlanes::new(unit);
-    let s = codes.stride;
-    debug_assert_eq!(planes.stride(), s);
-    // A block's rows are scored together even when the filter turns some away: bits are
-    // cheap, and the kernel is fastest on consecutive rows.
-    scan_codes(matrix, filter, candidates, |first, _, out| {
-        let mut sums = [0i32; BLOCK_ROWS];
-        let sums = &mut sums[..out.len()];
-        planes.score_rows(&codes.bits[first * s..(first + out.len()) * s], sums);
-        for (score, &sum) in out.iter_mut().zip(sums.iter()) {
-            *score = sum as f32;
-        }
-    })
-}
-
-/// Rows a code scan hands to its estimate at once.
-const BLOCK_ROWS: usize = 64;
-
-/// Rows of a code scan's task: small enough that the threads share the last of the work
-/// evenly, large enough that taking a task is rare.
-const CODE_ROWS_PER_TASK: usize = 4 * BLOCK_ROWS;
-
-/// Scores every embedded row that passes `filter` and keeps the best `candidates`.
-///
-/// `estimate(first, accepted, scores)` scores the block of rows `first..first +
-/// scores.len()`; `accepted[r]` says whether row `first + r` is embedded and passes the
-/// filter (only those scores are read), so an estimate may skip the others. The columns are
-/// not read when every row is embedded and the filter takes all.
-///
-/// Each thread keeps its own `candidates` best ([`Best`]), which admit a large share of the
-/// first rows and then turn most rows away with one comparison; they are merged at the end.
-fn scan_codes<M: Matrix + ?Sized>(
-    matrix: &M,
-    filter: &Filter,
-    candidates: usize,
-    estimate: impl Fn(usize, &[bool], &mut [f32]) + Sync,
-) -> Vec<Hit> {
-    let rows = matrix.rows().len() / matrix.row_len().max(1);
-    let every_row = matches!(filter.episodes, EpisodeFilter::All) && matrix.embedded_rows() == rows;
-    let columns = matrix.columns();
-    let task = |task: usize, top: &mut Best| {
-        let end = ((task + 1) * CODE_ROWS_PER_TASK).min(rows);
-        let mut first = task * CODE_ROWS_PER_TASK;
-        while first < end {
-            let len = (end - first).min(BLOCK_ROWS);
-            let mut accepted = [true; BLOCK_ROWS];
-            let accepted = &mut accepted[..len];
-            if !every_row {
-                for (r, accepted) in accepted.iter_mut().enumerate() {
-                    let (embedded, episode) = columns(first + r);
-                    *accepted = embedded && filter.accepts(episode);
-                }
-            }
-            if accepted.iter().any(|&a| a) {
-                let mut scores = [f32::NAN; BLOCK_ROWS];
-                let scores = &mut scores[..len];
-                estimate(first, accepted, scores);
-                for (r, (&accepted, &score)) in accepted.iter().zip(scores.iter()).enumerate() {
-                    if accepted && score.is_finite() {
-                        top.push((first + r) as u32, score);
-                    }
-                }
-            }
-            first += len;
-        }
-    };
-    let tasks = rows.div_ceil(CODE_ROWS_PER_TASK);
-    on_every_core(tasks, || Best::new(candidates), task, Best::merge).into_sorted()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,61 +350,5 @@ mod tests {
             served_mode(SearchMode::Exact, BINARY_MIN_FLOATS),
             SearchMode::Exact
         );
-    }
-
-    #[test]
-    fn modes_parse_with_their_defaults() {
-        assert_eq!("exact".parse::<SearchMode>().unwrap(), SearchMode::Exact);
-        assert_eq!(
-            SearchMode::named("int8", None).unwrap(),
-            SearchMode::Int8 {
-                oversample: INT8_OVERSAMPLE
-            }
-        );
-        assert_eq!(
-            SearchMode::named("binary", Some(0)).unwrap(),
-            SearchMode::Binary { oversample: 1 }
-        );
-        let err = SearchMode::named("fast", None).unwrap_err();
-        assert!(err.to_string().contains("exact, int8 or binary"), "{err}");
-    }
-
-    /// The call-free rounding equals `f32::round` and clamping on ties, the floats beside
-    /// them, values past the clamp, NaN, and a sweep of the quantizers' range.
-    #[test]
-    fn rounding_without_a_call_is_round() {
-        let mut ys = vec![0.0f32, -0.0, 0.499_999_97, -0.499_999_97, 1e9, -1e9];
-        ys.extend([
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::MAX,
-            f32::MIN,
-            127.5,
-            -127.5,
-        ]);
-        for i in -300..=300 {
-            let tie = i as f32 + 0.5;
-            ys.extend([tie, tie.next_up(), tie.next_down()]);
-        }
-        let mut state = 0x2545_f491u32;
-        for _ in 0..100_000 {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            ys.push((state as f32 / u32::MAX as f32 - 0.5) * 300.0);
-        }
-        for top in [7.0f32, 127.0] {
-            assert_eq!(round_clamped(f32::NAN, top), 0);
-            for &y in &ys {
-                let want = y.round().clamp(-top, top) as i8;
-                assert_eq!(round_clamped(y, top), want, "{y:e} within ±{top}");
-            }
-        }
-    }
-
-    #[test]
-    fn query_codes_reach_the_full_range() {
-        assert_eq!(quantize_query(&[0.5, -0.25, 0.0]), [127, -64, 0]);
-        assert_eq!(quantize_query(&[0.0, 0.0]), [0, 0]);
     }
 }

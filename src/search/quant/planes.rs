@@ -197,7 +197,7 @@ impl QueryPlanes {
 
 /// The unit query as 4-bit codes in `[-QUERY_CODE_MAX, QUERY_CODE_MAX]`.
 pub fn quantize(unit: &[f32]) -> Vec<i8> {
-    super::query_codes(unit, QUERY_CODE_MAX)
+    super::query::query_codes(unit, QUERY_CODE_MAX)
 }
 
 /// The non-negative sum `pop(r&P0) + 2·pop(r&P1) + 4·pop(r&P2) + 8·pop(!r&P3)` over
