@@ -9,9 +9,8 @@
 
 use rayon::prelude::*;
 
-use super::cores::on_every_core;
-
 use super::best::{EpisodeBest, PerEpisode};
+use super::cores::on_every_core;
 use super::topk::TopK;
 use super::{kernel, query_norm, EpisodeFilter, Filter, Hit};
 use crate::error::{Error, Result};
@@ -161,7 +160,7 @@ type Queries = Vec<(usize, Vec<f32>)>;
 /// output, keyed by the matrix's place in `jobs` and the row's episode.
 ///
 /// Work is split into chunks of [`ROWS_PER_TASK`] rows across all matrices; each thread folds
-/// its chunks into its own accumulators, merged at the end. Rows are scored one at a time in
+/// the chunks it takes into its own accumulators ([`on_every_core`]), merged at the end. Rows are scored one at a time in
 /// order, so each task reads its rows as one sequential stream (see [`kernel`]).
 fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> Vec<PerEpisode> {
     let tasks: Vec<(usize, usize)> = jobs
@@ -179,9 +178,11 @@ fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> V
             .map(|_| PerEpisode::default())
             .collect::<Vec<_>>()
     };
-    tasks
-        .par_iter()
-        .fold(init, |mut acc, &(j, first)| {
+    on_every_core(
+        tasks.len(),
+        init,
+        |t, acc| {
+            let (j, first) = tasks[t];
             let (matrix, queries) = &jobs[j];
             let source = j as u32;
             let d = matrix.row_len().max(1);
@@ -201,11 +202,16 @@ fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> V
                     }
                 }
             }
-            acc
-        })
-        .reduce(init, |a, b| {
-            a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect()
-        })
+        },
+        |a, b| a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect(),
+    )
+}
+
+/// Whether `filter` takes every row of `matrix` (all have an embedding and it takes all
+/// episodes): a scan then need not read the columns at all.
+pub(crate) fn takes_every_row<M: Matrix + ?Sized>(matrix: &M, filter: &Filter) -> bool {
+    let rows = matrix.rows().len() / matrix.row_len().max(1);
+    matches!(filter.episodes, EpisodeFilter::All) && matrix.embedded_rows() == rows
 }
 
 fn sort_best_first(hits: &mut [Hit]) {
@@ -227,8 +233,7 @@ fn fold<M: Matrix + ?Sized, A: Send>(
     merge: impl Fn(A, A) -> A + Sync + Send,
 ) -> A {
     let d = matrix.row_len().max(1);
-    let every_row = matches!(filter.episodes, EpisodeFilter::All)
-        && matrix.embedded_rows() == matrix.rows().len() / d;
+    let every_row = takes_every_row(matrix, filter);
     let columns = matrix.columns();
     let rows = matrix.rows();
     let tasks = (rows.len() / d).div_ceil(ROWS_PER_TASK);

@@ -6,8 +6,8 @@ use super::query::quantize_query;
 use super::select::Best;
 use super::{kernel, BinaryCodes, Int8Codes};
 use crate::search::cores::on_every_core;
-use crate::search::scan::Matrix;
-use crate::search::{EpisodeFilter, Filter, Hit};
+use crate::search::scan::{self, Matrix};
+use crate::search::{Filter, Hit};
 
 /// The best `candidates` rows by int8 estimate.
 pub(super) fn int8<M: Matrix + ?Sized>(
@@ -76,7 +76,7 @@ fn scan_codes<M: Matrix + ?Sized>(
     estimate: impl Fn(usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
     let rows = matrix.rows().len() / matrix.row_len().max(1);
-    let every_row = matches!(filter.episodes, EpisodeFilter::All) && matrix.embedded_rows() == rows;
+    let every_row = scan::takes_every_row(matrix, filter);
     let columns = matrix.columns();
     let task = |task: usize, top: &mut Best| {
         let end = ((task + 1) * CODE_ROWS_PER_TASK).min(rows);
