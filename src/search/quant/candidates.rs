@@ -17,13 +17,13 @@ pub(super) fn int8<M: Matrix + ?Sized>(
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
-    let query = quantize_query(unit);
+    let query = kernel::Int8Query::new(quantize_query(unit));
     let d = codes.dims;
     scan_codes(matrix, filter, candidates, |first, accepted, out| {
         for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
             if accepted {
                 let i = first + r;
-                let dot = kernel::dot_i8(&query, &codes.codes[i * d..(i + 1) * d]);
+                let dot = query.dot(&codes.codes[i * d..(i + 1) * d]);
                 *score = codes.scales[i] * dot as f32;
             }
         }

@@ -236,14 +236,14 @@ fn narrow_by_int8(
     if found.len() <= keep {
         return found;
     }
-    let query = quantize_query(unit);
+    let query = kernel::Int8Query::new(quantize_query(unit));
     let d = codes.dims;
     let row = |i: usize| &codes.codes[i * d..(i + 1) * d];
     best_of(
         &found,
         keep,
         d,
-        |i| codes.scales[i] * kernel::dot_i8(&query, row(i)) as f32,
+        |i| codes.scales[i] * query.dot(row(i)) as f32,
         |i| super::kernel::prefetch(row(i)),
     )
 }
