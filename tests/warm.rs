@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use common::{podmap, s, text};
 use podmap::index::WarmScope;
-use podmap::MmapIndex;
+use podmap::{MmapIndex, SearchIndex};
 
 #[test]
 fn warm_names_each_podcast_with_the_bytes_it_read() {
@@ -147,4 +147,58 @@ fn serve_preload_warms_before_serving_and_answers() {
     let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
     let json: Value = serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {answer}"));
     assert!(!json["episodes"].as_array().unwrap().is_empty(), "{answer}");
+}
+
+/// The `VmFlags` of the mapping of this process that holds `address` (`/proc/self/smaps`).
+#[cfg(target_os = "linux")]
+fn vm_flags(address: usize) -> Vec<String> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let range = line
+            .split_whitespace()
+            .next()
+            .and_then(|r| r.split_once('-'));
+        if let Some((start, end)) = range.filter(|_| !line.ends_with(':') && line.contains(' ')) {
+            if let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) {
+                inside = (start..end).contains(&address);
+                continue;
+            }
+        }
+        if let Some(flags) = line.strip_prefix("VmFlags:").filter(|_| inside) {
+            return flags.split_whitespace().map(str::to_owned).collect();
+        }
+    }
+    panic!("no mapping holds {address:#x}");
+}
+
+/// The page-cache advice given at open: the matrix and the code sections are scanned whole
+/// by every query and advised huge pages (`hg`), the records are read one at a time and
+/// advised random access (`rr`), without readahead.
+#[cfg(target_os = "linux")]
+#[test]
+fn open_advises_huge_pages_for_the_vectors_and_random_reads_for_the_records() {
+    let index = MmapIndex::open_podcast(common::fixtures_index(), "demo-raumfahrt").unwrap();
+    let matrix = index.matrix();
+    assert!(
+        matrix.len() * 4 >= 2 * 4096,
+        "the fixture's matrix spans whole pages"
+    );
+    let flags = vm_flags(matrix.as_ptr() as usize);
+    assert!(flags.iter().any(|f| f == "hg"), "matrix: {flags:?}");
+    assert!(!flags.iter().any(|f| f == "rr"), "matrix: {flags:?}");
+    let codes = index.binary_codes();
+    let flags = vm_flags(codes.bits.as_ptr() as usize);
+    assert!(flags.iter().any(|f| f == "hg"), "sign bits: {flags:?}");
+
+    let text = (0..index.len())
+        .filter_map(|i| index.item_full(i).unwrap().view().text)
+        .max_by_key(|t| t.len())
+        .expect("an item with text");
+    let flags = vm_flags(text.as_ptr() as usize + text.len() / 2);
+    assert!(flags.iter().any(|f| f == "rr"), "item text: {flags:?}");
+    assert!(!flags.iter().any(|f| f == "hg"), "item text: {flags:?}");
 }

@@ -17,6 +17,7 @@
 //! that SIMD kernels scan directly, that has no 32-bit offset limit, and that open never has to
 //! touch. `docs/FORMAT.md` is the full contract.
 
+mod chunked;
 pub mod codes;
 pub mod format;
 mod placement;

@@ -18,6 +18,7 @@ use rkyv::rancor;
 use tempfile::NamedTempFile;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::chunked::ChunkedWriter;
 use super::codes::{encode_binary, encode_int8, read_rows, CodesLayout, MeanAccumulator};
 use super::format::{
     align_up, Header, Section, SectionKind, CODES_ALIGN, FORMAT_VERSION, HEADER_SIZE, ITEM_ALIGN,
@@ -87,7 +88,9 @@ pub struct ArchiveWriter {
     final_path: PathBuf,
     /// Names the input in errors.
     input: PathBuf,
-    out: BufWriter<NamedTempFile>,
+    /// In whole, aligned 2 MiB chunks, so the page cache holds the new archive in huge
+    /// folios ([`super::chunked`]).
+    out: ChunkedWriter<NamedTempFile>,
     /// Bytes written so far: the file offset of the next byte.
     pos: u64,
     sections: Vec<Section>,
@@ -130,7 +133,7 @@ impl ArchiveWriter {
         let mut writer = ArchiveWriter {
             final_path: final_path.to_path_buf(),
             input: input.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 20, tmp),
+            out: ChunkedWriter::new(tmp),
             pos: 0,
             sections: Vec::new(),
             open: None,
@@ -411,7 +414,7 @@ impl ArchiveWriter {
         };
         let path = self.final_path.clone();
         let io = |e| Error::io(&path, e);
-        let mut tmp = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        let mut tmp = self.out.into_inner().map_err(io)?;
         tmp.seek(SeekFrom::Start(0)).map_err(io)?;
         tmp.write_all(&header.encode()).map_err(io)?;
         make_readable(tmp.as_file()).map_err(io)?;

@@ -112,6 +112,9 @@ pub(super) enum Access {
     Random,
     /// About to be read whole: start reading it in now.
     WillNeed,
+    /// Scanned whole by every query: map it with huge pages where the page cache holds it in
+    /// huge folios, and read it in as such (Linux; elsewhere no advice is given).
+    HugePages,
 }
 
 impl Mapped {
@@ -131,6 +134,10 @@ impl Mapped {
             let advice = match access {
                 Access::Random => memmap2::Advice::Random,
                 Access::WillNeed => memmap2::Advice::WillNeed,
+                #[cfg(target_os = "linux")]
+                Access::HugePages => memmap2::Advice::HugePage,
+                #[cfg(not(target_os = "linux"))]
+                Access::HugePages => return,
             };
             // memmap2 widens the range to whole pages itself.
             let _ = self.map.advise_range(advice, range.start, range.len());
