@@ -168,3 +168,64 @@ async fn query_texts_find_the_ground_truth_episodes_in_order() {
     assert_eq!(app.oneshot(again).await.unwrap().status(), StatusCode::OK);
     assert_eq!(embedder.calls(), calls);
 }
+
+/// A cross-podcast search of the corpus's podcasts, each too small for its codes to pay, is
+/// the same page in every mode: the quantized modes scan such podcasts exactly (in the one
+/// pass over all of them that exact mode makes), with the same scores, positions and total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(podmap_corpus, podmap_embeddings)),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS) and an embeddings \
+              server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
+)]
+async fn cross_podcast_pages_of_small_podcasts_are_the_same_in_every_mode() {
+    let corpus = common::corpus();
+    let url = embeddings_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    common::convert_quietly(&corpus, dir.path());
+    let settings = Settings {
+        embedding_base_url: Some(url),
+        search_embedding_wait: std::time::Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let app = router(Arc::new(AppState::new(
+        load_mmap(dir.path()).unwrap(),
+        settings,
+    )));
+    let truth: Value =
+        serde_json::from_slice(&std::fs::read(corpus.join("queries.json")).unwrap()).unwrap();
+    for q in truth["queries"].as_array().unwrap().iter().step_by(8) {
+        for offset in [0, 10] {
+            let mut pages = Vec::new();
+            for mode in ["exact", "int8", "binary"] {
+                let body = json!({
+                    "query": q["query"], "crossPodcast": true, "mode": mode,
+                    "offset": offset, "limit": 10,
+                });
+                let request = Request::post("/api/episodes/search")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{mode}");
+                let page: Value = serde_json::from_slice(
+                    &axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .unwrap(),
+                )
+                .unwrap();
+                assert_eq!(page["episodes"].as_array().unwrap().len(), 10, "{page}");
+                pages.push((mode, page));
+            }
+            let (_, exact) = &pages[0];
+            for (mode, page) in &pages[1..] {
+                assert_eq!(
+                    page["episodes"], exact["episodes"],
+                    "{}: {mode} at {offset}",
+                    q["id"]
+                );
+                assert_eq!(page["total"], exact["total"], "{}: {mode}", q["id"]);
+            }
+        }
+    }
+}

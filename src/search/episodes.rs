@@ -173,6 +173,12 @@ impl<'a> EpisodeList<'a> {
         }
     }
 
+    /// Whether the episodes come from a scan of every row ([`EpisodeList::from_scan`]), so
+    /// that every episode with an embedded item is among them.
+    pub fn scanned_every_row(&self) -> bool {
+        matches!(self.rest, Rest::Query(_))
+    }
+
     /// The episodes, ranked.
     pub fn into_episodes(self) -> Vec<EpisodeBest> {
         self.episodes

@@ -149,8 +149,10 @@ pub fn top_k<M: Quantized + ?Sized>(
     by_codes(matrix, query, k, filter, mode, candidates)
 }
 
-/// The mode [`top_k`] scans a matrix of `floats` floats in when `mode` is asked for.
-fn served_mode(mode: SearchMode, floats: usize) -> SearchMode {
+/// The mode [`top_k`] scans a matrix of `floats` floats in when `mode` is asked for: callers
+/// that can scan several matrices exactly in one pass (a cross-podcast search) ask it which
+/// ones a quantized mode would scan exactly anyway.
+pub fn served_mode(mode: SearchMode, floats: usize) -> SearchMode {
     match mode {
         _ if floats < QUANTIZED_MIN_FLOATS => SearchMode::Exact,
         SearchMode::Binary { .. } if floats < BINARY_MIN_FLOATS => SearchMode::Int8 {

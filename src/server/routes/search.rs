@@ -23,7 +23,7 @@ use axum::Json;
 
 use super::{episode_out, podcast, query_text, Shared};
 use crate::index::MmapIndex;
-use crate::search::{self, scan, EpisodeList, Fusion, SearchMode};
+use crate::search::{self, quant, scan, EpisodeList, Fusion, SearchMode};
 use crate::server::api::{EpisodeOut, EpisodesOut, SearchRequest};
 use crate::server::catalog::Podcast;
 use crate::server::error::ApiError;
@@ -112,7 +112,7 @@ fn full_total(lists: &[EpisodeList], plans: &[Plan], total: usize) -> usize {
     lists
         .iter()
         .zip(plans)
-        .filter(|(_, (_, embedding))| embedding.is_some())
+        .filter(|(list, (_, embedding))| embedding.is_some() && !list.scanned_every_row())
         .fold(total, |total, (list, _)| {
             total - list.len() + list.index.episodes_with_embeddings()
         })
@@ -146,9 +146,13 @@ fn rank(
 
 /// The ranked episodes of each plan, in plan order. Exact vector searches of archives keep
 /// the best hits per episode while they scan: one archive in a pass shared with concurrent
-/// searches of it, several in one pass over all their matrices. Every other search (lexical,
-/// quantized, or of a podcast loaded from JSON) is grouped from its hits; a quantized one asks
-/// for enough of them to cover `page_end` episodes and one more.
+/// searches of it, several in one pass over all their matrices. An archive too small for its
+/// codes to pay ([`quant::served_mode`]) is scanned exactly whatever the mode, so it joins
+/// that pass: a cross-podcast search of many small podcasts in the default binary mode is
+/// one pass, not a search per podcast (16 podcasts of 750 × 768 on 2 cores: 0.69 ms against
+/// 0.88 ms). Every other search (lexical, quantized, or of a podcast loaded from JSON) is
+/// grouped from its hits; a quantized one asks for enough of them to cover `page_end`
+/// episodes and one more.
 fn episode_lists<'a>(
     plans: &'a [Plan],
     query: &str,
@@ -158,9 +162,10 @@ fn episode_lists<'a>(
     let scanned: Vec<(usize, &MmapIndex, &[f32])> = plans
         .iter()
         .enumerate()
-        .filter(|_| how == SearchMode::Exact)
         .filter_map(|(i, (podcast, embedding))| {
-            Some((i, podcast.mapped()?, embedding.as_deref()?.as_slice()))
+            let index = podcast.mapped()?;
+            let exactly = quant::served_mode(how, index.matrix().len()) == SearchMode::Exact;
+            Some((i, index, embedding.as_deref()?.as_slice())).filter(|_| exactly)
         })
         .collect();
     let mut lists: Vec<Option<EpisodeList>> = plans.iter().map(|_| None).collect();
