@@ -288,6 +288,14 @@ proptest! {
         prop_assert_eq!(all.unwrap(), expected);
     }
 
+    /// The read limit's sum reads every float once, whichever thread takes which task.
+    #[test]
+    fn read_all_sums_every_float(m in rows()) {
+        let want: f64 = m.rows.iter().map(|&x| f64::from(x)).sum();
+        let got = f64::from(scan::read_all(&m));
+        prop_assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{} against {}", got, want);
+    }
+
     #[test]
     fn filters_accept_what_a_plain_comparison_accepts(
         filter in filter(),

@@ -144,7 +144,7 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
         .iter()
         .map(|&(engine, mode)| measure::mode_search(engine, &index, mode, s.k))
         .collect();
-    searches.push(measure::read_limit(&index, set));
+    searches.push(measure::read_limit(&index));
     let mut latency = measure::interleaved(&set.queries, s.seconds, searches);
     let mut skipped = Vec::new();
     let mut memory: Vec<_> = modes

@@ -8,9 +8,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use podmap::search::quant::top_k_by_codes;
-use podmap::search::{kernel, scan::ROWS_PER_TASK};
+use podmap::search::scan;
 use podmap::{Filter, JsonIndex, MmapIndex, SearchIndex, SearchMode};
-use rayon::prelude::*;
 
 use crate::datasets::Dataset;
 use crate::results::{FirstResult, Latency, Memory, Recall};
@@ -109,16 +108,14 @@ pub fn mode_latency(
     })
 }
 
-/// What reading the matrix alone costs: every float summed ([`kernel::sum`]) in the exact
-/// scan's parallel tasks, once per query as the steady loop runs it. The exact scan cannot
-/// be faster than this; the report gives it as a share of this read limit.
-pub fn read_limit<'a>(index: &'a MmapIndex, set: &Dataset) -> Search<'a> {
-    let matrix = index.matrix();
-    let task = set.dims.max(1) * ROWS_PER_TASK;
+/// What reading the matrix alone costs: every float summed in the exact scan's tasks on its
+/// threads ([`scan::read_all`]), once per query as the steady loop runs it. The exact scan
+/// cannot be faster than this; the report gives it as a share of this read limit.
+pub fn read_limit(index: &MmapIndex) -> Search<'_> {
     (
         READ_LIMIT,
         Box::new(move |_| {
-            black_box(matrix.par_chunks(task).map(kernel::sum).sum::<f32>());
+            black_box(scan::read_all(index));
         }),
     )
 }

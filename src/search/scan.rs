@@ -63,6 +63,20 @@ pub fn top_k<M: Matrix + ?Sized>(
     Ok(top.into_sorted())
 }
 
+/// The sum of every float of `matrix`, read in the exact scan's tasks on the exact scan's
+/// threads ([`on_every_core`]): what reading the matrix alone costs, the limit the benchmark
+/// report measures the exact scan against.
+pub fn read_all<M: Matrix + ?Sized>(matrix: &M) -> f32 {
+    let rows = matrix.rows();
+    let task = matrix.row_len().max(1) * ROWS_PER_TASK;
+    on_every_core(
+        rows.len().div_ceil(task),
+        || 0.0f32,
+        |t, sum| *sum += kernel::sum(&rows[t * task..((t + 1) * task).min(rows.len())]),
+        |a, b| a + b,
+    )
+}
+
 /// Every embedded row that passes `filter`, scored, best first (ties to the lower row).
 pub fn score_all<M: Matrix + ?Sized>(
     matrix: &M,
