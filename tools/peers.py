@@ -111,6 +111,12 @@ def main():
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=0, help="0: the engine's default")
+    parser.add_argument(
+        "--mapped",
+        metavar="OFFSET,ROWS,DIMS",
+        help="MATRIX is a raw file (a podmap archive): map ROWS × DIMS float32 at OFFSET "
+        "(np.memmap) instead of loading a .npy copy, so numpy reads the same page-cache pages",
+    )
     args = parser.parse_args()
 
     try:
@@ -119,7 +125,11 @@ def main():
         skipped(args.engine, f"numpy is not installed ({error})")
 
     started = time.perf_counter()
-    mat = np.load(args.matrix)
+    if args.mapped:
+        offset, rows, dims = (int(x) for x in args.mapped.split(","))
+        mat = np.memmap(args.matrix, dtype="<f4", mode="r", offset=offset, shape=(rows, dims))
+    else:
+        mat = np.load(args.matrix)
     assert mat.dtype == np.float32 and mat.flags["C_CONTIGUOUS"], "row-major float32 matrix"
     queries = np.load(args.queries)
     assert queries.shape[1] == mat.shape[1], "query and row lengths differ"

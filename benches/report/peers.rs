@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
-use podmap::MmapIndex;
+use podmap::{MmapIndex, SearchIndex};
 
 use crate::datasets::Dataset;
 use crate::results::{Latency, Memory};
@@ -19,31 +19,52 @@ pub struct Peer {
     pub name: &'static str,
     pub label: &'static str,
     pub threads: Option<usize>,
+    /// Whether it reads podmap's archive through a mapping (`np.memmap` of the matrix
+    /// section) instead of a `.npy` copy loaded into its own memory.
+    pub mapped: bool,
 }
 
 /// numpy runs twice: with a BLAS thread per core, like every other engine, and with one,
 /// because OpenBLAS's threads on a small `sgemv` can cost more than they save (waking and
 /// yielding on a busy machine), and a comparison with numpy at its worst says little.
-pub const PEERS: [Peer; 4] = [
+/// The label of numpy over the archive's own pages.
+pub const NUMPY_MAPPED: &str = "numpy on the archive";
+
+pub const PEERS: [Peer; 5] = [
     Peer {
         name: "numpy",
         label: "numpy",
         threads: None,
+        mapped: false,
     },
     Peer {
         name: "numpy",
         label: "numpy 1 thread",
         threads: Some(1),
+        mapped: false,
+    },
+    // The same pages as podmap: on a virtual machine the speed of memory depends on where
+    // its pages lie (a podmap scan of one archive took 2.75 or 3.9 ms on 16,000 × 3,072
+    // depending on where the page cache put it when it was read in), so numpy's own copy can
+    // land on faster or slower memory than the archive. Over the archive's own pages only
+    // the kernels and their threads differ.
+    Peer {
+        name: "numpy",
+        label: NUMPY_MAPPED,
+        threads: None,
+        mapped: true,
     },
     Peer {
         name: "faiss",
         label: "FAISS IndexFlatIP",
         threads: None,
+        mapped: false,
     },
     Peer {
         name: "usearch",
         label: "usearch exact",
         threads: None,
+        mapped: false,
     },
 ];
 
@@ -54,6 +75,31 @@ pub struct PeerRun {
     pub version: String,
     pub numpy: String,
     pub python: Option<String>,
+}
+
+/// Where the matrix lies in podmap's archive, for a peer that maps it.
+pub struct Archive {
+    pub path: std::path::PathBuf,
+    pub matrix_offset: u64,
+    pub rows: usize,
+    pub dims: usize,
+}
+
+impl Archive {
+    pub fn of(index: &MmapIndex) -> Self {
+        let matrix = index
+            .header()
+            .sections
+            .iter()
+            .find(|s| s.kind == podmap::archive::SectionKind::Matrix)
+            .expect("an archive has a matrix");
+        Archive {
+            path: index.path().to_path_buf(),
+            matrix_offset: matrix.offset,
+            rows: index.len(),
+            dims: index.dims(),
+        }
+    }
 }
 
 /// The matrix and queries of `set` as `.npy` files for the peers; returns their paths.
@@ -71,6 +117,7 @@ pub fn write_inputs(set: &Dataset, index: &MmapIndex) -> (std::path::PathBuf, st
 pub fn run(
     peer: Peer,
     (matrix, queries): (&Path, &Path),
+    archive: &Archive,
     exact: &[Vec<u32>],
     k: usize,
     seconds: f64,
@@ -83,10 +130,21 @@ pub fn run(
     let threads = peer.threads.unwrap_or(threads);
     let python = std::env::var("PODMAP_PEERS_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/peers.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(matrix)
-        .arg(queries)
+    let mut command = Command::new(&python);
+    command.arg(&script);
+    if peer.mapped {
+        let mapped = format!(
+            "{},{},{}",
+            archive.matrix_offset, archive.rows, archive.dims
+        );
+        command
+            .arg(&archive.path)
+            .arg(queries)
+            .args(["--mapped", &mapped]);
+    } else {
+        command.arg(matrix).arg(queries);
+    }
+    let out = command
         .args(["--engine", peer.name, "--k", &k.to_string()])
         .args(["--seconds", &seconds.to_string()])
         .args(["--threads", &threads.to_string()])

@@ -27,6 +27,7 @@ fn color(engine: &str) -> RGBColor {
         "podmap mmap" => RGBColor(31, 119, 180),
         "numpy" => RGBColor(148, 103, 189),
         "numpy 1 thread" => RGBColor(23, 190, 207),
+        "numpy on the archive" => RGBColor(188, 189, 34),
         "FAISS IndexFlatIP" => RGBColor(140, 86, 75),
         "usearch exact" => RGBColor(227, 119, 194),
         _ => RGBColor(127, 127, 127),

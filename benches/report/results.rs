@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 /// The engines of the latency and memory tables and plots, in their order: podmap's modes
 /// and JSON path, then the peers (labels as `tools/peers.py`'s runs are named in `peers.rs`).
-pub const ENGINES: [&str; 8] = [
+pub const ENGINES: [&str; 9] = [
     "podmap exact",
     "podmap int8",
     "podmap binary",
     "podmap JSON path",
     "numpy",
     "numpy 1 thread",
+    "numpy on the archive",
     "FAISS IndexFlatIP",
     "usearch exact",
 ];
@@ -98,7 +99,7 @@ pub struct Latency {
     /// Queries whose top-k rows are podmap exact's (peers only).
     pub agree: Option<usize>,
     /// podmap exact only: the medians right before and right after the peers ran (its
-    /// figures are the means of both runs).
+    /// figures are those of all its runs: before, between the numpy rounds and after).
     pub before_after_ms: Option<(f64, f64)>,
 }
 
