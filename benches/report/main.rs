@@ -125,7 +125,7 @@ fn measure_all() -> Report {
     }
 }
 
-/// Every measurement on one dataset, podmap exact timed before and after the peers.
+/// Every measurement on one dataset, podmap exact timed before, between and after the peers.
 fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> DatasetResult {
     eprintln!(
         "report: {} ({} × {}, {} queries)",
