@@ -34,6 +34,26 @@ async fn embeddings_url() -> String {
     url
 }
 
+/// The corpus converted into a temporary index (kept alive by the returned directory) and
+/// served with the embeddings server, and the corpus's `queries.json`.
+async fn served_corpus() -> (tempfile::TempDir, Arc<AppState>, Value) {
+    let corpus = common::corpus();
+    let url = embeddings_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    common::convert_quietly(&corpus, dir.path());
+    let settings = Settings {
+        embedding_base_url: Some(url),
+        // These check the ranking, not latency: on a loaded machine an embedding may take
+        // longer than a search waits by default, and the search would be answered lexically.
+        search_embedding_wait: std::time::Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let state = Arc::new(AppState::new(load_mmap(dir.path()).unwrap(), settings));
+    let truth =
+        serde_json::from_slice(&std::fs::read(corpus.join("queries.json")).unwrap()).unwrap();
+    (dir, state, truth)
+}
+
 /// How far apart two ground-truth scores may be and still come in either order (see the
 /// comment where it is used); the ground truth's closest pairs differ by less than 0.0001.
 const NEAR_TIE: f64 = 0.005;
@@ -45,21 +65,9 @@ const NEAR_TIE: f64 = 0.005;
 )]
 async fn query_texts_find_the_ground_truth_episodes_in_order() {
     let corpus = common::corpus();
-    let url = embeddings_url().await;
-    let dir = tempfile::tempdir().unwrap();
-    common::convert_quietly(&corpus, dir.path());
-    let settings = Settings {
-        embedding_base_url: Some(url),
-        // This checks the ranking, not latency: on a loaded machine an embedding may take
-        // longer than a search waits by default, and the search would be answered lexically.
-        search_embedding_wait: std::time::Duration::from_secs(60),
-        ..Settings::default()
-    };
-    let state = Arc::new(AppState::new(load_mmap(dir.path()).unwrap(), settings));
+    let (_dir, state, truth) = served_corpus().await;
     let app = router(state.clone());
 
-    let truth: Value =
-        serde_json::from_slice(&std::fs::read(corpus.join("queries.json")).unwrap()).unwrap();
     let rag = |podcast: &str| -> Value {
         serde_json::from_slice(
             &std::fs::read(corpus.join("db").join(podcast).join("rag-embeddings.json")).unwrap(),
@@ -179,21 +187,8 @@ async fn query_texts_find_the_ground_truth_episodes_in_order() {
               server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
 )]
 async fn cross_podcast_pages_of_small_podcasts_are_the_same_in_every_mode() {
-    let corpus = common::corpus();
-    let url = embeddings_url().await;
-    let dir = tempfile::tempdir().unwrap();
-    common::convert_quietly(&corpus, dir.path());
-    let settings = Settings {
-        embedding_base_url: Some(url),
-        search_embedding_wait: std::time::Duration::from_secs(60),
-        ..Settings::default()
-    };
-    let app = router(Arc::new(AppState::new(
-        load_mmap(dir.path()).unwrap(),
-        settings,
-    )));
-    let truth: Value =
-        serde_json::from_slice(&std::fs::read(corpus.join("queries.json")).unwrap()).unwrap();
+    let (_dir, state, truth) = served_corpus().await;
+    let app = router(state);
     for q in truth["queries"].as_array().unwrap().iter().step_by(8) {
         for offset in [0, 10] {
             let mut pages = Vec::new();

@@ -193,13 +193,13 @@ fn measure_dataset(set: &Dataset, s: &Settings, machine: &mut Machine) -> Datase
         } else {
             1
         };
+        let seconds = s.seconds / rounds as f64;
+        let files = (matrix_file.as_path(), query_file.as_path());
         let mut runs = Vec::new();
         for _ in 0..rounds {
             if rounds > 1 {
-                exact_runs.push(exact_steady(&index, set, s, s.seconds / rounds as f64));
+                exact_runs.push(exact_steady(&index, set, s, seconds));
             }
-            let files = (matrix_file.as_path(), query_file.as_path());
-            let seconds = s.seconds / rounds as f64;
             match peers::run(peer, files, &archive, &exact, s.k, seconds, s.threads) {
                 Ok(run) => runs.push(run),
                 Err(reason) => {

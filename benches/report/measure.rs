@@ -103,9 +103,8 @@ pub fn mode_latency(
     k: usize,
     seconds: f64,
 ) -> Latency {
-    steady(engine, &set.queries, seconds, |q| {
-        black_box(index.search_vector_in(q, k, &Filter::all(), mode).unwrap());
-    })
+    let (_, search) = mode_search(engine, index, mode, k);
+    steady(engine, &set.queries, seconds, search)
 }
 
 /// What reading the matrix alone costs: every float summed in the exact scan's tasks on its

@@ -174,8 +174,9 @@ type Queries = Vec<(usize, Vec<f32>)>;
 /// output, keyed by the matrix's place in `jobs` and the row's episode.
 ///
 /// Work is split into chunks of [`ROWS_PER_TASK`] rows across all matrices; each thread folds
-/// the chunks it takes into its own accumulators ([`on_every_core`]), merged at the end. Rows are scored one at a time in
-/// order, so each task reads its rows as one sequential stream (see [`kernel`]).
+/// the chunks it takes into its own accumulators ([`on_every_core`]), merged at the end. Rows
+/// are scored one at a time in order, so each task reads its rows as one sequential stream
+/// (see [`kernel`]).
 fn episode_pass<M: Matrix + ?Sized>(jobs: &[(&M, Queries)], outputs: usize) -> Vec<PerEpisode> {
     let tasks: Vec<(usize, usize)> = jobs
         .iter()
