@@ -29,7 +29,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use podmap::search::quant::{
-    top_k_by_codes, BINARY_OVERSAMPLE, INT8_OVERSAMPLE, QUANTIZED_MIN_FLOATS,
+    served_mode_across, top_k_across, top_k_by_codes, BINARY_OVERSAMPLE, INT8_OVERSAMPLE,
+    QUANTIZED_MIN_FLOATS,
 };
 use podmap::{Filter, Hit, MmapIndex, SearchIndex, SearchMode};
 
@@ -221,4 +222,113 @@ fn small_matrices_are_scanned_exactly_in_every_mode() {
         codes_missed,
         "the code scan alone differs from exact somewhere"
     );
+}
+
+/// Podcasts `a`, `b` and `c` of `sizes` items of `dims` dimensions, each with vectors of its
+/// own, converted into `dir/index`.
+fn several(dir: &Path, sizes: [u32; 3], dims: usize) -> Vec<MmapIndex> {
+    let ids = ["a", "b", "c"];
+    for (p, (id, n)) in ids.iter().zip(sizes).enumerate() {
+        let items = (0..n)
+            .map(|i| {
+                let seed = 1 + i + 100_000 * p as u32;
+                common::item(i, 1 + i / 3, "Thema", Some(common::vector(dims, seed)))
+            })
+            .collect();
+        common::write_rag(dir, id, dims, items);
+    }
+    let out = dir.join("index");
+    common::convert_quietly(dir, &out);
+    ids.iter()
+        .map(|id| MmapIndex::open_podcast(&out, id).unwrap())
+        .collect()
+}
+
+/// The exact top-`k` across `sources`: each one's own exact top-`k`, merged by score, then
+/// source, then row.
+fn merged_exact(sources: &[(&MmapIndex, &[f32])], k: usize) -> Vec<(u32, Hit)> {
+    let mut all: Vec<(u32, Hit)> = Vec::new();
+    for (s, (index, query)) in sources.iter().enumerate() {
+        let hits = index.search_vector(query, k, &Filter::all()).unwrap();
+        all.extend(hits.into_iter().map(|h| (s as u32, h)));
+    }
+    all.sort_by(|(sa, a), (sb, b)| {
+        b.score
+            .total_cmp(&a.score)
+            .then(sa.cmp(sb))
+            .then(a.index.cmp(&b.index))
+    });
+    all.truncate(k);
+    all
+}
+
+/// One search across several archives, each with its own query: their rows together are
+/// past `QUANTIZED_MIN_FLOATS` though each is below it, so the int8 codes of all of them are
+/// scanned as one list (in binary mode too: sign bits do not compare between archives). The
+/// hits carry exact scores, their recall against the merged exact searches meets the int8
+/// floor, and asking for every row, or for exact, gives the merged exact searches.
+#[test]
+fn one_search_across_archives_finds_what_each_search_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let dims = 768;
+    let indexes = several(dir.path(), [1_200, 700, 900], dims);
+    let floats: usize = indexes.iter().map(|i| i.matrix().len()).sum();
+    assert!(indexes
+        .iter()
+        .all(|i| i.matrix().len() < QUANTIZED_MIN_FLOATS));
+    assert!(floats >= QUANTIZED_MIN_FLOATS);
+    assert_eq!(
+        served_mode_across(binary(BINARY_OVERSAMPLE), floats),
+        int8(INT8_OVERSAMPLE)
+    );
+    let (mut total, mut queries) = (0.0, 0);
+    for (p, index) in indexes.iter().enumerate() {
+        for i in (0..index.len()).step_by(97) {
+            // Near item `i` of podcast `p`; the podcast after it gets a query of its own, near
+            // one of its items too, with one large component: its int8 codes count in much
+            // larger steps than the first query's, so unscaled estimates would not compare.
+            let query = near(index, i, 7_000 + i as u32);
+            let next = &indexes[(p + 1) % 3];
+            let mut other = near(next, i % next.len(), 9_000 + i as u32);
+            other[5] = 0.5;
+            let sources: Vec<(&MmapIndex, &[f32])> = indexes
+                .iter()
+                .enumerate()
+                .map(|(s, m)| (m, if s == (p + 1) % 3 { &other } else { &query }))
+                .map(|(m, q)| (m, q.as_slice()))
+                .collect();
+            let truth = merged_exact(&sources, 10);
+            assert_eq!(
+                top_k_across(&sources, 10, SearchMode::Exact).unwrap(),
+                truth
+            );
+            for mode in [int8(INT8_OVERSAMPLE), binary(BINARY_OVERSAMPLE)] {
+                let hits = top_k_across(&sources, 10, mode).unwrap();
+                assert_eq!(hits.len(), 10, "{mode}");
+                assert_eq!(
+                    hits[0],
+                    (p as u32, truth[0].1),
+                    "{mode}: the item comes first"
+                );
+                for (s, hit) in &hits {
+                    let (index, query) = sources[*s as usize];
+                    let exact = index.search_vector(query, index.len(), &Filter::all());
+                    let same = exact.unwrap().into_iter().find(|e| e.index == hit.index);
+                    assert_eq!(same.map(|e| e.score.to_bits()), Some(hit.score.to_bits()));
+                }
+                let found: HashSet<(u32, u32)> = hits.iter().map(|(s, h)| (*s, h.index)).collect();
+                total += truth
+                    .iter()
+                    .filter(|(s, h)| found.contains(&(*s, h.index)))
+                    .count() as f64
+                    / 10.0;
+                queries += 1;
+            }
+            let every = top_k_across(&sources, 2_800, int8(1)).unwrap();
+            assert_eq!(every, merged_exact(&sources, 2_800));
+        }
+    }
+    let mean = total / f64::from(queries);
+    eprintln!("3 podcasts of 768 dims, one search across them: recall@10 {mean:.3}");
+    assert!(mean >= INT8_FLOOR, "recall@10 {mean}");
 }

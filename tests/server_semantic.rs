@@ -224,3 +224,111 @@ async fn cross_podcast_pages_of_small_podcasts_are_the_same_in_every_mode() {
         }
     }
 }
+
+/// Six podcasts of 1,000 items of 384 dimensions, each with vectors of its own, embedded (by
+/// their files) with the corpus's model, so the embeddings server's query embeddings search
+/// them: each is below `QUANTIZED_MIN_FLOATS`, together they are past it.
+fn six_podcasts(root: &std::path::Path) -> Vec<String> {
+    let corpus_rag = common::corpus().join("db/raumzeit/rag-embeddings.json");
+    let corpus: Value = serde_json::from_slice(&std::fs::read(corpus_rag).unwrap()).unwrap();
+    let ids: Vec<String> = (1..=6).map(|p| format!("teil-{p}")).collect();
+    for (p, id) in ids.iter().enumerate() {
+        let items: Vec<Value> = (0..1_000u32)
+            .map(|i| {
+                let seed = 1 + i + 10_000 * p as u32;
+                let mut item = common::item(i, 1 + i / 3, "Thema", Some(common::vector(384, seed)));
+                // The three items of an episode two minutes apart: three positions.
+                item["startSec"] = json!(120 * (i % 3));
+                item["endSec"] = json!(120 * (i % 3) + 60);
+                item
+            })
+            .collect();
+        let doc = json!({
+            "embeddingModel": corpus["embeddingModel"],
+            "embeddingDimensions": 384,
+            "items": items,
+        });
+        common::write_raw(root, id, &doc.to_string());
+    }
+    ids
+}
+
+/// A cross-podcast search of podcasts that are each too small for their codes but together
+/// are not is one code scan across them in `int8` and `binary` mode, and ranks the same
+/// episodes with the same scores and totals as the exact pass. Its positions come from the
+/// hits it rescored (as for any quantized search), which the exact pass does not limit: that
+/// they differ somewhere shows the code scan answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(podmap_corpus, podmap_embeddings)),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS) and an embeddings \
+              server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
+)]
+async fn cross_podcast_pages_of_many_podcasts_are_one_code_scan() {
+    let url = embeddings_url().await;
+    let data = tempfile::tempdir().unwrap();
+    six_podcasts(data.path());
+    let out = data.path().join("index");
+    common::convert_quietly(data.path(), &out);
+    let settings = Settings {
+        embedding_base_url: Some(url),
+        search_embedding_wait: std::time::Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let app = router(Arc::new(AppState::new(load_mmap(&out).unwrap(), settings)));
+    let mut positions_differ = false;
+    for query in [
+        "Raumfahrt und Mond",
+        "Klimaforschung",
+        "Wie misst man Zeit?",
+    ] {
+        for offset in [0, 10] {
+            let mut pages = Vec::new();
+            for mode in ["exact", "int8", "binary"] {
+                let body = json!({
+                    "query": query, "crossPodcast": true, "mode": mode,
+                    "offset": offset, "limit": 10,
+                });
+                let request = Request::post("/api/episodes/search")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{mode}");
+                let page: Value = serde_json::from_slice(
+                    &axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .unwrap(),
+                )
+                .unwrap();
+                assert_eq!(page["searchMode"], "semantic", "{page}");
+                assert_eq!(page["episodes"].as_array().unwrap().len(), 10, "{page}");
+                pages.push((mode, page));
+            }
+            let ranked = |page: &Value| -> Vec<(Value, Value, Value)> {
+                page["episodes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["podcastId"].clone(),
+                            e["episodeNumber"].clone(),
+                            e["score"].clone(),
+                        )
+                    })
+                    .collect()
+            };
+            let (_, exact) = &pages[0];
+            for (mode, page) in &pages[1..] {
+                assert_eq!(ranked(page), ranked(exact), "{query}: {mode} at {offset}");
+                assert_eq!(page["total"], exact["total"], "{query}: {mode}");
+                positions_differ |= page["episodes"] != exact["episodes"];
+            }
+        }
+    }
+    assert!(
+        positions_differ,
+        "the quantized pages came from the code scan"
+    );
+}

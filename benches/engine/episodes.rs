@@ -1,6 +1,7 @@
 //! The HTTP search's episode ranking: a hit per item sorted and grouped (the former path)
 //! against the best hits of each episode kept in the scan, on one podcast; and a search of K
-//! podcasts in one pass against one podcast of as many items.
+//! podcasts in one pass against one podcast of as many items, exact and in the quantized
+//! modes (one code scan across the K podcasts against the one podcast's own search).
 //!
 //! Timed side by side in one process: each round runs every variant a few times, and the
 //! median round is reported, so drift of the machine hits all variants alike.
@@ -11,14 +12,21 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use podmap::search::{rank_episodes_fused, rank_lists, scan, EpisodeList, Fusion, Scored};
-use podmap::{Filter, MmapIndex, SearchIndex};
+use podmap::search::{quant, rank_episodes_fused, rank_lists, scan, EpisodeList, Fusion, Scored};
+use podmap::{Filter, MmapIndex, SearchIndex, SearchMode};
 
 use crate::support::{bench_data, convert, env_usize, generate_podcasts};
 use crate::Dataset;
 
 /// Episodes of the page asked for.
 const PAGE: usize = 10;
+/// The quantized modes at their default oversampling.
+const BINARY: SearchMode = SearchMode::Binary {
+    oversample: quant::BINARY_OVERSAMPLE,
+};
+const INT8: SearchMode = SearchMode::Int8 {
+    oversample: quant::INT8_OVERSAMPLE,
+};
 /// Rounds timed; the median is reported.
 const ROUNDS: usize = 15;
 
@@ -52,6 +60,48 @@ fn new_page(indexes: &[&MmapIndex], query: &[f32]) -> usize {
             .map(|(&index, best)| EpisodeList::from_scan(index, best, query))
             .collect()
     };
+    let page = rank_lists(&lists, Fusion::Scores, 0, PAGE).unwrap();
+    page.total + page.episodes.len()
+}
+
+/// The page a quantized search in `mode` answers, as the route builds it: podcasts too small
+/// for a sign-bit scan of their own are one code scan across them
+/// ([`quant::top_k_across`]) when their rows together are enough for the codes to pay, or
+/// an exact scan each when not (too small for their codes) or a search of their own; every
+/// other podcast is searched on its own. A first round of the
+/// route's search asks for as many hits as here, and on these podcasts it covers the page.
+fn quantized_page(indexes: &[&MmapIndex], query: &[f32], mode: SearchMode) -> usize {
+    let k = (PAGE + 1) * 8;
+    let (joined, mut alone): (Vec<&MmapIndex>, Vec<&MmapIndex>) = indexes
+        .iter()
+        .partition(|index| quant::joins_across(mode, index.matrix().len()));
+    let floats = joined.iter().map(|index| index.matrix().len()).sum();
+    let mut lists: Vec<EpisodeList> = Vec::new();
+    if joined.len() > 1 && quant::served_mode_across(mode, floats) != SearchMode::Exact {
+        let sources: Vec<(&MmapIndex, &[f32])> = joined.iter().map(|&i| (i, query)).collect();
+        let mut per_source = vec![Vec::new(); joined.len()];
+        for (source, hit) in quant::top_k_across(&sources, k, mode).unwrap() {
+            per_source[source as usize].push(hit);
+        }
+        for (&index, hits) in joined.iter().zip(per_source) {
+            lists.push(EpisodeList::from_hits(index, hits));
+        }
+    } else {
+        for &index in &joined {
+            if quant::served_mode(mode, index.matrix().len()) == SearchMode::Exact {
+                let best = scan::best_per_episode(index, query).unwrap();
+                lists.push(EpisodeList::from_scan(index, best, query));
+            } else {
+                alone.push(index);
+            }
+        }
+    }
+    for index in alone {
+        let hits = index
+            .search_vector_in(query, k, &Filter::all(), mode)
+            .unwrap();
+        lists.push(EpisodeList::from_hits(index, hits));
+    }
     let page = rank_lists(&lists, Fusion::Scores, 0, PAGE).unwrap();
     page.total + page.episodes.len()
 }
@@ -176,6 +226,18 @@ pub fn episode_ranking(sets: &[Dataset]) {
             "K podcasts, one after another (sorted)",
             Box::new(|q| old_page(&part_refs, q)),
         ),
+        (
+            "one podcast, binary",
+            Box::new(|q| quantized_page(&[&one], q, BINARY)),
+        ),
+        (
+            "K podcasts, binary",
+            Box::new(|q| quantized_page(&part_refs, q, BINARY)),
+        ),
+        (
+            "one podcast, int8",
+            Box::new(|q| quantized_page(&[&one], q, INT8)),
+        ),
     ];
     let times = race(&variants, &one_queries);
     print(
@@ -190,6 +252,10 @@ pub fn episode_ranking(sets: &[Dataset]) {
         "{k} podcasts / one podcast, same items = {:.2} (former path: {:.2})",
         times[1].as_secs_f64() / times[0].as_secs_f64(),
         times[2].as_secs_f64() / times[0].as_secs_f64()
+    ));
+    summary.push(format!(
+        "{k} podcasts / one podcast, same items, binary = {:.2}",
+        times[4].as_secs_f64() / times[3].as_secs_f64()
     ));
     println!("\nepisode ranking, medians of {ROUNDS} rounds:");
     for line in summary {

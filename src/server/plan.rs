@@ -22,7 +22,8 @@ use super::upstream::Refusal;
 use super::AppState;
 use std::collections::HashSet;
 
-use crate::search::{Filter, Hit, SearchMode};
+use crate::index::MmapIndex;
+use crate::search::{quant, Filter, Hit, SearchIndex, SearchMode};
 
 /// A podcast to search, with the query's embedding when its search is semantic.
 pub type Plan = (Arc<dyn Podcast>, Option<Arc<Vec<f32>>>);
@@ -177,22 +178,58 @@ pub fn score(
     let index = podcast.index();
     match embedding {
         Some(v) if how == SearchMode::Exact => podcast.score_all(v),
-        Some(v) => {
-            let all = index.embedded_count();
-            let mut k = episodes.saturating_mul(CANDIDATES_PER_EPISODE).max(1);
-            loop {
-                let hits = index.search_vector_in(v, k.min(all.max(1)), &Filter::all(), how)?;
-                let covered: HashSet<u32> = hits
-                    .iter()
-                    .map(|h| index.episode_of(h.index as usize))
-                    .collect();
-                if covered.len() >= episodes || k >= all {
-                    return Ok(hits);
-                }
-                k = k.saturating_mul(4);
-            }
-        }
+        Some(v) => covering(index.embedded_count(), episodes, |k| {
+            let hits = index.search_vector_in(v, k, &Filter::all(), how)?;
+            let episodes = hits.iter().map(|h| index.episode_of(h.index as usize));
+            Ok((episodes.map(u64::from).collect(), hits))
+        }),
         None => index.search_text(query, index.len(), &Filter::all()),
+    }
+}
+
+/// The best items of several archives by cosine with each one's embedding, found in one
+/// quantized search across them ([`quant::top_k_across`]): as [`score`], items until they
+/// cover `episodes` episodes of all the archives together, or every item. The hits of each
+/// archive, best first, in the order of `sources`.
+pub fn score_across(
+    sources: &[(&MmapIndex, &[f32])],
+    how: SearchMode,
+    episodes: usize,
+) -> crate::Result<Vec<Vec<Hit>>> {
+    let all = sources
+        .iter()
+        .map(|(index, _)| index.embedded_count())
+        .sum();
+    let found = covering(all, episodes, |k| {
+        let hits = quant::top_k_across(sources, k, how)?;
+        let episodes = hits.iter().map(|&(source, hit)| {
+            u64::from(source) << 32
+                | u64::from(sources[source as usize].0.episode_of(hit.index as usize))
+        });
+        Ok((episodes.collect(), hits))
+    })?;
+    let mut per_source = vec![Vec::new(); sources.len()];
+    for (source, hit) in found {
+        per_source[source as usize].push(hit);
+    }
+    Ok(per_source)
+}
+
+/// The hits of `search(k)` for the first `k` (from [`CANDIDATES_PER_EPISODE`] items per
+/// episode, four times more each round) whose hits cover `episodes` episodes, or of every
+/// one of the `all` items. `search` returns the episode of each hit beside the hits.
+fn covering<H>(
+    all: usize,
+    episodes: usize,
+    mut search: impl FnMut(usize) -> crate::Result<(HashSet<u64>, Vec<H>)>,
+) -> crate::Result<Vec<H>> {
+    let mut k = episodes.saturating_mul(CANDIDATES_PER_EPISODE).max(1);
+    loop {
+        let (covered, hits) = search(k.min(all.max(1)))?;
+        if covered.len() >= episodes || k >= all {
+            return Ok(hits);
+        }
+        k = k.saturating_mul(4);
     }
 }
 

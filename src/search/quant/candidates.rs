@@ -2,7 +2,7 @@
 //! candidates for rescoring.
 
 use super::planes::QueryPlanes;
-use super::query::quantize_query;
+use super::query::{self, quantize_query};
 use super::select::Best;
 use super::{kernel, BinaryCodes, Int8Codes};
 use crate::search::cores::on_every_core;
@@ -17,14 +17,36 @@ pub(super) fn int8<M: Matrix + ?Sized>(
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
-    let query = kernel::Int8Query::new(quantize_query(unit));
-    let d = codes.dims;
-    scan_codes(matrix, filter, candidates, |first, accepted, out| {
+    int8_across(&[(matrix, codes, unit)], candidates, filter)
+}
+
+/// The best `candidates` rows of several matrices, each with its int8 codes and its unit
+/// query, taken as one list of rows ([`scan_codes_across`]). A row's estimate is of its
+/// cosine with its matrix's query: `scale × (query codes · row codes)` counts in steps of
+/// the query's own quantization ([`query::int8_step`]), so it is multiplied by that step and
+/// the estimates of matrices with different queries (or codes) compare.
+pub(super) fn int8_across<M: Matrix + ?Sized>(
+    sources: &[(&M, Int8Codes<'_>, &[f32])],
+    candidates: usize,
+    filter: &Filter,
+) -> Vec<Hit> {
+    let queries: Vec<(kernel::Int8Query, f32)> = sources
+        .iter()
+        .map(|&(_, _, unit)| {
+            let query = kernel::Int8Query::new(quantize_query(unit));
+            (query, query::int8_step(unit))
+        })
+        .collect();
+    let matrices: Vec<&M> = sources.iter().map(|&(matrix, _, _)| matrix).collect();
+    scan_codes_across(&matrices, filter, candidates, |m, first, accepted, out| {
+        let (_, codes, _) = sources[m];
+        let (query, step) = &queries[m];
+        let d = codes.dims;
         for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
             if accepted {
                 let i = first + r;
                 let dot = query.dot(&codes.codes[i * d..(i + 1) * d]);
-                *score = codes.scales[i] * dot as f32;
+                *score = codes.scales[i] * dot as f32 * step;
             }
         }
     })
@@ -66,21 +88,50 @@ const CODE_ROWS_PER_TASK: usize = 4 * BLOCK_ROWS;
 /// scores.len()`; `accepted[r]` says whether row `first + r` is embedded and passes the
 /// filter (only those scores are read), so an estimate may skip the others. The columns are
 /// not read when every row is embedded and the filter takes all.
-///
-/// Each thread keeps its own `candidates` best ([`Best`]), which admit a large share of the
-/// first rows and then turn most rows away with one comparison; they are merged at the end.
 fn scan_codes<M: Matrix + ?Sized>(
     matrix: &M,
     filter: &Filter,
     candidates: usize,
     estimate: impl Fn(usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
-    let rows = matrix.rows().len() / matrix.row_len().max(1);
-    let every_row = scan::takes_every_row(matrix, filter);
-    let columns = matrix.columns();
-    let task = |task: usize, top: &mut Best| {
-        let end = ((task + 1) * CODE_ROWS_PER_TASK).min(rows);
-        let mut first = task * CODE_ROWS_PER_TASK;
+    scan_codes_across(&[matrix], filter, candidates, |_, first, accepted, out| {
+        estimate(first, accepted, out)
+    })
+}
+
+/// [`scan_codes`] over several matrices as one list of rows: row `r` of `matrices[m]` is
+/// row `first_row(matrices, m) + r` of the list, and the best `candidates` of the whole list
+/// are kept. `estimate(m, first, accepted, scores)` scores rows of `matrices[m]`, on one
+/// scale for every matrix.
+///
+/// The rows of every matrix are one pool of tasks, so the cores stay busy across matrices of
+/// any size, and each thread keeps its own `candidates` best ([`Best`]), which admit a large
+/// share of the first rows and then turn most rows away with one comparison; they are merged
+/// at the end.
+pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
+    matrices: &[&M],
+    filter: &Filter,
+    candidates: usize,
+    estimate: impl Fn(usize, usize, &[bool], &mut [f32]) + Sync,
+) -> Vec<Hit> {
+    // (matrix, first row of the task, first row of the matrix in the list)
+    let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
+    let mut offset = 0;
+    for (m, matrix) in matrices.iter().enumerate() {
+        let rows = row_count(*matrix);
+        tasks.extend(
+            (0..rows)
+                .step_by(CODE_ROWS_PER_TASK)
+                .map(|first| (m, first, offset)),
+        );
+        offset += rows;
+    }
+    let task = |t: usize, top: &mut Best| {
+        let (m, mut first, offset) = tasks[t];
+        let matrix = matrices[m];
+        let end = (first + CODE_ROWS_PER_TASK).min(row_count(matrix));
+        let every_row = scan::takes_every_row(matrix, filter);
+        let columns = matrix.columns();
         while first < end {
             let len = (end - first).min(BLOCK_ROWS);
             let mut accepted = [true; BLOCK_ROWS];
@@ -94,16 +145,20 @@ fn scan_codes<M: Matrix + ?Sized>(
             if accepted.iter().any(|&a| a) {
                 let mut scores = [f32::NAN; BLOCK_ROWS];
                 let scores = &mut scores[..len];
-                estimate(first, accepted, scores);
+                estimate(m, first, accepted, scores);
                 for (r, (&accepted, &score)) in accepted.iter().zip(scores.iter()).enumerate() {
                     if accepted && score.is_finite() {
-                        top.push((first + r) as u32, score);
+                        top.push((offset + first + r) as u32, score);
                     }
                 }
             }
             first += len;
         }
     };
-    let tasks = rows.div_ceil(CODE_ROWS_PER_TASK);
-    on_every_core(tasks, || Best::new(candidates), task, Best::merge).into_sorted()
+    on_every_core(tasks.len(), || Best::new(candidates), task, Best::merge).into_sorted()
+}
+
+/// Rows of `matrix`.
+pub(super) fn row_count<M: Matrix + ?Sized>(matrix: &M) -> usize {
+    matrix.rows().len() / matrix.row_len().max(1)
 }

@@ -20,9 +20,11 @@
 //!
 //! Here: the size rules and the passes of a quantized search (code scan, narrowing,
 //! rescoring). Beside it: `mode` (the modes and their oversampling), `query` (the query's
-//! codes), `candidates` (the code scans), [`kernel`] and [`planes`] (the int8 and sign-bit
-//! kernels) and `select` (candidate selection).
+//! codes), `candidates` (the code scans), `across` (one search across several matrices),
+//! [`kernel`] and [`planes`] (the int8 and sign-bit kernels) and `select` (candidate
+//! selection).
 
+mod across;
 mod candidates;
 pub mod kernel;
 mod mode;
@@ -45,6 +47,7 @@ mod test_rng {
     }
 }
 
+pub use across::{joins_across, served_mode_across, top_k_across};
 pub use mode::{SearchMode, UnknownMode, BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
 pub use query::quantize_query;
 

@@ -5,6 +5,17 @@ pub fn quantize_query(unit: &[f32]) -> Vec<i8> {
     query_codes(unit, super::kernel::QUERY_CODE_MAX)
 }
 
+/// What one unit of a dot product with [`quantize_query`]`(unit)` is worth: the scale that
+/// took `unit` to its codes, inverted (`max |unit_j| / 127`; 0 when the codes are all zeros).
+pub fn int8_step(unit: &[f32]) -> f32 {
+    let max = unit.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    if max.is_finite() {
+        max / f32::from(super::kernel::QUERY_CODE_MAX)
+    } else {
+        0.0
+    }
+}
+
 /// `unit` scaled so its largest component is `±top` and rounded to integers (half away from
 /// zero, as `f32::round`); all zeros when `unit` is zero or not finite.
 ///

@@ -6,7 +6,8 @@
 //! one is answered 400), else as the server's `SEARCH_MODE`; see [`score`]. An exact search
 //! of archives keeps only the best hits of each episode while it scans
 //! ([`search::best`]), never a hit per item; the archives of a cross-podcast search are
-//! scanned in one parallel pass ([`scan::best_per_episode_across`]).
+//! scanned in one parallel pass ([`scan::best_per_episode_across`]), or in a quantized mode
+//! their codes in one code scan across them ([`quant::top_k_across`]).
 //!
 //! When the query embedding cannot be had in time (the embeddings API down, failing, busy, or
 //! its breaker open), the search is answered lexically within the wait, and says so
@@ -28,7 +29,7 @@ use crate::server::api::{EpisodeOut, EpisodesOut, SearchRequest};
 use crate::server::catalog::Podcast;
 use crate::server::error::ApiError;
 use crate::server::extract::ApiJson;
-use crate::server::plan::{embedding_deadline, mode, score, Plan};
+use crate::server::plan::{embedding_deadline, mode, score, score_across, Plan};
 
 /// The response header saying how a search was answered (`semantic`, `lexical`, `mixed`).
 pub const SEARCH_MODE_HEADER: &str = "x-podmap-search-mode";
@@ -128,7 +129,7 @@ fn rank(
     offset: usize,
     page_size: usize,
 ) -> crate::Result<(Vec<EpisodeOut>, usize)> {
-    let lists = episode_lists(plans, query, how, offset.saturating_add(page_size))?;
+    let lists = episode_lists(plans, query, how, fusion, offset.saturating_add(page_size))?;
     let mut page = search::rank_lists(&lists, fusion, offset, page_size)?;
     if how != SearchMode::Exact {
         page.total = full_total(&lists, plans, page.total);
@@ -144,46 +145,79 @@ fn rank(
     Ok((episodes, page.total))
 }
 
-/// The ranked episodes of each plan, in plan order. Exact vector searches of archives keep
-/// the best hits per episode while they scan: one archive in a pass shared with concurrent
+/// The ranked episodes of each plan, in plan order.
+///
+/// Several vector searches of archives are one pass where they can be. An exact search keeps
+/// the best hits per episode while it scans: one archive in a pass shared with concurrent
 /// searches of it, several in one pass over all their matrices. An archive too small for its
 /// codes to pay ([`quant::served_mode`]) is scanned exactly whatever the mode, so it joins
-/// that pass: a cross-podcast search of many small podcasts in the default binary mode is
-/// one pass, not a search per podcast (16 podcasts of 750 × 768 on 2 cores: 0.69 ms against
-/// 0.88 ms). Every other search (lexical, quantized, or of a podcast loaded from JSON) is
-/// grouped from its hits; a quantized one asks for enough of them to cover `page_end`
-/// episodes and one more.
+/// that pass. A quantized search of several archives whose rows together are enough for the
+/// codes to pay is one code scan across them all ([`quant::top_k_across`]), which takes
+/// every archive not large enough for a sign-bit scan of its own. Every other search
+/// (lexical, a large archive's sign-bit scan, or a podcast loaded from JSON) is grouped from
+/// its hits; a quantized one asks for enough of them to cover `page_end` episodes and one
+/// more.
+///
+/// The pass across archives ranks their items on one scale, so it runs only when every plan
+/// is ranked by score: fused ranks need each podcast's own list.
 fn episode_lists<'a>(
     plans: &'a [Plan],
     query: &str,
     how: SearchMode,
+    fusion: Fusion,
     page_end: usize,
 ) -> crate::Result<Vec<EpisodeList<'a>>> {
-    let scanned: Vec<(usize, &MmapIndex, &[f32])> = plans
+    let episodes = page_end.saturating_add(1);
+    let vectors: Vec<(usize, &MmapIndex, &[f32], SearchMode)> = plans
         .iter()
         .enumerate()
         .filter_map(|(i, (podcast, embedding))| {
             let index = podcast.mapped()?;
-            let exactly = quant::served_mode(how, index.matrix().len()) == SearchMode::Exact;
-            Some((i, index, embedding.as_deref()?.as_slice())).filter(|_| exactly)
+            let served = quant::served_mode(how, index.matrix().len());
+            Some((i, index, embedding.as_deref()?.as_slice(), served))
         })
         .collect();
     let mut lists: Vec<Option<EpisodeList>> = plans.iter().map(|_| None).collect();
-    if let [(i, _, v)] = scanned[..] {
-        let podcast = &plans[i].0;
-        let best = podcast.best_per_episode(v)?;
-        lists[i] = Some(EpisodeList::from_scan(podcast.index(), best, v));
-    } else if !scanned.is_empty() {
-        let sources: Vec<(&MmapIndex, &[f32])> = scanned.iter().map(|&(_, m, v)| (m, v)).collect();
-        let mut per_source = vec![Vec::new(); scanned.len()];
-        for best in scan::best_per_episode_across(&sources)? {
-            per_source[best.source as usize].push(best);
+    let across: Vec<(usize, &MmapIndex, &[f32])> = vectors
+        .iter()
+        .filter(|&&(_, index, _, _)| quant::joins_across(how, index.matrix().len()))
+        .map(|&(i, index, v, _)| (i, index, v))
+        .collect();
+    let floats = across
+        .iter()
+        .map(|(_, index, _)| index.matrix().len())
+        .sum();
+    if across.len() > 1
+        && fusion == Fusion::Scores
+        && quant::served_mode_across(how, floats) != SearchMode::Exact
+    {
+        let sources: Vec<(&MmapIndex, &[f32])> = across.iter().map(|&(_, m, v)| (m, v)).collect();
+        let hits = score_across(&sources, how, episodes)?;
+        for (&(i, index, _), hits) in across.iter().zip(hits) {
+            lists[i] = Some(EpisodeList::from_hits(index, hits));
         }
-        for (&(i, _, v), best) in scanned.iter().zip(per_source) {
-            lists[i] = Some(EpisodeList::from_scan(plans[i].0.index(), best, v));
+    } else {
+        let exact: Vec<(usize, &MmapIndex, &[f32])> = vectors
+            .iter()
+            .filter(|v| v.3 == SearchMode::Exact)
+            .map(|&(i, index, v, _)| (i, index, v))
+            .collect();
+        if let [(i, _, v)] = exact[..] {
+            let podcast = &plans[i].0;
+            let best = podcast.best_per_episode(v)?;
+            lists[i] = Some(EpisodeList::from_scan(podcast.index(), best, v));
+        } else if !exact.is_empty() {
+            let sources: Vec<(&MmapIndex, &[f32])> =
+                exact.iter().map(|&(_, m, v)| (m, v)).collect();
+            let mut per_source = vec![Vec::new(); exact.len()];
+            for best in scan::best_per_episode_across(&sources)? {
+                per_source[best.source as usize].push(best);
+            }
+            for (&(i, _, v), best) in exact.iter().zip(per_source) {
+                lists[i] = Some(EpisodeList::from_scan(plans[i].0.index(), best, v));
+            }
         }
     }
-    let episodes = page_end.saturating_add(1);
     plans
         .iter()
         .zip(lists)
