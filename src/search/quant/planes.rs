@@ -23,8 +23,9 @@
 pub const QUERY_CODE_MAX: i8 = 7;
 
 /// Planes are padded with zero bytes to a multiple of this, so a SIMD step never reads past
-/// them (the row's bits are read only within the row: its tail goes through the portable
-/// kernel).
+/// them, and the padding counts nothing. The row's bits are read only within the row: the
+/// AVX-512 kernel's last step masks its load, the AVX2 kernel's tail goes through the
+/// portable one.
 const PLANE_ALIGN: usize = 64;
 
 /// Which kernel scores rows, chosen once per query from the CPU's features.
@@ -161,7 +162,8 @@ impl QueryPlanes {
             // every plane holds at least `bits.len()` bytes.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { x86::weighted_avx2(planes, bits) },
-            // SAFETY: as above.
+            // SAFETY: as above; and every plane holds `bits.len()` (the stride) rounded up to
+            // `PLANE_ALIGN` (64) bytes, zero beyond it.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { x86::weighted_avx512(planes, bits) },
         };
@@ -181,8 +183,8 @@ impl QueryPlanes {
         if self.kernel == Kernel::Avx512 {
             let planes = [self.plane(0), self.plane(1), self.plane(2), self.plane(3)];
             // SAFETY: `with_kernel` asserted that this CPU supports the kernel's features;
-            // every plane holds at least `stride` bytes, and `bits` holds `out.len()` rows
-            // of `stride` bytes (asserted above).
+            // every plane holds `stride` rounded up to `PLANE_ALIGN` (64) bytes, zero beyond
+            // `stride`, and `bits` holds `out.len()` rows of `stride` bytes (asserted above).
             unsafe { x86::weighted_rows_avx512(planes, bits, s, out) };
             for score in out.iter_mut() {
                 *score -= self.offset;
@@ -282,21 +284,21 @@ mod x86 {
     }
 
     /// AVX-512 [`super::weighted_portable`]: 64 bytes per step, per-byte popcounts by
-    /// `vpopcntb`, weighted by doubling (`((8·c3 + 4·c2) + 2·c1) + c0` as `2·(2·(2·c3 + c2)
-    /// + c1) + c0`, at most 120 a byte), widened by `vpsadbw` once per step.
+    /// `vpopcntb`, weighted by doubling (`((8·c3 + 4·c2) + 2·c1) + c0` as
+    /// `2·(2·(2·c3 + c2) + c1) + c0`, at most 120 a byte), widened by `vpsadbw` once per
+    /// step. A row whose length is not a multiple of 64 ends in one masked step (768
+    /// dimensions are 96 bytes, 384 are 48), not in the portable kernel.
     ///
     /// # Safety
     /// The CPU must support `avx512bw` and `avx512bitalg`, and every plane must hold at least
-    /// `bits.len()` bytes.
+    /// `bits.len()` rounded up to a multiple of 64 bytes, zero beyond `bits.len()`.
     #[target_feature(enable = "avx512bw,avx512bitalg")]
     pub unsafe fn weighted_avx512(planes: [&[u8]; 4], bits: &[u8]) -> u32 {
         let n = bits.len();
-        debug_assert!(planes.iter().all(|p| p.len() >= n));
-        let full = n / 64 * 64;
-        // SAFETY: one row of `n` bytes at `bits`, planes of at least `n` bytes.
-        let [sum] = unsafe { rows_avx512::<1>(planes, bits.as_ptr(), n, full) };
-        let tail = super::weighted_portable(planes.map(|p| &p[full..]), &bits[full..]);
-        sum + tail
+        debug_assert!(planes.iter().all(|p| p.len() >= n.next_multiple_of(64)));
+        // SAFETY: one row of `n` bytes at `bits`, planes as the caller promised.
+        let [sum] = unsafe { rows_avx512::<1>(planes, bits.as_ptr(), n) };
+        sum
     }
 
     /// [`weighted_avx512`] of `out.len()` consecutive rows of `stride` bytes in `bits`,
@@ -304,7 +306,8 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU must support `avx512bw` and `avx512bitalg`; every plane must hold at least
-    /// `stride` bytes and `bits` exactly `out.len() × stride`.
+    /// `stride` rounded up to a multiple of 64 bytes, zero beyond `stride`, and `bits` exactly
+    /// `out.len() × stride`.
     #[target_feature(enable = "avx512bw,avx512bitalg")]
     pub unsafe fn weighted_rows_avx512(
         planes: [&[u8]; 4],
@@ -313,40 +316,33 @@ mod x86 {
         out: &mut [i32],
     ) {
         debug_assert_eq!(bits.len(), out.len() * stride);
-        debug_assert!(planes.iter().all(|p| p.len() >= stride));
-        let full = stride / 64 * 64;
+        debug_assert!(planes
+            .iter()
+            .all(|p| p.len() >= stride.next_multiple_of(64)));
         let mut row = 0;
         while row < out.len() {
             let at = bits.as_ptr().wrapping_add(row * stride);
-            let sums: [u32; 4];
-            let taken = if out.len() - row >= 4 {
-                // SAFETY: rows `row..row + 4` lie within `bits`.
-                sums = unsafe { rows_avx512::<4>(planes, at, stride, full) };
-                4
+            if out.len() - row >= 4 {
+                // SAFETY: rows `row..row + 4` lie within `bits`; planes as promised.
+                let sums = unsafe { rows_avx512::<4>(planes, at, stride) };
+                for (out, sum) in out[row..row + 4].iter_mut().zip(sums) {
+                    *out = sum as i32;
+                }
+                row += 4;
             } else {
-                // SAFETY: row `row` lies within `bits`.
-                let [one] = unsafe { rows_avx512::<1>(planes, at, stride, full) };
-                sums = [one, 0, 0, 0];
-                1
-            };
-            for (r, &sum) in sums[..taken].iter().enumerate() {
-                let start = (row + r) * stride;
-                let tail = if full < stride {
-                    super::weighted_portable(
-                        planes.map(|p| &p[full..stride]),
-                        &bits[start + full..start + stride],
-                    )
-                } else {
-                    0
-                };
-                out[row + r] = (sum + tail) as i32;
+                // SAFETY: row `row` lies within `bits`; planes as promised.
+                let [sum] = unsafe { rows_avx512::<1>(planes, at, stride) };
+                out[row] = sum as i32;
+                row += 1;
             }
-            row += taken;
         }
     }
 
-    /// The 64-byte steps (`0..full`) of `R` rows `stride` bytes apart from `rows`: each
-    /// step loads the four planes' bytes once for all `R` rows.
+    /// The weighted sums of `R` rows of `len` bytes, `stride` bytes apart from `rows`, in
+    /// 64-byte steps: each step loads the four planes' bytes once for all `R` rows. The last
+    /// step of a row whose length is not a multiple of 64 loads only the row's bytes (a
+    /// masked load reads nothing beyond them, so it cannot fault), and the planes' zero
+    /// padding counts nothing for the bytes it leaves clear.
     ///
     /// Each plane's per-byte popcounts are summed in bytes over up to [`STEPS_PER_FLUSH`]
     /// steps (at most 8 a step, so at most 248), and only then widened by `vpsadbw` and
@@ -354,26 +350,31 @@ mod x86 {
     /// add) and the weighting is paid once per row, not once per step.
     ///
     /// # Safety
-    /// The CPU must support `avx512bw` and `avx512bitalg`; `full` is a multiple of 64; the
-    /// `R` rows' first `full` bytes and the planes' first `full` bytes must be readable.
+    /// The CPU must support `avx512bw` and `avx512bitalg`; the `R` rows' first `stride` bytes
+    /// must be readable, and the planes' first `stride` rounded up to a multiple of 64 bytes,
+    /// zero beyond `stride`.
     #[inline]
     #[target_feature(enable = "avx512bw,avx512bitalg")]
     unsafe fn rows_avx512<const R: usize>(
         planes: [&[u8]; 4],
         rows: *const u8,
         stride: usize,
-        full: usize,
     ) -> [u32; R] {
         let zero = _mm512_setzero_si512();
         let [p0, p1, p2, p3] = planes;
         let mut total = [zero; R];
         let mut at = 0;
-        while at < full {
-            let end = (at + 64 * STEPS_PER_FLUSH).min(full);
+        while at < stride {
+            let end = (at + 64 * STEPS_PER_FLUSH).min(stride);
             let mut counts = [[zero; 4]; R];
             while at < end {
-                // SAFETY: `at + 64 <= full`, within every plane (the caller's contract);
-                // unaligned loads.
+                // All 64 bytes of a whole step, the row's remaining bytes of the last.
+                let mask: __mmask64 = match stride - at {
+                    64.. => !0,
+                    left => (1u64 << left) - 1,
+                };
+                // SAFETY: `at < stride`, so `at + 64` is within every plane's rounded-up
+                // length (the caller's contract); unaligned loads.
                 let (q0, q1, q2, q3) = unsafe {
                     (
                         _mm512_loadu_si512(p0.as_ptr().add(at).cast()),
@@ -383,9 +384,12 @@ mod x86 {
                     )
                 };
                 for (r, [c0, c1, c2, c3]) in counts.iter_mut().enumerate() {
-                    // SAFETY: within row `r`'s first `full` bytes (the caller's contract).
-                    let x = unsafe { _mm512_loadu_si512(rows.add(r * stride + at).cast()) };
-                    // The top plane counts where the row is clear (`!r & P3`).
+                    // SAFETY: the mask keeps the load within row `r`'s first `stride` bytes
+                    // (the caller's contract); masked-off bytes are not read and are zero.
+                    let x =
+                        unsafe { _mm512_maskz_loadu_epi8(mask, rows.add(r * stride + at).cast()) };
+                    // The top plane counts where the row is clear (`!r & P3`); beyond the
+                    // row, the plane is zero.
                     *c3 = _mm512_add_epi8(*c3, _mm512_popcnt_epi8(_mm512_andnot_si512(x, q3)));
                     *c2 = _mm512_add_epi8(*c2, _mm512_popcnt_epi8(_mm512_and_si512(x, q2)));
                     *c1 = _mm512_add_epi8(*c1, _mm512_popcnt_epi8(_mm512_and_si512(x, q1)));
@@ -496,7 +500,7 @@ mod tests {
             }
         }
         for n in [
-            1usize, 64, 500, 512, 520, 1024, 3072, 3080, 15_872, 15_880, 40_000,
+            1usize, 64, 384, 500, 512, 520, 768, 1024, 3072, 3080, 15_872, 15_880, 40_000,
         ] {
             let stride = n.div_ceil(8);
             let q: Vec<i8> = (0..n).map(|_| (rng.next() % 16) as i8 - 8).collect();
@@ -514,6 +518,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Rows that end where readable memory ends: every kernel reads only the row's bytes,
+    /// whatever its length's tail past the 64-byte steps (768 components are 96 bytes, 384
+    /// are 48), so none touches the unreadable page after it.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn rows_ending_against_an_unreadable_page_are_read_within() {
+        let page = 4096;
+        // SAFETY: a fresh private anonymous mapping of two pages, not aliased; the second is
+        // made unreadable before any use, and the mapping is unmapped at the end.
+        let base = unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            assert_eq!(
+                libc::mprotect(base.cast::<u8>().add(page).cast(), page, libc::PROT_NONE),
+                0
+            );
+            base.cast::<u8>()
+        };
+        // SAFETY: the first page is readable and writable, and only this test uses it.
+        let first = unsafe { std::slice::from_raw_parts_mut(base, page) };
+        let mut rng = Rng(0x3c6e_f372_fe94_f82b);
+        first.iter_mut().for_each(|b| *b = rng.next() as u8);
+        for n in [8usize, 384, 520, 768, 1000, 3072] {
+            let stride = n.div_ceil(8);
+            let rows = 5;
+            let bits = &first[page - rows * stride..];
+            let q: Vec<i8> = (0..n).map(|_| (rng.next() % 16) as i8 - 8).collect();
+            let want: Vec<i32> = bits
+                .chunks_exact(stride)
+                .map(|row| reference(&q, row))
+                .collect();
+            for kernel in Kernel::available() {
+                let planes = QueryPlanes::from_codes(&q, kernel);
+                let mut out = vec![0; rows];
+                planes.score_rows(bits, &mut out);
+                assert_eq!(out, want, "{kernel:?}, n = {n}");
+                assert_eq!(planes.score(&bits[(rows - 1) * stride..]), want[rows - 1]);
+            }
+        }
+        // SAFETY: the mapping made above, no longer borrowed.
+        assert_eq!(unsafe { libc::munmap(base.cast(), 2 * page) }, 0);
     }
 
     #[test]
