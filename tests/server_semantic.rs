@@ -254,7 +254,8 @@ fn six_podcasts(root: &std::path::Path) -> Vec<String> {
 }
 
 /// A cross-podcast search of podcasts that are each too small for their codes but together
-/// are not is one code scan across them in `int8` and `binary` mode, and ranks the same
+/// are not is one code scan across them in `int8` and `binary` mode (their rows together
+/// are under `BINARY_MIN_FLOATS`, so both scan the int8 codes), and ranks the same
 /// episodes with the same scores and totals as the exact pass. Its positions come from the
 /// hits it rescored (as for any quantized search), which the exact pass does not limit: that
 /// they differ somewhere shows the code scan answered.

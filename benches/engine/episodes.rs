@@ -72,12 +72,10 @@ fn new_page(indexes: &[&MmapIndex], query: &[f32]) -> usize {
 /// route's search asks for as many hits as here, and on these podcasts it covers the page.
 fn quantized_page(indexes: &[&MmapIndex], query: &[f32], mode: SearchMode) -> usize {
     let k = (PAGE + 1) * 8;
-    let (joined, mut alone): (Vec<&MmapIndex>, Vec<&MmapIndex>) = indexes
-        .iter()
-        .partition(|index| quant::joins_across(mode, index.matrix().len()));
+    let (joined, mut alone): (Vec<&MmapIndex>, Vec<&MmapIndex>) = (indexes.to_vec(), Vec::new());
     let floats = joined.iter().map(|index| index.matrix().len()).sum();
     let mut lists: Vec<EpisodeList> = Vec::new();
-    if joined.len() > 1 && quant::served_mode_across(mode, floats) != SearchMode::Exact {
+    if joined.len() > 1 && quant::served_mode(mode, floats) != SearchMode::Exact {
         let sources: Vec<(&MmapIndex, &[f32])> = joined.iter().map(|&i| (i, query)).collect();
         let mut per_source = vec![Vec::new(); joined.len()];
         for (source, hit) in quant::top_k_across(&sources, k, mode).unwrap() {

@@ -2,9 +2,9 @@
 //! candidates for rescoring.
 
 use super::planes::QueryPlanes;
-use super::query::{self, quantize_query};
+use super::query::Int8Cosine;
 use super::select::Best;
-use super::{kernel, BinaryCodes, Int8Codes};
+use super::{BinaryCodes, Int8Codes};
 use crate::search::cores::on_every_core;
 use crate::search::scan::{self, Matrix};
 use crate::search::{Filter, Hit};
@@ -17,36 +17,29 @@ pub(super) fn int8<M: Matrix + ?Sized>(
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
-    int8_across(&[(matrix, codes, unit)], candidates, filter)
+    int8_across(
+        &[(matrix, codes, &Int8Cosine::new(unit))],
+        candidates,
+        filter,
+    )
 }
 
-/// The best `candidates` rows of several matrices, each with its int8 codes and its unit
-/// query, taken as one list of rows ([`scan_codes_across`]). A row's estimate is of its
-/// cosine with its matrix's query: `scale × (query codes · row codes)` counts in steps of
-/// the query's own quantization ([`query::int8_step`]), so it is multiplied by that step and
-/// the estimates of matrices with different queries (or codes) compare.
+/// The best `candidates` rows of several matrices, each with its int8 codes and its query,
+/// taken as one list of rows ([`scan_codes_across`]). Estimates are of cosines
+/// ([`Int8Cosine`]), so those of matrices with different queries (or codes) compare.
 pub(super) fn int8_across<M: Matrix + ?Sized>(
-    sources: &[(&M, Int8Codes<'_>, &[f32])],
+    sources: &[(&M, Int8Codes<'_>, &Int8Cosine)],
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
-    let queries: Vec<(kernel::Int8Query, f32)> = sources
-        .iter()
-        .map(|&(_, _, unit)| {
-            let query = kernel::Int8Query::new(quantize_query(unit));
-            (query, query::int8_step(unit))
-        })
-        .collect();
     let matrices: Vec<&M> = sources.iter().map(|&(matrix, _, _)| matrix).collect();
     scan_codes_across(&matrices, filter, candidates, |m, first, accepted, out| {
-        let (_, codes, _) = sources[m];
-        let (query, step) = &queries[m];
+        let (_, codes, query) = sources[m];
         let d = codes.dims;
         for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
             if accepted {
                 let i = first + r;
-                let dot = query.dot(&codes.codes[i * d..(i + 1) * d]);
-                *score = codes.scales[i] * dot as f32 * step;
+                *score = query.cosine(codes.scales[i], &codes.codes[i * d..(i + 1) * d]);
             }
         }
     })
@@ -76,13 +69,14 @@ pub(super) fn binary<M: Matrix + ?Sized>(
 }
 
 /// Rows a code scan hands to its estimate at once.
-const BLOCK_ROWS: usize = 64;
+pub(super) const BLOCK_ROWS: usize = 64;
 
 /// Rows of a code scan's task: small enough that the threads share the last of the work
 /// evenly, large enough that taking a task is rare.
 const CODE_ROWS_PER_TASK: usize = 4 * BLOCK_ROWS;
 
-/// Scores every embedded row that passes `filter` and keeps the best `candidates`.
+/// Scores every embedded row that passes `filter` and returns the best `candidates`, in no
+/// particular order.
 ///
 /// `estimate(first, accepted, scores)` scores the block of rows `first..first +
 /// scores.len()`; `accepted[r]` says whether row `first + r` is embedded and passes the
@@ -100,8 +94,8 @@ fn scan_codes<M: Matrix + ?Sized>(
 }
 
 /// [`scan_codes`] over several matrices as one list of rows: row `r` of `matrices[m]` is
-/// row `first_row(matrices, m) + r` of the list, and the best `candidates` of the whole list
-/// are kept. `estimate(m, first, accepted, scores)` scores rows of `matrices[m]`, on one
+/// row `r` plus the rows of the matrices before it, and the best `candidates` of the whole
+/// list are returned, in no particular order (they are scored again). `estimate(m, first, accepted, scores)` scores rows of `matrices[m]`, on one
 /// scale for every matrix.
 ///
 /// The rows of every matrix are one pool of tasks, so the cores stay busy across matrices of
@@ -155,7 +149,7 @@ pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
             first += len;
         }
     };
-    on_every_core(tasks.len(), || Best::new(candidates), task, Best::merge).into_sorted()
+    on_every_core(tasks.len(), || Best::new(candidates), task, Best::merge).into_kept()
 }
 
 /// Rows of `matrix`.

@@ -47,7 +47,7 @@ mod test_rng {
     }
 }
 
-pub use across::{joins_across, served_mode_across, top_k_across};
+pub use across::{top_k_across, top_k_across_by_codes};
 pub use mode::{SearchMode, UnknownMode, BINARY_OVERSAMPLE, INT8_OVERSAMPLE};
 pub use query::quantize_query;
 

@@ -5,6 +5,30 @@ pub fn quantize_query(unit: &[f32]) -> Vec<i8> {
     query_codes(unit, super::kernel::QUERY_CODE_MAX)
 }
 
+/// A unit query's int8 codes that estimate cosines: the dot product with a row's codes,
+/// times the row's scale and the query's [`int8_step`]. Estimates of rows of different
+/// matrices, or against different queries, compare.
+#[derive(Debug, Clone)]
+pub struct Int8Cosine {
+    query: super::kernel::Int8Query,
+    step: f32,
+}
+
+impl Int8Cosine {
+    pub fn new(unit: &[f32]) -> Self {
+        Int8Cosine {
+            query: super::kernel::Int8Query::new(quantize_query(unit)),
+            step: int8_step(unit),
+        }
+    }
+
+    /// The estimated cosine of the row `≈ scale × codes`.
+    #[inline]
+    pub fn cosine(&self, scale: f32, codes: &[i8]) -> f32 {
+        scale * self.query.dot(codes) as f32 * self.step
+    }
+}
+
 /// What one unit of a dot product with [`quantize_query`]`(unit)` is worth: the scale that
 /// took `unit` to its codes, inverted (`max |unit_j| / 127`; 0 when the codes are all zeros).
 pub fn int8_step(unit: &[f32]) -> f32 {

@@ -65,6 +65,14 @@ impl Best {
         self
     }
 
+    /// The best `keep`, in no particular order: for candidates that are scored again, whose
+    /// order does not matter (sorting the 1,760 candidates of a binary search for a page of
+    /// ten episodes took a sixth of the search).
+    pub fn into_kept(mut self) -> Vec<Hit> {
+        self.shrink();
+        self.hits
+    }
+
     /// Best first.
     pub fn into_sorted(mut self) -> Vec<Hit> {
         self.hits.sort_unstable_by(best_first);
@@ -99,7 +107,11 @@ mod tests {
                 parts[i * 3 / scores.len()].push(i as u32, s);
             }
             let merged = parts.into_iter().reduce(Best::merge).unwrap();
-            assert_eq!(merged.into_sorted(), heap.into_sorted(), "keep {keep}");
+            let mut kept = merged.clone().into_kept();
+            kept.sort_unstable_by(best_first);
+            let sorted = merged.into_sorted();
+            assert_eq!(kept, sorted, "keep {keep}: the same hits, unsorted");
+            assert_eq!(sorted, heap.into_sorted(), "keep {keep}");
         }
     }
 }

@@ -152,11 +152,10 @@ fn rank(
 /// searches of it, several in one pass over all their matrices. An archive too small for its
 /// codes to pay ([`quant::served_mode`]) is scanned exactly whatever the mode, so it joins
 /// that pass. A quantized search of several archives whose rows together are enough for the
-/// codes to pay is one code scan across them all ([`quant::top_k_across`]), which takes
-/// every archive not large enough for a sign-bit scan of its own. Every other search
-/// (lexical, a large archive's sign-bit scan, or a podcast loaded from JSON) is grouped from
-/// its hits; a quantized one asks for enough of them to cover `page_end` episodes and one
-/// more.
+/// codes to pay is one code scan across them all ([`quant::top_k_across`]). Every other
+/// search (lexical, a quantized one of one archive, or of a podcast loaded from JSON) is
+/// grouped from its hits; a quantized one asks for enough of them to cover `page_end`
+/// episodes and one more.
 ///
 /// The pass across archives ranks their items on one scale, so it runs only when every plan
 /// is ranked by score: fused ranks need each podcast's own list.
@@ -178,22 +177,14 @@ fn episode_lists<'a>(
         })
         .collect();
     let mut lists: Vec<Option<EpisodeList>> = plans.iter().map(|_| None).collect();
-    let across: Vec<(usize, &MmapIndex, &[f32])> = vectors
-        .iter()
-        .filter(|&&(_, index, _, _)| quant::joins_across(how, index.matrix().len()))
-        .map(|&(i, index, v, _)| (i, index, v))
-        .collect();
-    let floats = across
-        .iter()
-        .map(|(_, index, _)| index.matrix().len())
-        .sum();
-    if across.len() > 1
+    let floats = vectors.iter().map(|v| v.1.matrix().len()).sum();
+    if vectors.len() > 1
         && fusion == Fusion::Scores
-        && quant::served_mode_across(how, floats) != SearchMode::Exact
+        && quant::served_mode(how, floats) != SearchMode::Exact
     {
-        let sources: Vec<(&MmapIndex, &[f32])> = across.iter().map(|&(_, m, v)| (m, v)).collect();
+        let sources: Vec<(&MmapIndex, &[f32])> = vectors.iter().map(|v| (v.1, v.2)).collect();
         let hits = score_across(&sources, how, episodes)?;
-        for (&(i, index, _), hits) in across.iter().zip(hits) {
+        for (&(i, index, _, _), hits) in vectors.iter().zip(hits) {
             lists[i] = Some(EpisodeList::from_hits(index, hits));
         }
     } else {
