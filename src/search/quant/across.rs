@@ -15,6 +15,8 @@
 //! components where the row lies above its own matrix's mean, which says nothing of the same
 //! sum in another matrix; [`Calibration`] turns it into an estimate of the cosine.
 
+use std::collections::HashMap;
+
 use super::candidates::{self, row_count, scan_codes_across};
 use super::planes::{self, QueryPlanes};
 use super::query::Int8Cosine;
@@ -23,8 +25,6 @@ use super::{
     best_of, served_candidates, served_mode, BinaryCodes, Int8Codes, Quantized, SearchMode,
     NARROW_OVERSAMPLE,
 };
-use std::collections::HashMap;
-
 use crate::error::Result;
 use crate::search::scan::{self, Matrix};
 use crate::search::{kernel, Filter, Hit};
@@ -32,9 +32,8 @@ use crate::search::{kernel, Filter, Hit};
 /// The top `k` rows by cosine across `sources` (each a matrix and its query), best first, as
 /// `(place of the matrix in sources, hit)`, ties to the earlier matrix and then the lower
 /// row. Scores are exact, as [`super::top_k`]'s are. The mode and the number of candidates
-/// are those [`super::top_k`] would take for one matrix of all the rows;
-/// when a matrix lacks the codes, or the candidates would be (nearly) every row, every row
-/// is scored exactly.
+/// are those [`super::top_k`] would take for one matrix of all the rows; when a matrix lacks
+/// the codes, or the candidates would be (nearly) every row, every row is scored exactly.
 pub fn top_k_across<M: Quantized + ?Sized>(
     sources: &[(&M, &[f32])],
     k: usize,
@@ -286,8 +285,7 @@ impl Calibration {
     /// For a unit query whose 4-bit codes sum to `code_sum`, and a matrix's `mean`.
     fn new(unit: &[f32], code_sum: i32, mean: &[f32]) -> Self {
         let d = unit.len().max(1) as f32;
-        let step =
-            unit.iter().fold(0.0f32, |m, x| m.max(x.abs())) / f32::from(planes::QUERY_CODE_MAX);
+        let step = super::query::code_step(unit, planes::QUERY_CODE_MAX);
         let qm = kernel::dot(unit, mean);
         let mm = kernel::dot(mean, mean);
         let alpha = ((1.0 - mm).max(0.0) / d * std::f32::consts::FRAC_2_PI).sqrt();

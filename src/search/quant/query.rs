@@ -32,9 +32,15 @@ impl Int8Cosine {
 /// What one unit of a dot product with [`quantize_query`]`(unit)` is worth: the scale that
 /// took `unit` to its codes, inverted (`max |unit_j| / 127`; 0 when the codes are all zeros).
 pub fn int8_step(unit: &[f32]) -> f32 {
+    code_step(unit, super::kernel::QUERY_CODE_MAX)
+}
+
+/// What one unit of [`query_codes`]`(unit, top)` is worth in `unit`'s terms: `max |unit_j| /
+/// top`, 0 when the codes are all zeros.
+pub(super) fn code_step(unit: &[f32], top: i8) -> f32 {
     let max = unit.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     if max.is_finite() {
-        max / f32::from(super::kernel::QUERY_CODE_MAX)
+        max / f32::from(top)
     } else {
         0.0
     }
