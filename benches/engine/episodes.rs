@@ -45,60 +45,59 @@ fn old_page(indexes: &[&MmapIndex], query: &[f32]) -> usize {
 
 /// The page the search answers now: one pass keeping each episode's best hits.
 fn new_page(indexes: &[&MmapIndex], query: &[f32]) -> usize {
-    let lists: Vec<EpisodeList> = if let [index] = indexes {
-        let best = scan::best_per_episode(*index, query).unwrap();
-        vec![EpisodeList::from_scan(*index, best, query)]
-    } else {
-        let sources: Vec<(&MmapIndex, &[f32])> = indexes.iter().map(|&i| (i, query)).collect();
-        let mut per_source = vec![Vec::new(); indexes.len()];
-        for best in scan::best_per_episode_across(&sources).unwrap() {
-            per_source[best.source as usize].push(best);
-        }
-        indexes
-            .iter()
-            .zip(per_source)
-            .map(|(&index, best)| EpisodeList::from_scan(index, best, query))
-            .collect()
-    };
-    let page = rank_lists(&lists, Fusion::Scores, 0, PAGE).unwrap();
+    let page = rank_lists(&exact_lists(indexes, query), Fusion::Scores, 0, PAGE).unwrap();
     page.total + page.episodes.len()
 }
 
-/// The page a quantized search in `mode` answers, as the route builds it: podcasts too small
-/// for a sign-bit scan of their own are one code scan across them
-/// ([`quant::top_k_across`]) when their rows together are enough for the codes to pay, or
-/// an exact scan each when not (too small for their codes) or a search of their own; every
-/// other podcast is searched on its own. A first round of the
-/// route's search asks for as many hits as here, and on these podcasts it covers the page.
+/// The episodes of `indexes` from one exact pass over them.
+fn exact_lists<'a>(indexes: &[&'a MmapIndex], query: &'a [f32]) -> Vec<EpisodeList<'a>> {
+    if let [index] = indexes {
+        let best = scan::best_per_episode(*index, query).unwrap();
+        return vec![EpisodeList::from_scan(*index, best, query)];
+    }
+    let sources: Vec<(&MmapIndex, &[f32])> = indexes.iter().map(|&i| (i, query)).collect();
+    let mut per_source = vec![Vec::new(); indexes.len()];
+    for best in scan::best_per_episode_across(&sources).unwrap() {
+        per_source[best.source as usize].push(best);
+    }
+    indexes
+        .iter()
+        .zip(per_source)
+        .map(|(&index, best)| EpisodeList::from_scan(index, best, query))
+        .collect()
+}
+
+/// The page a quantized search in `mode` answers, as the route builds it: several podcasts
+/// whose rows together are enough for their codes are one code scan across them
+/// ([`quant::top_k_across`]); otherwise those too small for their codes are one exact pass
+/// and the others a search each. A first round of the route's search asks for as many hits
+/// as here, and on these podcasts it covers the page.
 fn quantized_page(indexes: &[&MmapIndex], query: &[f32], mode: SearchMode) -> usize {
     let k = (PAGE + 1) * 8;
-    let (joined, mut alone): (Vec<&MmapIndex>, Vec<&MmapIndex>) = (indexes.to_vec(), Vec::new());
-    let floats = joined.iter().map(|index| index.matrix().len()).sum();
+    let floats = indexes.iter().map(|index| index.matrix().len()).sum();
     let mut lists: Vec<EpisodeList> = Vec::new();
-    if joined.len() > 1 && quant::served_mode(mode, floats) != SearchMode::Exact {
-        let sources: Vec<(&MmapIndex, &[f32])> = joined.iter().map(|&i| (i, query)).collect();
-        let mut per_source = vec![Vec::new(); joined.len()];
+    if indexes.len() > 1 && quant::served_mode(mode, floats) != SearchMode::Exact {
+        let sources: Vec<(&MmapIndex, &[f32])> = indexes.iter().map(|&i| (i, query)).collect();
+        let mut per_source = vec![Vec::new(); indexes.len()];
         for (source, hit) in quant::top_k_across(&sources, k, mode).unwrap() {
             per_source[source as usize].push(hit);
         }
-        for (&index, hits) in joined.iter().zip(per_source) {
+        for (&index, hits) in indexes.iter().zip(per_source) {
             lists.push(EpisodeList::from_hits(index, hits));
         }
     } else {
-        for &index in &joined {
-            if quant::served_mode(mode, index.matrix().len()) == SearchMode::Exact {
-                let best = scan::best_per_episode(index, query).unwrap();
-                lists.push(EpisodeList::from_scan(index, best, query));
-            } else {
-                alone.push(index);
-            }
+        let (exact, alone): (Vec<&MmapIndex>, Vec<&MmapIndex>) = indexes
+            .iter()
+            .partition(|index| quant::served_mode(mode, index.matrix().len()) == SearchMode::Exact);
+        if !exact.is_empty() {
+            lists.extend(exact_lists(&exact, query));
         }
-    }
-    for index in alone {
-        let hits = index
-            .search_vector_in(query, k, &Filter::all(), mode)
-            .unwrap();
-        lists.push(EpisodeList::from_hits(index, hits));
+        for index in alone {
+            let hits = index
+                .search_vector_in(query, k, &Filter::all(), mode)
+                .unwrap();
+            lists.push(EpisodeList::from_hits(index, hits));
+        }
     }
     let page = rank_lists(&lists, Fusion::Scores, 0, PAGE).unwrap();
     page.total + page.episodes.len()

@@ -165,9 +165,10 @@ pub fn embedding_deadline(state: &AppState) -> Instant {
 /// The scored items of a podcast, best first: by cosine with `embedding`, or lexically.
 ///
 /// An `exact` search scores every item (the search route scans archives for the best hits
-/// of each episode instead, see [`crate::search::best`]). A quantized one (`int8`, `binary`) rescores only the best candidates of its code scan: it
-/// asks for items until they cover `episodes` episodes (the page and one more) or every
-/// item; the route counts `total` as a full scan would.
+/// of each episode instead, see [`crate::search::best`]). A quantized one (`int8`,
+/// `binary`) rescores only the best candidates of its code scan: it asks for items until
+/// they cover `episodes` episodes (the page and one more) or every item; the route counts
+/// `total` as a full scan would.
 pub fn score(
     podcast: &dyn Podcast,
     embedding: Option<&[f32]>,

@@ -95,8 +95,8 @@ fn scan_codes<M: Matrix + ?Sized>(
 
 /// [`scan_codes`] over several matrices as one list of rows: row `r` of `matrices[m]` is
 /// row `r` plus the rows of the matrices before it, and the best `candidates` of the whole
-/// list are returned, in no particular order (they are scored again). `estimate(m, first, accepted, scores)` scores rows of `matrices[m]`, on one
-/// scale for every matrix.
+/// list are returned, in no particular order (they are scored again). `estimate(m, first,
+/// accepted, scores)` scores rows of `matrices[m]`, on one scale for every matrix.
 ///
 /// The rows of every matrix are one pool of tasks, so the cores stay busy across matrices of
 /// any size, and each thread keeps its own `candidates` best ([`Best`]), which admit a large
