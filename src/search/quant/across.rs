@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use super::candidates::{self, row_count, scan_codes_across};
+use super::candidates::{self, scan_codes_across, RowList};
 use super::planes::{self, QueryPlanes};
 use super::query::Int8Cosine;
 use super::select::Best;
@@ -69,7 +69,7 @@ fn by_codes_across<M: Quantized + ?Sized>(
 ) -> Result<Vec<(u32, Hit)>> {
     let units = PerQuery::units(sources)?;
     let matrices: Vec<&M> = sources.iter().map(|&(matrix, _)| matrix).collect();
-    let list = List::new(&matrices);
+    let list = RowList::new(&matrices);
     let embedded: usize = matrices.iter().map(|m| m.embedded_rows()).sum();
     let int8: Option<Vec<Int8Codes>> = matrices.iter().map(|m| m.int8()).collect();
     let binary: Option<Vec<BinaryCodes>> = matrices.iter().map(|m| m.binary()).collect();
@@ -93,15 +93,16 @@ fn by_codes_across<M: Quantized + ?Sized>(
     };
     let int8_queries = || units.map(|unit| Int8Cosine::new(unit));
     let hits = match (mode, int8, binary) {
-        _ if candidates >= embedded => exact(&matrices, &units, k),
+        _ if candidates >= embedded => exact(&matrices, &list, &units, k),
         (SearchMode::Int8 { .. }, Some(int8), _) => rescore(&int8_candidates(
             &matrices,
+            &list,
             &int8,
             &int8_queries(),
             candidates,
         )),
         (SearchMode::Binary { .. }, int8, Some(binary)) => {
-            let found = binary_candidates(&matrices, &binary, &units, candidates);
+            let found = binary_candidates(&matrices, &list, &binary, &units, candidates);
             let keep = k.saturating_mul(NARROW_OVERSAMPLE as usize);
             match int8 {
                 Some(int8) if found.len() > keep => {
@@ -110,7 +111,7 @@ fn by_codes_across<M: Quantized + ?Sized>(
                 _ => rescore(&found),
             }
         }
-        _ => exact(&matrices, &units, k),
+        _ => exact(&matrices, &list, &units, k),
     };
     Ok(hits
         .into_iter()
@@ -123,18 +124,29 @@ fn by_codes_across<M: Quantized + ?Sized>(
 }
 
 /// The exact top `k` of the list, best first.
-fn exact<M: Matrix + ?Sized>(matrices: &[&M], units: &PerQuery<Vec<f32>>, k: usize) -> Vec<Hit> {
+fn exact<M: Matrix + ?Sized>(
+    matrices: &[&M],
+    list: &RowList,
+    units: &PerQuery<Vec<f32>>,
+    k: usize,
+) -> Vec<Hit> {
     let mut top = Best::new(k);
-    let hits = scan_codes_across(matrices, &Filter::all(), k, |m, first, accepted, out| {
-        let d = matrices[m].row_len();
-        let rows = matrices[m].rows();
-        for (r, (&accepted, out)) in accepted.iter().zip(out).enumerate() {
-            if accepted {
-                let i = first + r;
-                *out = kernel::dot(units.of(m), &rows[i * d..(i + 1) * d]);
+    let hits = scan_codes_across(
+        matrices,
+        list,
+        &Filter::all(),
+        k,
+        |m, first, accepted, out| {
+            let d = matrices[m].row_len();
+            let rows = matrices[m].rows();
+            for (r, (&accepted, out)) in accepted.iter().zip(out).enumerate() {
+                if accepted {
+                    let i = first + r;
+                    *out = kernel::dot(units.of(m), &rows[i * d..(i + 1) * d]);
+                }
             }
-        }
-    });
+        },
+    );
     for hit in hits {
         top.push(hit.index, hit.score);
     }
@@ -144,6 +156,7 @@ fn exact<M: Matrix + ?Sized>(matrices: &[&M], units: &PerQuery<Vec<f32>>, k: usi
 /// The best `candidates` of the list by int8 estimate of the cosine.
 fn int8_candidates<M: Matrix + ?Sized>(
     matrices: &[&M],
+    list: &RowList,
     int8: &[Int8Codes],
     queries: &PerQuery<Int8Cosine>,
     candidates: usize,
@@ -154,12 +167,13 @@ fn int8_candidates<M: Matrix + ?Sized>(
         .enumerate()
         .map(|(m, (&matrix, &codes))| (matrix, codes, queries.of(m)))
         .collect();
-    candidates::int8_across(&sources, candidates, &Filter::all())
+    candidates::int8_across(&sources, list, candidates, &Filter::all())
 }
 
 /// The best `candidates` of the list by sign-bit estimate, calibrated to a cosine per matrix.
 fn binary_candidates<M: Matrix + ?Sized>(
     matrices: &[&M],
+    list: &RowList,
     binary: &[BinaryCodes],
     units: &PerQuery<Vec<f32>>,
     candidates: usize,
@@ -177,21 +191,27 @@ fn binary_candidates<M: Matrix + ?Sized>(
         .enumerate()
         .map(|(m, codes)| Calibration::new(units.of(m), planes.of(m).1, codes.mean))
         .collect();
-    scan_codes_across(matrices, &Filter::all(), candidates, |m, first, _, out| {
-        let s = binary[m].stride;
-        let mut sums = [0i32; candidates::BLOCK_ROWS];
-        let sums = &mut sums[..out.len()];
-        let bits = &binary[m].bits[first * s..(first + out.len()) * s];
-        planes.of(m).0.score_rows(bits, sums);
-        for (out, &sum) in out.iter_mut().zip(sums.iter()) {
-            *out = calibrations[m].cosine(sum);
-        }
-    })
+    scan_codes_across(
+        matrices,
+        list,
+        &Filter::all(),
+        candidates,
+        |m, first, _, out| {
+            let s = binary[m].stride;
+            let mut sums = [0i32; candidates::BLOCK_ROWS];
+            let sums = &mut sums[..out.len()];
+            let bits = &binary[m].bits[first * s..(first + out.len()) * s];
+            planes.of(m).0.score_rows(bits, sums);
+            for (out, &sum) in out.iter_mut().zip(sums.iter()) {
+                *out = calibrations[m].cosine(sum);
+            }
+        },
+    )
 }
 
 /// The best `keep` of `found` by int8 estimate of the cosine (see [`super::narrow_by_int8`]).
 fn narrow(
-    list: &List,
+    list: &RowList,
     int8: &[Int8Codes],
     queries: &PerQuery<Int8Cosine>,
     found: &[Hit],
@@ -302,37 +322,11 @@ impl Calibration {
     }
 }
 
-/// The rows of several matrices as one list: where each matrix's rows begin in it.
-struct List {
-    starts: Vec<usize>,
-}
-
-impl List {
-    fn new<M: Matrix + ?Sized>(matrices: &[&M]) -> Self {
-        let starts = matrices
-            .iter()
-            .scan(0, |next, m| {
-                let start = *next;
-                *next += row_count(*m);
-                Some(start)
-            })
-            .collect();
-        List { starts }
-    }
-
-    /// The matrix and row of row `g` of the list.
-    fn locate(&self, g: u32) -> (usize, usize) {
-        let g = g as usize;
-        let m = self.starts.partition_point(|&start| start <= g) - 1;
-        (m, g - self.starts[m])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Rows of 2 floats: matrices of 3, 0 and 2 rows.
+    /// Rows of 2 floats.
     struct Rows(Vec<f32>);
 
     impl Matrix for Rows {
@@ -352,9 +346,15 @@ mod tests {
 
     #[test]
     fn the_list_finds_each_row_past_empty_matrices() {
-        let (a, empty, b) = (Rows(vec![0.0; 6]), Rows(Vec::new()), Rows(vec![0.0; 4]));
-        let list = List::new(&[&a, &empty, &b]);
-        let rows: Vec<(usize, usize)> = (0..5).map(|g| list.locate(g)).collect();
-        assert_eq!(rows, [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1)]);
+        let a = Rows(vec![0.0; 2 * 300]);
+        let (empty, b) = (Rows(Vec::new()), Rows(vec![0.0; 4]));
+        let list = RowList::new(&[&a, &empty, &b]);
+        // `a` takes two blocks of numbers; the empty matrix none.
+        assert_eq!((list.start(0), list.start(2)), (0, 512));
+        for (m, rows) in [(0, 300), (2, 2)] {
+            for i in 0..rows {
+                assert_eq!(list.locate((list.start(m) + i) as u32), (m, i));
+            }
+        }
     }
 }

@@ -17,32 +17,36 @@ pub(super) fn int8<M: Matrix + ?Sized>(
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
-    int8_across(
-        &[(matrix, codes, &Int8Cosine::new(unit))],
-        candidates,
-        filter,
-    )
+    let sources = [(matrix, codes, &Int8Cosine::new(unit))];
+    int8_across(&sources, &RowList::new(&[matrix]), candidates, filter)
 }
 
 /// The best `candidates` rows of several matrices, each with its int8 codes and its query,
-/// taken as one list of rows ([`scan_codes_across`]). Estimates are of cosines
+/// taken as one list of rows (`list`, see [`scan_codes_across`]). Estimates are of cosines
 /// ([`Int8Cosine`]), so those of matrices with different queries (or codes) compare.
 pub(super) fn int8_across<M: Matrix + ?Sized>(
     sources: &[(&M, Int8Codes<'_>, &Int8Cosine)],
+    list: &RowList,
     candidates: usize,
     filter: &Filter,
 ) -> Vec<Hit> {
     let matrices: Vec<&M> = sources.iter().map(|&(matrix, _, _)| matrix).collect();
-    scan_codes_across(&matrices, filter, candidates, |m, first, accepted, out| {
-        let (_, codes, query) = sources[m];
-        let d = codes.dims;
-        for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
-            if accepted {
-                let i = first + r;
-                *score = query.cosine(codes.scales[i], &codes.codes[i * d..(i + 1) * d]);
+    scan_codes_across(
+        &matrices,
+        list,
+        filter,
+        candidates,
+        |m, first, accepted, out| {
+            let (_, codes, query) = sources[m];
+            let d = codes.dims;
+            for (r, (&accepted, score)) in accepted.iter().zip(out).enumerate() {
+                if accepted {
+                    let i = first + r;
+                    *score = query.cosine(codes.scales[i], &codes.codes[i * d..(i + 1) * d]);
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// The best `candidates` rows by the asymmetric sign-bit estimate.
@@ -88,15 +92,20 @@ fn scan_codes<M: Matrix + ?Sized>(
     candidates: usize,
     estimate: impl Fn(usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
-    scan_codes_across(&[matrix], filter, candidates, |_, first, accepted, out| {
-        estimate(first, accepted, out)
-    })
+    let list = RowList::new(&[matrix]);
+    scan_codes_across(
+        &[matrix],
+        &list,
+        filter,
+        candidates,
+        |_, first, accepted, out| estimate(first, accepted, out),
+    )
 }
 
-/// [`scan_codes`] over several matrices as one list of rows: row `r` of `matrices[m]` is
-/// row `r` plus the rows of the matrices before it, and the best `candidates` of the whole
-/// list are returned, in no particular order (they are scored again). `estimate(m, first,
-/// accepted, scores)` scores rows of `matrices[m]`, on one scale for every matrix.
+/// [`scan_codes`] over the matrices of `list` as one list of rows (see [`RowList`]): the best
+/// `candidates` of the whole list are returned, in no particular order (they are scored
+/// again), numbered as `list` numbers rows. `estimate(m, first, accepted, scores)` scores
+/// rows of `matrices[m]`, on one scale for every matrix.
 ///
 /// The rows of every matrix are one pool of tasks, so the cores stay busy across matrices of
 /// any size, and each thread keeps its own `candidates` best ([`Best`]), which admit a large
@@ -104,25 +113,25 @@ fn scan_codes<M: Matrix + ?Sized>(
 /// at the end.
 pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
     matrices: &[&M],
+    list: &RowList,
     filter: &Filter,
     candidates: usize,
     estimate: impl Fn(usize, usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
-    // (matrix, first row of the task, first row of the matrix in the list)
-    let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
-    let mut offset = 0;
-    for (m, matrix) in matrices.iter().enumerate() {
-        let rows = row_count(*matrix);
-        tasks.extend(
-            (0..rows)
+    // (matrix, first row of the task)
+    let tasks: Vec<(usize, usize)> = matrices
+        .iter()
+        .enumerate()
+        .flat_map(|(m, matrix)| {
+            (0..row_count(*matrix))
                 .step_by(CODE_ROWS_PER_TASK)
-                .map(|first| (m, first, offset)),
-        );
-        offset += rows;
-    }
+                .map(move |first| (m, first))
+        })
+        .collect();
     let task = |t: usize, top: &mut Best| {
-        let (m, mut first, offset) = tasks[t];
+        let (m, mut first) = tasks[t];
         let matrix = matrices[m];
+        let offset = list.start(m);
         let end = (first + CODE_ROWS_PER_TASK).min(row_count(matrix));
         let every_row = scan::takes_every_row(matrix, filter);
         let columns = matrix.columns();
@@ -155,4 +164,39 @@ pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
 /// Rows of `matrix`.
 pub(super) fn row_count<M: Matrix + ?Sized>(matrix: &M) -> usize {
     matrix.rows().len() / matrix.row_len().max(1)
+}
+
+/// The rows of several matrices as one list, numbered in a `u32`: each matrix's rows begin
+/// at a multiple of a code scan's task ([`CODE_ROWS_PER_TASK`] rows), so the matrix of a
+/// numbered row is one look-up by its block of rows, not a search. A search across podcasts
+/// locates each of its candidates two or three times (narrowing, rescoring, the result).
+pub(super) struct RowList {
+    starts: Vec<usize>,
+    /// The matrix of each block of [`CODE_ROWS_PER_TASK`] numbers.
+    of_block: Vec<u32>,
+}
+
+impl RowList {
+    pub(super) fn new<M: Matrix + ?Sized>(matrices: &[&M]) -> Self {
+        let mut starts = Vec::with_capacity(matrices.len());
+        let mut of_block = Vec::new();
+        for (m, matrix) in matrices.iter().enumerate() {
+            starts.push(of_block.len() * CODE_ROWS_PER_TASK);
+            let blocks = row_count(*matrix).div_ceil(CODE_ROWS_PER_TASK);
+            of_block.extend(std::iter::repeat_n(m as u32, blocks));
+        }
+        RowList { starts, of_block }
+    }
+
+    /// The number of row 0 of matrix `m`.
+    pub(super) fn start(&self, m: usize) -> usize {
+        self.starts[m]
+    }
+
+    /// The matrix and row numbered `g`.
+    #[inline]
+    pub(super) fn locate(&self, g: u32) -> (usize, usize) {
+        let m = self.of_block[g as usize / CODE_ROWS_PER_TASK] as usize;
+        (m, g as usize - self.starts[m])
+    }
 }
