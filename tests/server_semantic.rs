@@ -225,17 +225,18 @@ async fn cross_podcast_pages_of_small_podcasts_are_the_same_in_every_mode() {
     }
 }
 
-/// Six podcasts of 1,000 items of 384 dimensions, each with vectors of its own, embedded (by
+/// `n` podcasts of 1,000 items of 384 dimensions, each with vectors of its own, embedded (by
 /// their files) with the corpus's model, so the embeddings server's query embeddings search
-/// them: each is below `QUANTIZED_MIN_FLOATS`, together they are past it.
-fn six_podcasts(root: &std::path::Path) -> Vec<String> {
+/// them (each is below `QUANTIZED_MIN_FLOATS`), converted and served.
+async fn many_podcasts(n: u32) -> (tempfile::TempDir, axum::Router) {
+    let url = embeddings_url().await;
+    let root = tempfile::tempdir().unwrap();
     let corpus_rag = common::corpus().join("db/raumzeit/rag-embeddings.json");
     let corpus: Value = serde_json::from_slice(&std::fs::read(corpus_rag).unwrap()).unwrap();
-    let ids: Vec<String> = (1..=6).map(|p| format!("teil-{p}")).collect();
-    for (p, id) in ids.iter().enumerate() {
+    for p in 0..n {
         let items: Vec<Value> = (0..1_000u32)
             .map(|i| {
-                let seed = 1 + i + 10_000 * p as u32;
+                let seed = 1 + i + 10_000 * p;
                 let mut item = common::item(i, 1 + i / 3, "Thema", Some(common::vector(384, seed)));
                 // The three items of an episode two minutes apart: three positions.
                 item["startSec"] = json!(120 * (i % 3));
@@ -248,14 +249,66 @@ fn six_podcasts(root: &std::path::Path) -> Vec<String> {
             "embeddingDimensions": 384,
             "items": items,
         });
-        common::write_raw(root, id, &doc.to_string());
+        common::write_raw(root.path(), &format!("teil-{}", p + 1), &doc.to_string());
     }
-    ids
+    let out = root.path().join("index");
+    common::convert_quietly(root.path(), &out);
+    let settings = Settings {
+        embedding_base_url: Some(url),
+        search_embedding_wait: std::time::Duration::from_secs(60),
+        ..Settings::default()
+    };
+    let app = router(Arc::new(AppState::new(load_mmap(&out).unwrap(), settings)));
+    (root, app)
 }
 
+/// A cross-podcast page of 10 episodes from `offset`, searched in `mode`.
+async fn cross_page(app: &axum::Router, query: &str, mode: &str, offset: usize) -> Value {
+    let body = json!({
+        "query": query, "crossPodcast": true, "mode": mode, "offset": offset, "limit": 10,
+    });
+    let request = Request::post("/api/episodes/search")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{mode}");
+    let page: Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(page["searchMode"], "semantic", "{page}");
+    assert_eq!(page["episodes"].as_array().unwrap().len(), 10, "{page}");
+    page
+}
+
+/// A page's episodes as (podcast, episode, score).
+fn ranked(page: &Value) -> Vec<(Value, Value, Value)> {
+    page["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["podcastId"].clone(),
+                e["episodeNumber"].clone(),
+                e["score"].clone(),
+            )
+        })
+        .collect()
+}
+
+const QUERIES: [&str; 3] = [
+    "Raumfahrt und Mond",
+    "Klimaforschung",
+    "Wie misst man Zeit?",
+];
+
 /// A cross-podcast search of podcasts that are each too small for their codes but together
-/// are not is one code scan across them in `int8` and `binary` mode (their rows together
-/// are under `BINARY_MIN_FLOATS`, so both scan the int8 codes), and ranks the same
+/// are not is one code scan across them in `int8` and `binary` mode (six podcasts' rows
+/// together are under `BINARY_MIN_FLOATS`, so both scan the int8 codes), and ranks the same
 /// episodes with the same scores and totals as the exact pass. Its positions come from the
 /// hits it rescored (as for any quantized search), which the exact pass does not limit: that
 /// they differ somewhere shows the code scan answered.
@@ -266,63 +319,14 @@ fn six_podcasts(root: &std::path::Path) -> Vec<String> {
               server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
 )]
 async fn cross_podcast_pages_of_many_podcasts_are_one_code_scan() {
-    let url = embeddings_url().await;
-    let data = tempfile::tempdir().unwrap();
-    six_podcasts(data.path());
-    let out = data.path().join("index");
-    common::convert_quietly(data.path(), &out);
-    let settings = Settings {
-        embedding_base_url: Some(url),
-        search_embedding_wait: std::time::Duration::from_secs(60),
-        ..Settings::default()
-    };
-    let app = router(Arc::new(AppState::new(load_mmap(&out).unwrap(), settings)));
+    let (_root, app) = many_podcasts(6).await;
     let mut positions_differ = false;
-    for query in [
-        "Raumfahrt und Mond",
-        "Klimaforschung",
-        "Wie misst man Zeit?",
-    ] {
+    for query in QUERIES {
         for offset in [0, 10] {
-            let mut pages = Vec::new();
-            for mode in ["exact", "int8", "binary"] {
-                let body = json!({
-                    "query": query, "crossPodcast": true, "mode": mode,
-                    "offset": offset, "limit": 10,
-                });
-                let request = Request::post("/api/episodes/search")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap();
-                let response = app.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK, "{mode}");
-                let page: Value = serde_json::from_slice(
-                    &axum::body::to_bytes(response.into_body(), 1 << 20)
-                        .await
-                        .unwrap(),
-                )
-                .unwrap();
-                assert_eq!(page["searchMode"], "semantic", "{page}");
-                assert_eq!(page["episodes"].as_array().unwrap().len(), 10, "{page}");
-                pages.push((mode, page));
-            }
-            let ranked = |page: &Value| -> Vec<(Value, Value, Value)> {
-                page["episodes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|e| {
-                        (
-                            e["podcastId"].clone(),
-                            e["episodeNumber"].clone(),
-                            e["score"].clone(),
-                        )
-                    })
-                    .collect()
-            };
-            let (_, exact) = &pages[0];
-            for (mode, page) in &pages[1..] {
-                assert_eq!(ranked(page), ranked(exact), "{query}: {mode} at {offset}");
+            let exact = cross_page(&app, query, "exact", offset).await;
+            for mode in ["int8", "binary"] {
+                let page = cross_page(&app, query, mode, offset).await;
+                assert_eq!(ranked(&page), ranked(&exact), "{query}: {mode} at {offset}");
                 assert_eq!(page["total"], exact["total"], "{query}: {mode}");
                 positions_differ |= page["episodes"] != exact["episodes"];
             }
@@ -332,4 +336,32 @@ async fn cross_podcast_pages_of_many_podcasts_are_one_code_scan() {
         positions_differ,
         "the quantized pages came from the code scan"
     );
+}
+
+/// Twelve podcasts' rows together are past `BINARY_MIN_FLOATS`, so a binary cross-podcast
+/// search scans their sign bits as one list, each podcast's sums calibrated to cosines. The
+/// first page finds at least 9 of the exact pass's 10 episodes, each with its exact score,
+/// and the same total; that its positions differ somewhere shows the code scan answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(all(podmap_corpus, podmap_embeddings)),
+    ignore = "needs ../shared/corpus beside the checkout (or PODMAP_CORPUS) and an embeddings \
+              server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
+)]
+async fn binary_cross_podcast_pages_scan_the_sign_bits_of_all_podcasts_as_one() {
+    let (_root, app) = many_podcasts(12).await;
+    let mut positions_differ = false;
+    for query in QUERIES {
+        let exact = cross_page(&app, query, "exact", 0).await;
+        let binary = cross_page(&app, query, "binary", 0).await;
+        let found = ranked(&binary);
+        let common = ranked(&exact).iter().filter(|e| found.contains(e)).count();
+        assert!(
+            common >= 9,
+            "{query}: {common} of the exact page's 10 episodes"
+        );
+        assert_eq!(binary["total"], exact["total"], "{query}");
+        positions_differ |= binary["episodes"] != exact["episodes"];
+    }
+    assert!(positions_differ, "the binary page came from the code scan");
 }
