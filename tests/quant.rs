@@ -38,6 +38,14 @@ use podmap::{Filter, Hit, MmapIndex, SearchIndex, SearchMode};
 const INT8_FLOOR: f64 = 0.99;
 const BINARY_FLOOR: f64 = 0.95;
 
+/// The recall floor of a quantized mode.
+fn floor(mode: SearchMode) -> f64 {
+    match mode {
+        SearchMode::Binary { .. } => BINARY_FLOOR,
+        _ => INT8_FLOOR,
+    }
+}
+
 fn int8(oversample: u32) -> SearchMode {
     SearchMode::Int8 { oversample }
 }
@@ -152,11 +160,7 @@ fn queries_near_generated_items_find_them_in_every_mode() {
         }
         let mean = total / 600usize.div_ceil(37) as f64;
         eprintln!("generated 600 × 96, {mode}: recall@10 {mean:.3}");
-        let floor = match mode {
-            SearchMode::Binary { .. } => BINARY_FLOOR,
-            _ => INT8_FLOOR,
-        };
-        assert!(mean >= floor, "{mode}: recall@10 {mean}");
+        assert!(mean >= floor(mode), "{mode}: recall@10 {mean}");
     }
 }
 
@@ -337,11 +341,7 @@ fn one_search_across_archives_finds_what_each_search_finds() {
     for (mode, total) in modes.into_iter().zip(total) {
         let mean = total / f64::from(queries);
         eprintln!("3 podcasts of 768 dims, one search across them, {mode}: recall@10 {mean:.3}");
-        let floor = match mode {
-            SearchMode::Binary { .. } => BINARY_FLOOR,
-            _ => INT8_FLOOR,
-        };
-        assert!(mean >= floor, "{mode}: recall@10 {mean}");
+        assert!(mean >= floor(mode), "{mode}: recall@10 {mean}");
     }
 }
 
@@ -365,10 +365,6 @@ fn corpus_podcasts_searched_as_one_list_meet_the_floors() {
         }
         let mean = total / queries.len() as f64;
         eprintln!("corpus as one list, {mode}: recall@10 {mean:.3}");
-        let floor = match mode {
-            SearchMode::Binary { .. } => BINARY_FLOOR,
-            _ => INT8_FLOOR,
-        };
-        assert!(mean >= floor, "{mode}: recall@10 {mean}");
+        assert!(mean >= floor(mode), "{mode}: recall@10 {mean}");
     }
 }

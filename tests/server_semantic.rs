@@ -193,24 +193,8 @@ async fn cross_podcast_pages_of_small_podcasts_are_the_same_in_every_mode() {
         for offset in [0, 10] {
             let mut pages = Vec::new();
             for mode in ["exact", "int8", "binary"] {
-                let body = json!({
-                    "query": q["query"], "crossPodcast": true, "mode": mode,
-                    "offset": offset, "limit": 10,
-                });
-                let request = Request::post("/api/episodes/search")
-                    .header("content-type", "application/json")
-                    .body(Body::from(body.to_string()))
-                    .unwrap();
-                let response = app.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), StatusCode::OK, "{mode}");
-                let page: Value = serde_json::from_slice(
-                    &axum::body::to_bytes(response.into_body(), 1 << 20)
-                        .await
-                        .unwrap(),
-                )
-                .unwrap();
-                assert_eq!(page["episodes"].as_array().unwrap().len(), 10, "{page}");
-                pages.push((mode, page));
+                let query = q["query"].as_str().unwrap();
+                pages.push((mode, cross_page(&app, query, mode, offset).await));
             }
             let (_, exact) = &pages[0];
             for (mode, page) in &pages[1..] {
@@ -279,8 +263,14 @@ async fn cross_page(app: &axum::Router, query: &str, mode: &str, offset: usize) 
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(page["searchMode"], "semantic", "{page}");
     assert_eq!(page["episodes"].as_array().unwrap().len(), 10, "{page}");
+    page
+}
+
+/// [`cross_page`], answered semantically.
+async fn semantic_page(app: &axum::Router, query: &str, mode: &str, offset: usize) -> Value {
+    let page = cross_page(app, query, mode, offset).await;
+    assert_eq!(page["searchMode"], "semantic", "{page}");
     page
 }
 
@@ -323,9 +313,9 @@ async fn cross_podcast_pages_of_many_podcasts_are_one_code_scan() {
     let mut positions_differ = false;
     for query in QUERIES {
         for offset in [0, 10] {
-            let exact = cross_page(&app, query, "exact", offset).await;
+            let exact = semantic_page(&app, query, "exact", offset).await;
             for mode in ["int8", "binary"] {
-                let page = cross_page(&app, query, mode, offset).await;
+                let page = semantic_page(&app, query, mode, offset).await;
                 assert_eq!(ranked(&page), ranked(&exact), "{query}: {mode} at {offset}");
                 assert_eq!(page["total"], exact["total"], "{query}: {mode}");
                 positions_differ |= page["episodes"] != exact["episodes"];
@@ -352,8 +342,8 @@ async fn binary_cross_podcast_pages_scan_the_sign_bits_of_all_podcasts_as_one() 
     let (_root, app) = many_podcasts(12).await;
     let mut positions_differ = false;
     for query in QUERIES {
-        let exact = cross_page(&app, query, "exact", 0).await;
-        let binary = cross_page(&app, query, "binary", 0).await;
+        let exact = semantic_page(&app, query, "exact", 0).await;
+        let binary = semantic_page(&app, query, "binary", 0).await;
         let found = ranked(&binary);
         let common = ranked(&exact).iter().filter(|e| found.contains(e)).count();
         assert!(
