@@ -6,12 +6,15 @@
 //! into `target/bench-data/`) and the podcasts of the real corpus (`../shared/corpus`). Per
 //! dataset: steady top-10 latency of every engine, open → first result (mapped archive and
 //! JSON path), resident memory of a fresh process after open + one query, and recall@10 of
-//! the quantized modes over a range of oversampling. See `tools/bench-report.sh`, which sets
+//! the quantized modes over a range of oversampling. Per generated size, K podcasts of as many
+//! items in all are searched as one list against the one podcast (`cross`). See `tools/bench-report.sh`, which sets
 //! up the peers' Python packages and runs this.
 //!
 //! Settings (environment):
 //! - `PODMAP_REPORT_SIZES` generated item counts (default `1000,4000,16000,64000`),
 //!   `PODMAP_REPORT_DIMS` (3072), `PODMAP_REPORT_CORPUS=0` leaves the corpus out;
+//! - `PODMAP_REPORT_PODCASTS` the podcast counts K of the cross-podcast line (`4,16`; empty
+//!   leaves it out);
 //! - `PODMAP_REPORT_SECONDS` steady-loop time per engine and dataset (1.5);
 //! - `PODMAP_REPORT_JSON_MAX` largest item count for the JSON path (16000);
 //! - `PODMAP_PEERS_PYTHON` the Python with the peers' packages (`python3`);
@@ -20,6 +23,7 @@
 //!   `PODMAP_REPORT_DOCS` where BENCHMARKS.md and `bench/*.svg` go (`docs`);
 //! - `PODMAP_REPORT_RENDER=results.json` renders an earlier run again without measuring.
 
+mod cross;
 mod datasets;
 mod machine;
 mod markdown;
@@ -102,13 +106,23 @@ fn measure_all() -> Report {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let dims = env_or("PODMAP_REPORT_DIMS", 3072);
+    let podcasts: Vec<usize> = std::env::var("PODMAP_REPORT_PODCASTS")
+        .unwrap_or_else(|_| "4,16".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .filter(|&k| k > 1)
+        .collect();
     let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let load_before = machine::load_average();
     let mut machine = machine::describe();
     let mut results = Vec::new();
+    let mut across = Vec::new();
     for items in sizes {
         let set = datasets::generated(items, dims);
         results.push(measure_dataset(&set, &settings, &mut machine));
+        for &k in podcasts.iter().filter(|&&k| k <= items) {
+            across.push(cross::measure(&set, k, &settings));
+        }
     }
     if env_or("PODMAP_REPORT_CORPUS", 1) != 0 {
         for set in datasets::corpus_podcasts() {
@@ -120,6 +134,7 @@ fn measure_all() -> Report {
         machine,
         settings,
         datasets: results,
+        cross: across,
         load_before,
         load_after: machine::load_average(),
     }

@@ -143,6 +143,7 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
         );
     }
     ratios_table(w, report);
+    cross_table(w, report);
     first_result_table(w, report);
     if plots.contains(&"first-result.svg") {
         let _ = writeln!(w, "![open → first result](bench/first-result.svg)\n");
@@ -290,6 +291,56 @@ fn ratios_table(w: &mut String, report: &Report) {
          binary / exact compare medians timed in the same rounds (exact's run before the peers); \
          the peers' columns use the median of exact's runs before, between and after the peers.\n"
     );
+}
+
+/// K podcasts searched as one list against one podcast of as many items, per mode.
+fn cross_table(w: &mut String, report: &Report) {
+    if report.cross.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "## Cross-podcast search (K podcasts as one list against one podcast of as many items)\n"
+    );
+    let _ = writeln!(
+        w,
+        "K podcasts of N / K items each, generated as the others are, searched as one list \
+         (`quant::top_k_across`: one pass over all of them, one merged top-{k}), against the \
+         generated podcast of N items, with its queries; each mode's two searches are timed in \
+         turns, as podmap's modes are above. The size rules apply to the list as a whole, as \
+         to one podcast of its size. The target: K podcasts take at most 1.2× the time of the \
+         one. Recall@{k} across: the quantized search across against the exact one across.\n",
+        k = report.settings.k
+    );
+    let modes = crate::cross::MODES;
+    let mut head = String::from("| items × dims | K |");
+    for mode in modes {
+        let _ = write!(head, " {mode}: one | {mode}: K | K / one |");
+    }
+    let _ = writeln!(w, "{head} recall@{} int8 / binary |", report.settings.k);
+    let _ = writeln!(w, "|---|---:|{}---:|", "---:|".repeat(3 * modes.len()));
+    for c in &report.cross {
+        let mut row = format!("| {} × {} | {} |", c.items, c.dims, c.podcasts);
+        for mode in modes {
+            let one = c.median_ms(&crate::cross::label("one", mode));
+            let across = c.median_ms(&crate::cross::label("across", mode));
+            let cell = |v: Option<f64>| v.map_or("–".into(), ms);
+            let _ = write!(
+                row,
+                " {} | {} | {} |",
+                cell(one),
+                cell(across),
+                ratio(across, one)
+            );
+        }
+        let recall: Vec<String> = c
+            .recall
+            .iter()
+            .map(|r| format!("{:.3} ({:.1})", r.mean, r.min))
+            .collect();
+        let _ = writeln!(w, "{row} {} |", recall.join(" / "));
+    }
+    let _ = writeln!(w);
 }
 
 fn first_result_table(w: &mut String, report: &Report) {

@@ -45,16 +45,22 @@ const ROUNDS: usize = 10;
 /// engine a slice of `seconds` (at least one pass), so that a slow spell of a shared
 /// machine falls on all of them alike and their ratios hold where their times move.
 pub fn interleaved(queries: &[Vec<f32>], seconds: f64, engines: Vec<Search<'_>>) -> Vec<Latency> {
+    let engines = engines.into_iter().map(|e| (queries, e)).collect();
+    interleaved_each(seconds, engines)
+}
+
+/// [`interleaved`] with queries of each engine's own.
+pub fn interleaved_each(seconds: f64, engines: Vec<(&[Vec<f32>], Search<'_>)>) -> Vec<Latency> {
     let mut engines = engines;
-    for (_, search) in &mut engines {
-        for q in queries {
+    for (queries, (_, search)) in &mut engines {
+        for q in queries.iter() {
             search(q);
         }
     }
     let mut times = vec![Vec::new(); engines.len()];
     let slice = Duration::from_secs_f64(seconds / ROUNDS as f64);
     for _ in 0..ROUNDS {
-        for ((_, search), times) in engines.iter_mut().zip(&mut times) {
+        for ((queries, (_, search)), times) in engines.iter_mut().zip(&mut times) {
             let deadline = Instant::now() + slice;
             loop {
                 timed_pass(queries, search, times);
@@ -67,7 +73,7 @@ pub fn interleaved(queries: &[Vec<f32>], seconds: f64, engines: Vec<Search<'_>>)
     engines
         .iter()
         .zip(times)
-        .map(|((engine, _), times)| latency(engine, times))
+        .map(|((_, (engine, _)), times)| latency(engine, times))
         .collect()
 }
 

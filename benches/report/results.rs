@@ -25,6 +25,9 @@ pub struct Report {
     pub machine: Machine,
     pub settings: Settings,
     pub datasets: Vec<DatasetResult>,
+    /// K podcasts searched as one list against one podcast of as many items.
+    #[serde(default)]
+    pub cross: Vec<Cross>,
     /// The load average (1 minute) when the run started and when it ended.
     pub load_before: f64,
     pub load_after: f64,
@@ -130,6 +133,30 @@ pub struct Recall {
     pub oversample: u32,
     pub mean: f64,
     pub min: f64,
+}
+
+/// A search of `podcasts` generated podcasts as one list against the generated podcast of
+/// `one_items` items, both with that podcast's queries.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cross {
+    /// Items of the podcasts together (`one_items` rounded down to a multiple of `podcasts`).
+    pub items: usize,
+    pub one_items: usize,
+    pub dims: usize,
+    pub podcasts: usize,
+    /// Steady top-k latency of `one <mode>` and `across <mode>`, timed in turns.
+    pub latency: Vec<Latency>,
+    /// Recall@k of the quantized searches across against the exact search across.
+    pub recall: Vec<Recall>,
+}
+
+impl Cross {
+    pub fn median_ms(&self, engine: &str) -> Option<f64> {
+        self.latency
+            .iter()
+            .find(|l| l.engine == engine)
+            .map(|l| l.median_ms)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
