@@ -181,15 +181,17 @@ fn binary_candidates<M: Matrix + ?Sized>(
     let planes = units.map(|unit| {
         let codes = planes::quantize(unit);
         let sum: i32 = codes.iter().map(|&c| i32::from(c)).sum();
-        (
-            QueryPlanes::from_codes(&codes, planes::Kernel::detect()),
-            sum,
-        )
+        let step = super::query::code_step(unit, planes::QUERY_CODE_MAX);
+        let planes = QueryPlanes::from_codes(&codes, planes::Kernel::detect());
+        (planes, sum, step)
     });
     let calibrations: Vec<Calibration> = binary
         .iter()
         .enumerate()
-        .map(|(m, codes)| Calibration::new(units.of(m), planes.of(m).1, codes.mean))
+        .map(|(m, codes)| {
+            let &(_, sum, step) = planes.of(m);
+            Calibration::new(units.of(m), sum, step, codes.mean)
+        })
         .collect();
     scan_codes_across(
         matrices,
@@ -302,10 +304,10 @@ struct Calibration {
 }
 
 impl Calibration {
-    /// For a unit query whose 4-bit codes sum to `code_sum`, and a matrix's `mean`.
-    fn new(unit: &[f32], code_sum: i32, mean: &[f32]) -> Self {
+    /// For a unit query whose 4-bit codes sum to `code_sum`, a unit of which is worth `step`
+    /// (both made once per query, whatever the number of matrices), and a matrix's `mean`.
+    fn new(unit: &[f32], code_sum: i32, step: f32, mean: &[f32]) -> Self {
         let d = unit.len().max(1) as f32;
-        let step = super::query::code_step(unit, planes::QUERY_CODE_MAX);
         let qm = kernel::dot(unit, mean);
         let mm = kernel::dot(mean, mean);
         let alpha = ((1.0 - mm).max(0.0) / d * std::f32::consts::FRAC_2_PI).sqrt();
@@ -319,42 +321,5 @@ impl Calibration {
     #[inline]
     fn cosine(&self, sum: i32) -> f32 {
         self.intercept + self.slope * sum as f32
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Rows of 2 floats.
-    struct Rows(Vec<f32>);
-
-    impl Matrix for Rows {
-        fn row_len(&self) -> usize {
-            2
-        }
-        fn rows(&self) -> &[f32] {
-            &self.0
-        }
-        fn embedded_rows(&self) -> usize {
-            self.0.len() / 2
-        }
-        fn columns(&self) -> impl Fn(usize) -> (bool, u32) + Send + Sync + '_ {
-            |_| (true, 1)
-        }
-    }
-
-    #[test]
-    fn the_list_finds_each_row_past_empty_matrices() {
-        let a = Rows(vec![0.0; 2 * 300]);
-        let (empty, b) = (Rows(Vec::new()), Rows(vec![0.0; 4]));
-        let list = RowList::new(&[&a, &empty, &b]);
-        // `a` takes two blocks of numbers; the empty matrix none.
-        assert_eq!((list.start(0), list.start(2)), (0, 512));
-        for (m, rows) in [(0, 300), (2, 2)] {
-            for i in 0..rows {
-                assert_eq!(list.locate((list.start(m) + i) as u32), (m, i));
-            }
-        }
     }
 }
