@@ -6,7 +6,7 @@ use super::query::Int8Cosine;
 use super::select::Best;
 use super::{BinaryCodes, Int8Codes};
 use crate::search::cores::on_every_core;
-use crate::search::scan::{self, Matrix};
+use crate::search::scan::{self, Matrix, Tasks};
 use crate::search::{Filter, Hit};
 
 /// The best `candidates` rows by int8 estimate.
@@ -107,20 +107,10 @@ fn scan_codes<M: Matrix + ?Sized>(
 /// again), numbered as `list` numbers rows. `estimate(m, first, accepted, scores)` scores
 /// rows of `matrices[m]`, on one scale for every matrix.
 ///
-/// The rows of every matrix are one pool of tasks, cut from the list as a whole ([`Tasks`]),
-/// so the cores stay busy across matrices of any size, and each thread keeps its own
-/// `candidates` best ([`Best`]), which admit a large share of the first rows and then turn
-/// most rows away with one comparison; they are merged at the end.
-///
-/// Cut per matrix instead, tasks followed the matrices' sizes, and on 2 cores that cost a
-/// search of small matrices a fifth to a half of its time: 4 archives of 250 × 3,072 in
-/// turns with one of 1,000 × 3,072, warm caches, per-query medians, searched as one list
-/// took 1.16–1.18× the one archive's time exact, 1.52× int8 and 1.54× binary (16 archives
-/// of 62: 1.25×, 1.68×, 1.60×). Cut from the list: 1.06×, 1.01–1.06× and 1.03× (16 of 62:
-/// 1.06×, 0.98×, 1.01×). With one core the two cuts took the same time, and so did 4 slices
-/// of one matrix in memory cut per slice when the slices were 256 rows long; 250-row slices
-/// took 1.2× as long: the cut made the difference, not the data or the work. Why a cut at 250
-/// rows costs more on two cores than one at 256 is not established.
+/// The rows of every matrix are one pool of tasks, cut from the list as a whole
+/// ([`Tasks`]), so the cores stay busy across matrices of any size, and each thread keeps its
+/// own `candidates` best ([`Best`]), which admit a large share of the first rows and then
+/// turn most rows away with one comparison; they are merged at the end.
 pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
     matrices: &[&M],
     list: &RowList,
@@ -128,7 +118,7 @@ pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
     candidates: usize,
     estimate: impl Fn(usize, usize, &[bool], &mut [f32]) + Sync,
 ) -> Vec<Hit> {
-    let tasks = Tasks::new(matrices);
+    let tasks = Tasks::new(matrices.iter().map(|m| row_count(*m)), CODE_ROWS_PER_TASK);
     let task = |t: usize, top: &mut Best| {
         for &(m, first, end) in tasks.pieces(t) {
             let matrix = matrices[m];
@@ -161,49 +151,6 @@ pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
         }
     };
     on_every_core(tasks.len(), || Best::new(candidates), task, Best::merge).into_kept()
-}
-
-/// The tasks of a code scan: [`CODE_ROWS_PER_TASK`] consecutive rows of the list each (the
-/// last fewer), a task taking the end of one matrix and the start of the next where they
-/// meet, so that many small matrices are cut into the same tasks as one matrix of all their
-/// rows.
-struct Tasks {
-    /// `(matrix, first row, end row)`, in list order.
-    pieces: Vec<(usize, usize, usize)>,
-    /// Where each task's pieces start in `pieces`, and the end of the last.
-    starts: Vec<usize>,
-}
-
-impl Tasks {
-    fn new<M: Matrix + ?Sized>(matrices: &[&M]) -> Self {
-        let mut pieces = Vec::new();
-        let mut starts = Vec::new();
-        let mut room = 0;
-        for (m, matrix) in matrices.iter().enumerate() {
-            let rows = row_count(*matrix);
-            let mut first = 0;
-            while first < rows {
-                if room == 0 {
-                    starts.push(pieces.len());
-                    room = CODE_ROWS_PER_TASK;
-                }
-                let len = (rows - first).min(room);
-                pieces.push((m, first, first + len));
-                first += len;
-                room -= len;
-            }
-        }
-        starts.push(pieces.len());
-        Tasks { pieces, starts }
-    }
-
-    fn len(&self) -> usize {
-        self.starts.len() - 1
-    }
-
-    fn pieces(&self, t: usize) -> &[(usize, usize, usize)] {
-        &self.pieces[self.starts[t]..self.starts[t + 1]]
-    }
 }
 
 /// Rows of `matrix`.
@@ -269,14 +216,11 @@ mod tests {
     }
 
     /// Tasks cut the list, not each matrix: every row once, in list order, and every task
-    /// but the last [`CODE_ROWS_PER_TASK`] rows long, across matrices of any size (empty ones
-    /// too).
+    /// but the last as long as asked, across matrices of any size (empty ones too).
     #[test]
     fn tasks_cut_the_rows_of_many_matrices_as_one_list() {
         let sizes = [300, 0, 5, 250, 256, 1, 62, 62, 0];
-        let matrices: Vec<Rows> = sizes.iter().map(|&n| Rows(vec![0.0; 2 * n])).collect();
-        let refs: Vec<&Rows> = matrices.iter().collect();
-        let tasks = Tasks::new(&refs);
+        let tasks = Tasks::new(sizes, CODE_ROWS_PER_TASK);
         let mut seen = Vec::new();
         for t in 0..tasks.len() {
             let rows: usize = tasks.pieces(t).iter().map(|&(_, a, b)| b - a).sum();
@@ -298,7 +242,7 @@ mod tests {
         assert_eq!(seen, want);
         let total: usize = sizes.iter().sum();
         assert_eq!(tasks.len(), total.div_ceil(CODE_ROWS_PER_TASK));
-        assert_eq!(Tasks::new::<Rows>(&[]).len(), 0);
+        assert_eq!(Tasks::new([], CODE_ROWS_PER_TASK).len(), 0);
     }
 
     #[test]
