@@ -306,8 +306,9 @@ fn cross_table(w: &mut String, report: &Report) {
         w,
         "K podcasts of N / K items each, generated as the others are, searched as one list \
          (`quant::top_k_across`: one pass over all of them, one merged top-{k}), against the \
-         generated podcast of N items, with its queries; each mode's two searches are timed in \
-         turns, as podmap's modes are above. The size rules apply to the list as a whole, as \
+         generated podcast of N items; each searched with 16 queries near its own items (the \
+         K podcasts' taken in turns from each). Each mode's two searches are timed in turns, \
+         as podmap's modes are above. The size rules apply to the list as a whole, as \
          to one podcast of its size. The target: K podcasts take at most 1.2× the time of the \
          one. Recall@{k} across: the quantized search across against the exact one across.\n",
         k = report.settings.k
