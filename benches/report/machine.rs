@@ -40,7 +40,14 @@ pub fn describe() -> Machine {
         .map(|kib| format!("{:.1} GiB", kib as f64 / (1024.0 * 1024.0)))
         .unwrap_or_else(|| "unknown".into());
     Machine {
-        cpu: field("Model name").unwrap_or_else(|| "unknown".into()),
+        // A virtual machine's model name may not name the generation ("AMD EPYC"), and
+        // kernels differ between generations: the family and model do.
+        cpu: match (field("Model name"), field("CPU family"), field("Model")) {
+            (Some(name), Some(family), Some(model)) => {
+                format!("{name} (family {family}, model {model})")
+            }
+            (name, _, _) => name.unwrap_or_else(|| "unknown".into()),
+        },
         cpus,
         memory,
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
