@@ -19,6 +19,7 @@ use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -49,6 +50,8 @@ pub struct MmapIndex {
     binary: Range<usize>,
     /// Every section's byte range, for `verify`.
     sections: Vec<(SectionKind, Range<usize>)>,
+    /// `|mean|²` of the binary codes' mean, worked out on the first binary search.
+    binary_mean_sq: OnceLock<f32>,
 }
 
 /// Whether [`MmapIndex::open_leased`] took a lease.
@@ -258,6 +261,7 @@ impl MmapIndex {
             int8,
             binary,
             sections,
+            binary_mean_sq: OnceLock::new(),
         };
         index.advise_sections();
         // Cast once here so a misaligned matrix is refused at open, not at the first search.
@@ -453,11 +457,15 @@ impl MmapIndex {
     pub fn binary_codes(&self) -> BinaryCodes<'_> {
         let layout = CodesLayout::binary(self.len(), self.dims());
         let bytes = &self.mapped.bytes()[self.binary.clone()];
+        let mean: &[f32] = bytemuck::cast_slice(&bytes[layout.tail_at..]);
         BinaryCodes {
             dims: self.dims(),
             stride: layout.stride,
             bits: &bytes[..layout.codes_len],
-            mean: bytemuck::cast_slice(&bytes[layout.tail_at..]),
+            mean,
+            mean_sq: *self
+                .binary_mean_sq
+                .get_or_init(|| crate::search::kernel::dot(mean, mean)),
         }
     }
 

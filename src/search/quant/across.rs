@@ -190,7 +190,7 @@ fn binary_candidates<M: Matrix + ?Sized>(
         .enumerate()
         .map(|(m, codes)| {
             let &(_, sum, step) = planes.of(m);
-            Calibration::new(units.of(m), sum, step, codes.mean)
+            Calibration::new(units.of(m), sum, step, codes.mean, codes.mean_sq)
         })
         .collect();
     scan_codes_across(
@@ -305,12 +305,12 @@ struct Calibration {
 
 impl Calibration {
     /// For a unit query whose 4-bit codes sum to `code_sum`, a unit of which is worth `step`
-    /// (both made once per query, whatever the number of matrices), and a matrix's `mean`.
-    fn new(unit: &[f32], code_sum: i32, step: f32, mean: &[f32]) -> Self {
+    /// (both made once per query, whatever the number of matrices), and a matrix's `mean`
+    /// (whose squared length `mean_sq` the matrix keeps).
+    fn new(unit: &[f32], code_sum: i32, step: f32, mean: &[f32], mean_sq: f32) -> Self {
         let d = unit.len().max(1) as f32;
         let qm = kernel::dot(unit, mean);
-        let mm = kernel::dot(mean, mean);
-        let alpha = ((1.0 - mm).max(0.0) / d * std::f32::consts::FRAC_2_PI).sqrt();
+        let alpha = ((1.0 - mean_sq).max(0.0) / d * std::f32::consts::FRAC_2_PI).sqrt();
         let slope = 2.0 * alpha * step;
         Calibration {
             slope,

@@ -87,6 +87,10 @@ pub struct BinaryCodes<'a> {
     pub stride: usize,
     pub bits: &'a [u8],
     pub mean: &'a [f32],
+    /// `|mean|²`, which a search across matrices calibrates each matrix's estimates with:
+    /// kept by the matrix, so that sixteen podcasts do not cost sixteen dot products of the
+    /// mean with itself on every query.
+    pub mean_sq: f32,
 }
 
 /// A matrix with code sections beside it. `None`: the codes are not available, and the
