@@ -136,7 +136,7 @@ pub struct Recall {
 }
 
 /// A search of `podcasts` generated podcasts as one list against the generated podcast of
-/// `one_items` items, both with that podcast's queries.
+/// `one_items` items, each side with queries near its own items.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Cross {
     /// Items of the podcasts together (`one_items` rounded down to a multiple of `podcasts`).

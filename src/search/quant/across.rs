@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use super::candidates::{self, scan_codes_across, RowList};
 use super::planes::{self, QueryPlanes};
 use super::query::Int8Cosine;
-use super::select::Best;
+use super::select;
 use super::{
     best_of, served_candidates, served_mode, BinaryCodes, Int8Codes, Quantized, SearchMode,
     NARROW_OVERSAMPLE,
@@ -130,8 +130,7 @@ fn exact<M: Matrix + ?Sized>(
     units: &PerQuery<Vec<f32>>,
     k: usize,
 ) -> Vec<Hit> {
-    let mut top = Best::new(k);
-    let hits = scan_codes_across(
+    let mut hits = scan_codes_across(
         matrices,
         list,
         &Filter::all(),
@@ -147,10 +146,8 @@ fn exact<M: Matrix + ?Sized>(
             }
         },
     );
-    for hit in hits {
-        top.push(hit.index, hit.score);
-    }
-    top.into_sorted()
+    hits.sort_unstable_by(select::best_first);
+    hits
 }
 
 /// The best `candidates` of the list by int8 estimate of the cosine.

@@ -64,8 +64,8 @@ pub(super) fn query_codes(unit: &[f32], top: i8) -> Vec<i8> {
 }
 
 /// The largest magnitude of `unit` (NaN components are passed over, as `f32::max` does),
-/// kept in eight lanes so that the loop vectorises: a cross-podcast search takes it for
-/// every podcast's calibration, and a scalar fold over 3,072 components takes microseconds.
+/// kept in eight lanes so that the loop vectorises: a search takes it for each of its
+/// query's codes and steps, and a scalar fold over 3,072 components takes microseconds.
 fn max_abs(unit: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = unit.chunks_exact(8);

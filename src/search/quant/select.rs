@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use crate::search::Hit;
 
 /// Best first: higher score, then lower row.
-fn best_first(a: &Hit, b: &Hit) -> Ordering {
+pub(super) fn best_first(a: &Hit, b: &Hit) -> Ordering {
     b.score.total_cmp(&a.score).then(a.index.cmp(&b.index))
 }
 
