@@ -82,7 +82,7 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          median is reported first (a query preempted by other work moves the mean, not the \
          median), then the mean. podmap's modes and its read limit are timed in turns, ten \
          rounds each giving every one a tenth of its time, so that a slow spell of the machine \
-         falls on all of them alike. Every engine gets {t} threads: rayon for podmap, \
+         falls on all of them alike. Every engine gets {t} threads: for podmap the calling thread and helpers up to rayon's thread count, \
          `OPENBLAS_NUM_THREADS` for numpy, OpenMP for FAISS, `threads=` for usearch.\n\
          - podmap: the library call (`search_vector_in`) on the mapped archive, exact or over \
          the int8 / sign-bit codes with the default oversampling (int8 ×{o8}, binary ×{o1}) \

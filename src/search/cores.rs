@@ -1,21 +1,39 @@
-//! Short parallel passes that the calling thread joins.
+//! Short parallel passes that the calling thread joins, on helper threads that stay awake
+//! between passes.
 //!
-//! A search is called from a thread outside rayon's pool (a blocking task of the server, a
-//! command's main thread). Handing a whole pass to the pool makes that thread sleep until a
-//! worker has woken, done the work and woken it again: two wake-ups, tens of microseconds,
-//! which is more than a code scan or a rescoring of a few thousand rows takes. Here the
-//! calling thread starts on the work at once and the pool's threads join as they wake.
+//! A search is a few passes of tens to hundreds of microseconds each (a code scan, a
+//! narrowing, a rescoring), and each pass ends when every thread that took part has finished.
+//! A thread that sleeps between passes has to be woken for each one, and on a virtual machine
+//! waking a thread on an idle core costs 25–40 µs (measured on a 2-vCPU KVM guest: a pass
+//! of 20 µs of work per core took 47 µs on rayon's pool, whose idle workers sleep, and 21.5 µs
+//! on helpers that spin). BLAS and OpenMP runtimes keep their threads spinning between calls
+//! for the same reason; here a helper spins for [`SPIN`] after each pass, then parks.
+//!
+//! The calling thread starts on the work at once, and a helper that has not started when the
+//! work is done is taken back ([`Helper::retract`]) instead of waited for: a pass never waits
+//! for a thread to wake. Under concurrent searches a helper busy with another caller's pass is
+//! simply not used; the callers are then the parallelism.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::panic;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
-/// Runs `task(t, acc)` for every `t < tasks` on the calling thread and the pool's other
-/// threads, each thread folding the tasks it takes into its own accumulator, and merges them.
+/// How long a helper spins after a pass before it parks. Back-to-back searches (a server under
+/// load, a batch of queries) find it awake; an idle process stops spinning within this time.
+/// OpenMP runtimes spin for milliseconds by default; a search's passes follow each other
+/// within microseconds, so a fraction of a millisecond keeps them on awake helpers.
+pub(crate) const SPIN: Duration = Duration::from_micros(200);
+
+/// Runs `task(t, acc)` for every `t < tasks` on the calling thread and the helpers, each
+/// thread folding the tasks it takes into its own accumulator, and merges them.
 ///
-/// The calling thread works from the start instead of handing the whole job to the pool and
-/// sleeping until it is done: a short scan (a code scan of a few thousand rows takes tens of
-/// microseconds) would otherwise wait for a worker to wake, and then be woken itself. Tasks
-/// are taken from a shared counter, so a helper that wakes late finds less to do, not more.
+/// Tasks are taken from a shared counter, so a helper that starts late finds less to do, not
+/// more, and one that has not started by the end is not waited for. A panic in a task is
+/// raised again on the calling thread, after every helper has let go of the pass.
 pub(crate) fn on_every_core<A: Send>(
     tasks: usize,
     init: impl Fn() -> A + Sync,
@@ -33,19 +51,20 @@ pub(crate) fn on_every_core<A: Send>(
             task(t, &mut acc);
         }
     };
-    let helpers = rayon::current_num_threads()
-        .saturating_sub(1)
-        .min(tasks.saturating_sub(1));
-    let theirs = Mutex::new(Vec::with_capacity(helpers));
-    let mine = rayon::in_place_scope(|scope| {
-        for _ in 0..helpers {
-            scope.spawn(|_| {
-                let acc = work();
-                theirs.lock().unwrap_or_else(|e| e.into_inner()).push(acc);
-            });
-        }
+    let theirs = Mutex::new(Vec::new());
+    let help = || {
+        let acc = work();
+        theirs.lock().unwrap_or_else(|e| e.into_inner()).push(acc);
+    };
+    let wanted = tasks.saturating_sub(1);
+    let mine = if wanted == 0 {
         work()
-    });
+    } else {
+        let pass = Pass::start(&help, wanted);
+        let mine = work();
+        pass.finish();
+        mine
+    };
     theirs
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
@@ -53,30 +72,326 @@ pub(crate) fn on_every_core<A: Send>(
         .fold(mine, merge)
 }
 
+/// The helpers: one fewer than rayon's thread count (`RAYON_NUM_THREADS`, else the logical
+/// CPUs), so the calling thread and the helpers fill the cores rayon would. Started on first
+/// use and never stopped (they park when idle).
+fn helpers() -> &'static [Helper] {
+    static HELPERS: OnceLock<&'static [Helper]> = OnceLock::new();
+    HELPERS.get_or_init(|| {
+        let count = rayon::current_num_threads().saturating_sub(1);
+        let helpers: &'static [Helper] =
+            Box::leak((0..count).map(|_| Helper::new()).collect::<Box<[Helper]>>());
+        for (i, helper) in helpers.iter().enumerate() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("podmap-scan-{i}"))
+                .spawn(move || helper.run());
+            match spawned {
+                Ok(handle) => {
+                    let _ = helper.thread.set(handle.thread().clone());
+                }
+                // Without the thread the helper stays closed: passes run on fewer threads.
+                Err(_) => helper.state.store(CLOSED, Ordering::Relaxed),
+            }
+        }
+        helpers
+    })
+}
+
+/// A helper's state. `IDLE → CLAIMED` by a caller, which writes the job and posts it
+/// (`POSTED`); the helper takes it (`TAKEN`) and marks it `DONE`, or the caller takes it back
+/// (`POSTED → IDLE`); after `DONE` the caller sets `IDLE` again.
+const IDLE: u32 = 0;
+const CLAIMED: u32 = 1;
+const POSTED: u32 = 2;
+const TAKEN: u32 = 3;
+const DONE: u32 = 4;
+/// A helper whose thread could not be started: never claimed.
+const CLOSED: u32 = 5;
+
+/// A job as the helper sees it: the address of a caller's closure and the function that calls
+/// it, so that closures of any type (and any lifetime, see [`Pass`]) fit in one slot.
+#[derive(Clone, Copy)]
+struct Job {
+    data: *const (),
+    call: unsafe fn(*const ()),
+}
+
+struct Helper {
+    state: AtomicU32,
+    /// Written by the caller that claimed the helper, before it posts; read by the helper after
+    /// it has taken the job. The state's release and acquire order the two.
+    job: UnsafeCell<Option<Job>>,
+    /// A panic of the job, handed to the caller.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Set while the helper is parked or about to park, so that a caller unparks it.
+    parked: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+// SAFETY: `job` is the only field that is not `Sync`. It is written only by the one caller
+// that moved the state from IDLE to CLAIMED, before its release store of POSTED, and read only
+// by the helper after its acquire exchange of POSTED for TAKEN: the two never overlap, and
+// the state's ordering makes the write visible to the read.
+unsafe impl Sync for Helper {}
+
+impl Helper {
+    fn new() -> Self {
+        Helper {
+            state: AtomicU32::new(IDLE),
+            job: UnsafeCell::new(None),
+            panic: Mutex::new(None),
+            parked: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }
+    }
+
+    /// Posts `job` if the helper is idle. `true`: the caller must later [`Helper::retract`] it
+    /// or wait for it ([`Helper::wait`]).
+    fn post(&self, job: Job) -> bool {
+        if self
+            .state
+            .compare_exchange(IDLE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: CLAIMED is ours alone, and the helper reads the slot only after it takes a
+        // POSTED job, which the store below publishes.
+        unsafe { *self.job.get() = Some(job) };
+        self.state.store(POSTED, Ordering::SeqCst);
+        // Paired with `run`'s SeqCst store of `parked` and load of `state`: either the helper
+        // sees POSTED before it parks, or this sees `parked` and unparks it.
+        if self.parked.load(Ordering::SeqCst) {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+        true
+    }
+
+    /// Takes a posted job back if the helper has not started it. `true`: it never will.
+    fn retract(&self) -> bool {
+        self.state
+            .compare_exchange(POSTED, IDLE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Waits for a taken job to finish, frees the helper and returns the job's panic, if any.
+    fn wait(&self) -> Option<Box<dyn Any + Send>> {
+        let mut spins = 0u32;
+        while self.state.load(Ordering::Acquire) != DONE {
+            // The helper is running its last task: it is usually done within microseconds,
+            // but if the system has taken its core, this thread gives its own away.
+            spins = spins.saturating_add(1);
+            if spins < 1 << 12 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let panic = self.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.state.store(IDLE, Ordering::Release);
+        panic
+    }
+
+    /// The helper thread: spins for a posted job for [`SPIN`] after the last one, then parks.
+    fn run(&self) {
+        let mut awake_since = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            if self.state.load(Ordering::Relaxed) == POSTED
+                && self
+                    .state
+                    .compare_exchange(POSTED, TAKEN, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                // SAFETY: TAKEN is ours; the caller wrote the job before posting it and waits
+                // for DONE before it lets the job's closure go (see `Pass`).
+                if let Some(job) = unsafe { *self.job.get() } {
+                    // SAFETY: `job.call` is the caller's matching function for `job.data`, and
+                    // the closure behind it lives until the caller sees DONE.
+                    let result = panic::catch_unwind(|| unsafe { (job.call)(job.data) });
+                    if let Err(payload) = result {
+                        *self.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(payload);
+                    }
+                }
+                self.state.store(DONE, Ordering::Release);
+                awake_since = Instant::now();
+                polls = 0;
+                continue;
+            }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(64) && awake_since.elapsed() > SPIN {
+                self.parked.store(true, Ordering::SeqCst);
+                if self.state.load(Ordering::SeqCst) != POSTED {
+                    std::thread::park();
+                }
+                self.parked.store(false, Ordering::SeqCst);
+                awake_since = Instant::now();
+            }
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// A closure posted to helpers for the length of one pass. Its helpers are released (taken
+/// back, or waited for) by [`Pass::finish`], or by `Drop` when the caller's own share panics,
+/// so no helper can call the closure after the caller's frame is gone.
+struct Pass<'a> {
+    posted: Vec<&'static Helper>,
+    _closure: std::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> Pass<'a> {
+    /// Posts `help` to at most `wanted` idle helpers.
+    fn start<F: Fn() + Sync + 'a>(help: &'a F, wanted: usize) -> Self {
+        /// Calls the closure at `data`.
+        ///
+        /// # Safety
+        /// `data` is a `&F` that is alive for the call.
+        unsafe fn call<F: Fn()>(data: *const ()) {
+            // SAFETY: see the function's contract; `Pass` keeps `F` alive while posted.
+            unsafe { (*data.cast::<F>())() }
+        }
+        let job = Job {
+            data: std::ptr::from_ref(help).cast(),
+            call: call::<F>,
+        };
+        let posted = helpers()
+            .iter()
+            .filter(|helper| helper.post(job))
+            .take(wanted)
+            .collect();
+        Pass {
+            posted,
+            _closure: std::marker::PhantomData,
+        }
+    }
+
+    /// Releases the helpers; raises a helper's panic on the calling thread.
+    fn finish(mut self) {
+        if let Some(payload) = self.release() {
+            panic::resume_unwind(payload);
+        }
+    }
+
+    fn release(&mut self) -> Option<Box<dyn Any + Send>> {
+        let mut first = None;
+        for helper in self.posted.drain(..) {
+            if !helper.retract() {
+                let panic = helper.wait();
+                first = first.or(panic);
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        // Unwinding from the caller's own share: the helpers must still let go of the closure
+        // before the frame that holds it is gone. Their panics, if any, yield to the caller's.
+        let _ = self.release();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::panic::AssertUnwindSafe;
+    use std::sync::atomic::AtomicU64;
 
-    /// Every task runs exactly once, whichever thread takes it, inside or outside the pool.
+    fn collect(tasks: usize) -> Vec<usize> {
+        let mut seen = on_every_core(
+            tasks,
+            Vec::new,
+            |t, seen: &mut Vec<usize>| seen.push(t),
+            |mut a, b| {
+                a.extend(b);
+                a
+            },
+        );
+        seen.sort_unstable();
+        seen
+    }
+
+    /// Every task runs exactly once, whichever thread takes it, inside or outside rayon's
+    /// pool, and from several callers at once (helpers busy with one caller are not used by
+    /// another).
     #[test]
     fn every_task_runs_once() {
         for tasks in [0, 1, 2, 3, 17, 1000] {
-            let run = || {
-                let mut seen = on_every_core(
-                    tasks,
-                    Vec::new,
-                    |t, seen: &mut Vec<usize>| seen.push(t),
-                    |mut a, b| {
-                        a.extend(b);
-                        a
-                    },
-                );
-                seen.sort_unstable();
-                seen
-            };
             let want: Vec<usize> = (0..tasks).collect();
-            assert_eq!(run(), want, "{tasks} tasks from outside the pool");
-            assert_eq!(rayon::scope(|_| run()), want, "{tasks} tasks from a worker");
+            assert_eq!(collect(tasks), want, "{tasks} tasks from outside the pool");
+            assert_eq!(
+                rayon::scope(|_| collect(tasks)),
+                want,
+                "{tasks} from a worker"
+            );
+        }
+        std::thread::scope(|s| {
+            let callers: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| (0..200).all(|_| collect(257) == (0..257).collect::<Vec<_>>())))
+                .collect();
+            for caller in callers {
+                assert!(caller.join().unwrap(), "a concurrent caller lost a task");
+            }
+        });
+    }
+
+    /// Helpers that have parked are woken by the next pass, and a pass whose work is done
+    /// before a helper starts does not wait for it: both edges of the spin.
+    #[test]
+    fn passes_after_the_helpers_parked_still_use_them() {
+        let _ = collect(8);
+        std::thread::sleep(SPIN * 20);
+        let threads = Mutex::new(std::collections::HashSet::new());
+        let runs = AtomicU64::new(0);
+        for _ in 0..50 {
+            on_every_core(
+                64,
+                || (),
+                |_, _| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    threads.lock().unwrap().insert(std::thread::current().id());
+                    std::thread::sleep(Duration::from_micros(50));
+                },
+                |_, _| (),
+            );
+        }
+        assert_eq!(runs.load(Ordering::Relaxed), 50 * 64);
+        let expected = rayon::current_num_threads().min(2);
+        assert!(
+            threads.lock().unwrap().len() >= expected,
+            "tasks ran on {} thread(s), {expected} expected",
+            threads.lock().unwrap().len()
+        );
+    }
+
+    /// A task that panics on a helper or on the caller panics the caller, after every helper
+    /// has let go of the pass (the borrowed state is still alive while they run), and the
+    /// helpers serve the next pass.
+    #[test]
+    fn a_panicking_task_panics_the_caller_and_leaves_the_helpers_usable() {
+        for bad in [0, 5, 63] {
+            let finished = AtomicU64::new(0);
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                on_every_core(
+                    64,
+                    || (),
+                    |t, _| {
+                        std::thread::sleep(Duration::from_micros(20));
+                        if t == bad {
+                            panic!("task {t} failed");
+                        }
+                        finished.fetch_add(1, Ordering::Relaxed);
+                    },
+                    |_, _| (),
+                )
+            }));
+            assert!(result.is_err(), "task {bad}'s panic reached the caller");
+            assert!(finished.load(Ordering::Relaxed) < 64);
+            assert_eq!(collect(100), (0..100).collect::<Vec<_>>());
         }
     }
 }

@@ -129,8 +129,8 @@ pub const BINARY_MIN_FLOATS: usize = 1 << 22;
 
 /// Rescoring (and a binary search's int8 narrowing) runs on every core when its candidates'
 /// rows hold at least this many bytes; below, it stays on the calling thread. The calling
-/// thread starts at once and the pool's threads join as they wake ([`on_every_core`]), so
-/// sharing pays early: measured on 2 cores at 4,000 × 3,072, a binary search (200 int8 rows
+/// thread starts at once and the helpers, awake between passes, join it ([`on_every_core`]),
+/// so sharing pays early: measured on 2 cores at 4,000 × 3,072, a binary search (200 int8 rows
 /// to narrow, 600 KB, then the f32 rows) took 0.205 ms with both passes on the calling thread
 /// and 0.11–0.12 ms with them shared from about 100 KB.
 const PARALLEL_RESCORE_BYTES: usize = 128 * 1024;
