@@ -286,7 +286,7 @@ fn recall_across(hits: &[(u32, Hit)], truth: &[(u32, Hit)]) -> f64 {
 fn one_search_across_archives_finds_what_each_search_finds() {
     let dir = tempfile::tempdir().unwrap();
     let dims = 768;
-    let indexes = several(dir.path(), [1_200, 700, 900], dims);
+    let indexes = several(dir.path(), [600, 350, 450], dims);
     let floats: usize = indexes.iter().map(|i| i.matrix().len()).sum();
     assert!(indexes
         .iter()
@@ -298,7 +298,7 @@ fn one_search_across_archives_finds_what_each_search_finds() {
     let modes = [int8(INT8_OVERSAMPLE), binary(BINARY_OVERSAMPLE)];
     let (mut total, mut queries) = ([0.0; 2], 0);
     for (p, index) in indexes.iter().enumerate() {
-        for i in (0..index.len()).step_by(97) {
+        for i in (0..index.len()).step_by(47) {
             // Near item `i` of podcast `p`; the podcast after it gets a query of its own, near
             // one of its items too, with one large component: its int8 codes count in much
             // larger steps than the first query's, so unscaled estimates would not compare.

@@ -297,7 +297,7 @@ const QUERIES: [&str; 3] = [
 ];
 
 /// A cross-podcast search of podcasts that are each too small for their codes but together
-/// are not is one code scan across them in `int8` and `binary` mode (six podcasts' rows
+/// are not is one code scan across them in `int8` and `binary` mode (five podcasts' rows
 /// together are under `BINARY_MIN_FLOATS`, so both scan the int8 codes), and ranks the same
 /// episodes with the same scores and totals as the exact pass. Its positions come from the
 /// hits it rescored (as for any quantized search), which the exact pass does not limit: that
@@ -309,7 +309,7 @@ const QUERIES: [&str; 3] = [
               server: PODMAP_EMBEDDINGS_URL (tools/test.sh starts one)"
 )]
 async fn cross_podcast_pages_of_many_podcasts_are_one_code_scan() {
-    let (_root, app) = many_podcasts(6).await;
+    let (_root, app) = many_podcasts(5).await;
     let mut positions_differ = false;
     for query in QUERIES {
         for offset in [0, 10] {

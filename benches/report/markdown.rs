@@ -88,7 +88,7 @@ pub fn render(report: &Report, plots: &[&str]) -> String {
          the int8 / sign-bit codes with the default oversampling (int8 ×{o8}, binary ×{o1}) \
          and exact rescoring. As the server does, below {min_floats} floats \
          (`QUANTIZED_MIN_FLOATS`: the corpus's podcasts) the quantized modes scan exactly, and \
-         below {binary_min} floats (`BINARY_MIN_FLOATS`: gen-1000) binary scans the int8 codes. podmap \
+         below {binary_min} floats (`BINARY_MIN_FLOATS`) binary scans the int8 codes. podmap \
          exact is timed right before the peers, between them and right after; its median is \
          the median of those runs' medians.\n\
          - JSON path: podmap's in-memory index over the original `rag-embeddings.json` (the \

@@ -106,26 +106,31 @@ pub trait Quantized: Matrix {
 /// the exact scan runs one, and each has a fixed cost (the query quantized, candidates
 /// selected and merged). On a small matrix, in the cache, that is as much as the exact scan
 /// itself. Measured with `top_k_by_codes` (the codes scanned at every size), top-10, default
-/// oversampling, medians on 2 cores:
+/// oversampling, medians of the three timed in turns, on 2 cores (Intel Xeon, family 6 model
+/// 167, a KVM guest):
 ///
 /// | matrix | floats | exact | int8 | binary |
 /// |---|---:|---:|---:|---:|
-/// | corpus, 581 × 384 | 0.2 M | 0.008 ms | 0.008 ms | 0.023 ms |
-/// | generated 250 × 3,072 | 0.8 M | 0.039 ms | 0.030 ms | 0.036 ms |
-/// | generated 500 × 3,072 | 1.5 M | 0.044–0.052 ms | 0.044 ms | 0.074 ms |
-/// | generated 1,000 × 3,072 | 3.1 M | 0.087–0.096 ms | 0.042–0.059 ms | 0.061–0.086 ms |
-/// | generated 2,000 × 3,072 | 6.1 M | 0.32 ms | 0.073 ms | 0.058 ms |
-/// | generated 4,000 × 3,072 | 12.3 M | 1.06–1.10 ms | 0.148–0.152 ms | 0.100–0.107 ms |
+/// | corpus, 238 × 384 | 0.09 M | 0.0058 ms | 0.0054 ms | 0.0077 ms |
+/// | corpus, 581 × 384 | 0.2 M | 0.012 ms | 0.0095 ms | 0.013 ms |
+/// | generated 250 × 3,072 | 0.8 M | 0.080–0.095 ms | 0.027–0.028 ms | 0.033–0.034 ms |
+/// | generated 500 × 3,072 | 1.5 M | 0.093 ms | 0.033 ms | 0.041 ms |
+/// | generated 1,000 × 3,072 | 3.1 M | 0.19–0.22 ms | 0.059–0.062 ms | 0.051–0.053 ms |
+/// | generated 2,000 × 3,072 | 6.1 M | 0.40–0.42 ms | 0.117 ms | 0.063 ms |
+/// | generated 4,000 × 3,072 | 12.3 M | 0.93–0.96 ms | 0.25–0.27 ms | 0.091–0.093 ms |
 ///
-/// Up to about 1.5 M floats int8 is no faster than exact; from 3 M on it is. The rule sits at
-/// 2 M. Binary overtakes int8 between 3 M and 6 M floats ([`BINARY_MIN_FLOATS`]).
-pub const QUANTIZED_MIN_FLOATS: usize = 1 << 21;
+/// On the corpus's podcasts int8 gains a tenth or less; from 0.8 M floats on it takes a third
+/// of exact's time. (On an AMD EPYC of family 25, before the helpers spun between passes,
+/// int8 was level with exact up to 1.5 M floats and 0.77× of it at 0.8 M.) The rule sits at
+/// 0.5 M, where int8 wins on both. Binary overtakes int8 between 1.5 M and 3 M floats
+/// ([`BINARY_MIN_FLOATS`]).
+pub const QUANTIZED_MIN_FLOATS: usize = 1 << 19;
 
 /// Below this many floats (and from [`QUANTIZED_MIN_FLOATS`] on) [`top_k`] answers a binary
 /// search by scanning the int8 codes: the sign-bit scan, its narrowing and rescoring cost
-/// more than the int8 scan saves reading there (see the table above: at 3.1 M floats int8
-/// took 0.042–0.059 ms and binary 0.061–0.086 ms; at 6.1 M, 0.073 and 0.058 ms).
-pub const BINARY_MIN_FLOATS: usize = 1 << 22;
+/// more than the int8 scan saves reading there (see the table above: at 1.5 M floats int8
+/// took 0.033 ms and binary 0.041 ms; at 3.1 M, 0.059–0.062 and 0.051–0.053 ms).
+pub const BINARY_MIN_FLOATS: usize = 1 << 21;
 
 /// Rescoring (and a binary search's int8 narrowing) runs on every core when its candidates'
 /// rows hold at least this many bytes; below, it stays on the calling thread. The calling
