@@ -127,20 +127,11 @@ fn recall(
     mode: SearchMode,
     k: usize,
 ) -> Recall {
-    let (mut sum, mut min) = (0.0, f64::INFINITY);
-    for (q, truth) in queries.iter().zip(truth) {
+    let per_query = queries.iter().zip(truth).map(|(q, truth)| {
         let found = across(parts, q, k, mode);
-        let r = found.iter().filter(|hit| truth.contains(hit)).count() as f64
-            / truth.len().max(1) as f64;
-        sum += r;
-        min = min.min(r);
-    }
-    Recall {
-        mode: mode.name().to_owned(),
-        oversample: mode.oversample(),
-        mean: sum / queries.len() as f64,
-        min,
-    }
+        found.iter().filter(|hit| truth.contains(hit)).count() as f64 / truth.len().max(1) as f64
+    });
+    measure::recall_of(mode, per_query)
 }
 
 /// The engine label of `mode`'s search in `place` (`one` or `across`), as [`measure`] names it.

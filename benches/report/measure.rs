@@ -254,8 +254,7 @@ pub fn recall(
     k: usize,
     served: bool,
 ) -> Recall {
-    let (mut sum, mut min) = (0.0, f64::INFINITY);
-    for (q, truth) in set.queries.iter().zip(truth) {
+    let per_query = set.queries.iter().zip(truth).map(|(q, truth)| {
         // The codes whatever the size and `k × oversample` candidates, or as a search
         // answers (`search_vector_in`: small matrices exactly, binary's candidate floor).
         let hits = if served {
@@ -264,14 +263,23 @@ pub fn recall(
             top_k_by_codes(index, q, k, &Filter::all(), mode)
         };
         let found: HashSet<u32> = hits.unwrap().iter().map(|h| h.index).collect();
-        let r = truth.iter().filter(|t| found.contains(t)).count() as f64 / truth.len() as f64;
+        truth.iter().filter(|t| found.contains(t)).count() as f64 / truth.len() as f64
+    });
+    recall_of(mode, per_query)
+}
+
+/// The mean and lowest of `mode`'s recall on each query.
+pub fn recall_of(mode: SearchMode, per_query: impl IntoIterator<Item = f64>) -> Recall {
+    let (mut sum, mut min, mut queries) = (0.0, f64::INFINITY, 0usize);
+    for r in per_query {
         sum += r;
         min = min.min(r);
+        queries += 1;
     }
     Recall {
         mode: mode.name().to_owned(),
         oversample: mode.oversample(),
-        mean: sum / set.queries.len() as f64,
+        mean: sum / queries as f64,
         min,
     }
 }

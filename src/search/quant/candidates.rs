@@ -121,36 +121,57 @@ pub(super) fn scan_codes_across<M: Matrix + ?Sized>(
     let tasks = Tasks::new(matrices.iter().map(|m| row_count(*m)), CODE_ROWS_PER_TASK);
     let task = |t: usize, top: &mut Best| {
         for &(m, first, end) in tasks.pieces(t) {
-            let matrix = matrices[m];
-            let offset = list.start(m);
-            let every_row = scan::takes_every_row(matrix, filter);
-            let columns = matrix.columns();
-            let mut first = first;
-            while first < end {
-                let len = (end - first).min(BLOCK_ROWS);
-                let mut accepted = [true; BLOCK_ROWS];
-                let accepted = &mut accepted[..len];
-                if !every_row {
-                    for (r, accepted) in accepted.iter_mut().enumerate() {
-                        let (embedded, episode) = columns(first + r);
-                        *accepted = embedded && filter.accepts(episode);
-                    }
-                }
-                if accepted.iter().any(|&a| a) {
-                    let mut scores = [f32::NAN; BLOCK_ROWS];
-                    let scores = &mut scores[..len];
-                    estimate(m, first, accepted, scores);
-                    for (r, (&accepted, &score)) in accepted.iter().zip(scores.iter()).enumerate() {
-                        if accepted && score.is_finite() {
-                            top.push((offset + first + r) as u32, score);
-                        }
-                    }
-                }
-                first += len;
-            }
+            let estimate = |first: usize, accepted: &[bool], out: &mut [f32]| {
+                estimate(m, first, accepted, out)
+            };
+            scan_piece(
+                matrices[m],
+                first..end,
+                list.start(m),
+                filter,
+                estimate,
+                top,
+            );
         }
     };
     on_every_core(tasks.len(), || Best::new(candidates), task, Best::merge).into_kept()
+}
+
+/// Rows `rows` of `matrix`, in blocks of [`BLOCK_ROWS`]: those that pass `filter` are scored
+/// by `estimate` (as in [`scan_codes`]) and offered to `top`, numbered from `offset`.
+fn scan_piece<M: Matrix + ?Sized>(
+    matrix: &M,
+    rows: std::ops::Range<usize>,
+    offset: usize,
+    filter: &Filter,
+    estimate: impl Fn(usize, &[bool], &mut [f32]),
+    top: &mut Best,
+) {
+    let every_row = scan::takes_every_row(matrix, filter);
+    let columns = matrix.columns();
+    let mut first = rows.start;
+    while first < rows.end {
+        let len = (rows.end - first).min(BLOCK_ROWS);
+        let mut accepted = [true; BLOCK_ROWS];
+        let accepted = &mut accepted[..len];
+        if !every_row {
+            for (r, accepted) in accepted.iter_mut().enumerate() {
+                let (embedded, episode) = columns(first + r);
+                *accepted = embedded && filter.accepts(episode);
+            }
+        }
+        if accepted.iter().any(|&a| a) {
+            let mut scores = [f32::NAN; BLOCK_ROWS];
+            let scores = &mut scores[..len];
+            estimate(first, accepted, scores);
+            for (r, (&accepted, &score)) in accepted.iter().zip(scores.iter()).enumerate() {
+                if accepted && score.is_finite() {
+                    top.push((offset + first + r) as u32, score);
+                }
+            }
+        }
+        first += len;
+    }
 }
 
 /// Rows of `matrix`.
