@@ -482,6 +482,8 @@ mod tests {
             }
         })
         .await;
+        // The events have left the queue; their batch may still be on its way to the store.
+        rows_reach(&store, 25, "the backlog's rows").await;
         assert!(rows(&store).await >= 25);
         // Shutdown: the rest.
         queue.close();
