@@ -52,6 +52,9 @@ pub struct MmapIndex {
     sections: Vec<(SectionKind, Range<usize>)>,
     /// `|mean|²` of the binary codes' mean, worked out on the first binary search.
     binary_mean_sq: OnceLock<f32>,
+    /// Distinct episodes with an embedded item, counted on the first quantized search that
+    /// reports a total (a pass over every row's columns, which the archive never changes).
+    episodes_embedded: OnceLock<usize>,
 }
 
 /// Whether [`MmapIndex::open_leased`] took a lease.
@@ -262,6 +265,7 @@ impl MmapIndex {
             binary,
             sections,
             binary_mean_sq: OnceLock::new(),
+            episodes_embedded: OnceLock::new(),
         };
         index.advise_sections();
         // Cast once here so a misaligned matrix is refused at open, not at the first search.

@@ -71,15 +71,19 @@ impl SearchIndex for MmapIndex {
     }
 
     fn episodes_with_embeddings(&self) -> usize {
-        let columns = self.columns();
-        let mut episodes: Vec<u32> = (0..self.len())
-            .map(&columns)
-            .filter(|&(embedded, _)| embedded)
-            .map(|(_, episode)| episode)
-            .collect();
-        episodes.sort_unstable();
-        episodes.dedup();
-        episodes.len()
+        // Every quantized page of search results reports this total, and counting reads and
+        // sorts a column entry per row (51 µs at 16,000 rows): counted once per archive.
+        *self.episodes_embedded.get_or_init(|| {
+            let columns = self.columns();
+            let mut episodes: Vec<u32> = (0..self.len())
+                .map(&columns)
+                .filter(|&(embedded, _)| embedded)
+                .map(|(_, episode)| episode)
+                .collect();
+            episodes.sort_unstable();
+            episodes.dedup();
+            episodes.len()
+        })
     }
 
     fn search_vector_in(
@@ -90,5 +94,44 @@ impl SearchIndex for MmapIndex {
         mode: SearchMode,
     ) -> Result<Vec<Hit>> {
         crate::search::quant::top_k(self, query, k, filter, mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::convert_podcast;
+    use crate::input::PodcastSource;
+
+    /// Episodes whose items all lack an embedding are not counted, and the count kept after
+    /// the first call is the count.
+    #[test]
+    fn episodes_with_embeddings_skips_episodes_without_any_and_keeps_its_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let rag = dir.path().join("db/demo/rag-embeddings.json");
+        std::fs::create_dir_all(rag.parent().unwrap()).unwrap();
+        let item = |id: u32, episode: u32, embedding: &str| {
+            format!(
+                r#"{{"id": {id}, "episodeNumber": {episode}, "startSec": 0, "endSec": 60{embedding}}}"#
+            )
+        };
+        let items = [
+            item(0, 1, r#", "embedding": [1, 0]"#),
+            item(1, 2, ""),
+            item(2, 3, r#", "embedding": [0, 1]"#),
+            item(3, 3, r#", "embedding": [1, 1]"#),
+            item(4, 4, ""),
+        ];
+        let json = format!(
+            r#"{{"embeddingModel": "m", "embeddingDimensions": 2, "items": [{}]}}"#,
+            items.join(",")
+        );
+        std::fs::write(&rag, json).unwrap();
+        let archive = dir.path().join("index/demo/rag.podmap");
+        convert_podcast(&PodcastSource::at(dir.path(), "demo"), &archive).unwrap();
+        let index = MmapIndex::open(&archive).unwrap();
+        assert_eq!(index.len(), 5);
+        assert_eq!(index.episodes_with_embeddings(), 2);
+        assert_eq!(index.episodes_with_embeddings(), 2);
     }
 }

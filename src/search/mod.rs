@@ -154,7 +154,7 @@ pub trait SearchIndex: Sync {
 
     /// How many distinct episodes have an item with an embedding: the episodes a full vector
     /// scan groups its hits into. The default counts the episodes of every item (right when
-    /// every item has an embedding); the archive reads its columns.
+    /// every item has an embedding); the archive reads its columns, once.
     fn episodes_with_embeddings(&self) -> usize {
         let mut episodes: Vec<u32> = (0..self.len()).map(|i| self.episode_of(i)).collect();
         episodes.sort_unstable();
