@@ -12,25 +12,97 @@
 //! The calling thread starts on the work at once, and a helper that has not started when the
 //! work is done is taken back ([`Helper::retract`]) instead of waited for: a pass never waits
 //! for a thread to wake. Under concurrent searches a helper busy with another caller's pass is
-//! simply not used; the callers are then the parallelism.
+//! simply not used; the callers are then the parallelism, and the helpers stop spinning
+//! ([`CONTENDED_FOR`]): on a loaded server every core has a request to run, and a spinning
+//! helper only takes turns from them.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::panic;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-/// How long a helper spins after a pass before it parks. Back-to-back searches (a server under
-/// load, a batch of queries) find it awake; an idle process stops spinning within this time.
-/// OpenMP runtimes spin for milliseconds by default; a search's passes follow each other
-/// within microseconds, so a fraction of a millisecond keeps them on awake helpers. While it
-/// spins, a helper offers its core to any other ready thread every few microseconds
-/// (`yield_now`): with two searches at once on 2 cores, a helper that only spun cost the
-/// callers 14 % of their int8 throughput (3,991 against 4,664 queries/s on rayon's pool);
-/// yielding, it gains 12 % (5,234), and binary 63 % (13,793 against 8,475).
-pub(crate) const SPIN: Duration = Duration::from_micros(200);
+/// How long a helper spins after a pass before it parks: long enough to bridge the few
+/// microseconds between the passes of one search (and between searches a caller runs back to
+/// back), short enough that a helper parks soon after a search, so that it takes little from
+/// whatever else wants the core. While it spins, a helper offers its core to any other ready
+/// thread every few microseconds (`yield_now`).
+///
+/// Measured on 2 cores of an AMD EPYC of family 25 (a KVM guest), one search at a time in one
+/// process, the spins taken in turns (top-10 medians, 1,000 / 4,000 × 3,072): binary 40.3 /
+/// 89.9–93.3 µs after 50 µs of spinning, 40.2–40.4 / 90.6–93.3 after 200 µs, and 54–57 /
+/// 120–122 with no spinning; int8 45.7–45.9 / 145–146, 45.9–46.2 / 145–148 and 61–62 / 162–167.
+/// Under load (see [`CONTENDED_FOR`]) the shorter spin also costs less.
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
+
+/// Helpers do not spin for this long after a pass started while another was running. Under
+/// load, searches overlap and each runs on its own caller, so helpers add little, and while
+/// they spin (yielding or not) they take turns from the threads that serve requests.
+///
+/// Measured with `cargo bench --bench serve` (8 clients, `POST /api/episodes/search` in binary
+/// mode over 4,400 × 3,072, same machine as [`SPIN`]), requests/s and server CPU per request,
+/// runs of each variant:
+///
+/// | helpers | requests/s | CPU per request |
+/// |---|---:|---:|
+/// | spin 200 µs after every pass | 883, 974 | 1.85–2.06 ms |
+/// | spin 200 µs, not while contended | 1,079, 1,092 | 1.69–1.70 ms |
+/// | spin 50 µs after every pass | 1,020, 1,153 | 1.59–1.84 ms |
+/// | never spin | 1,157, 1,229, 1,231 | 1.48–1.58 ms |
+/// | spin 50 µs, not while contended | 1,211, 1,372 | 1.34–1.52 ms |
+///
+/// Searches one at a time never overlap, so they keep the spinning helpers and their latency.
+/// Two threads searching at once in one process, with nothing else to run, lose a little:
+/// 5,815 int8 and 9,962 binary queries/s at 4,000 × 3,072 against 6,088 and 11,228 with
+/// helpers that spun 200 µs after every pass (taken in turns in one process).
+pub(crate) const CONTENDED_FOR: Duration = Duration::from_millis(10);
+
+/// Passes in flight in this process.
+static PASSES: AtomicUsize = AtomicUsize::new(0);
+/// When a pass last started while another was in flight: microseconds since [`epoch`], plus
+/// one (0: never).
+static CONTENDED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// The time [`CONTENDED_AT`] counts from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Microseconds since [`epoch`], plus one.
+fn clock() -> u64 {
+    u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// Whether a pass started beside another within [`CONTENDED_FOR`].
+fn contended() -> bool {
+    within_window(CONTENDED_AT.load(Ordering::Relaxed), clock())
+}
+
+/// Whether a contention marked at `at` (0: never) is within [`CONTENDED_FOR`] of `now`.
+fn within_window(at: u64, now: u64) -> bool {
+    at != 0 && now.saturating_sub(at) < CONTENDED_FOR.as_micros() as u64
+}
+
+/// A pass in flight, counted in [`PASSES`] from its start to its end (or unwinding).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        if PASSES.fetch_add(1, Ordering::Relaxed) > 0 {
+            CONTENDED_AT.store(clock(), Ordering::Relaxed);
+        }
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        PASSES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Runs `task(t, acc)` for every `t < tasks` on the calling thread and the helpers, each
 /// thread folding the tasks it takes into its own accumulator, and merges them.
@@ -44,6 +116,7 @@ pub(crate) fn on_every_core<A: Send>(
     task: impl Fn(usize, &mut A) + Sync,
     merge: impl Fn(A, A) -> A,
 ) -> A {
+    let _in_flight = InFlight::enter();
     let next = AtomicUsize::new(0);
     let work = || {
         let mut acc = init();
@@ -227,10 +300,10 @@ impl Helper {
             polls = polls.wrapping_add(1);
             if !polls.is_multiple_of(64) {
                 std::hint::spin_loop();
-            } else if awake_since.elapsed() <= SPIN {
+            } else if awake_since.elapsed() <= SPIN && !contended() {
                 // Every few microseconds the core is offered to any other thread that is
-                // ready to run (searches of other callers, request threads): spinning must
-                // not take a core from work when the machine is busy.
+                // ready to run (request threads, other processes): spinning must not take a
+                // core from work when the machine is busy.
                 std::thread::yield_now();
             } else {
                 self.parked.store(true, Ordering::SeqCst);
@@ -376,6 +449,36 @@ mod tests {
             "tasks ran on {} thread(s), {expected} expected",
             threads.lock().unwrap().len()
         );
+    }
+
+    /// Two passes in flight at once mark the process contended, and the mark lasts
+    /// [`CONTENDED_FOR`]. (Other tests may run passes at the same time, so only the edge that
+    /// they cannot cause to fail is asserted on the shared state; the window on its own.)
+    #[test]
+    fn overlapping_passes_stop_the_spinning_for_a_while() {
+        let both = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    on_every_core(
+                        1,
+                        || (),
+                        |_, _| {
+                            both.wait();
+                        },
+                        |_, _| (),
+                    )
+                });
+            }
+        });
+        assert!(contended(), "two passes at once left no mark");
+        let window = CONTENDED_FOR.as_micros() as u64;
+        assert!(!within_window(0, 5));
+        assert!(within_window(7, 7));
+        assert!(within_window(7, 7 + window - 1));
+        assert!(!within_window(7, 7 + window));
+        // A clock read before the mark (another thread's) is within it.
+        assert!(within_window(7, 3));
     }
 
     /// A task that panics on a helper or on the caller panics the caller, after every helper
