@@ -53,8 +53,9 @@
 //! codes and rescores the best with the f32 rows, so scores are exact; `int8` scans the int8
 //! codes for 4 candidates per result. Both meet the recall floors (recall@10 as served: int8
 //! 1.000, binary 0.988–1.000 on the corpus and the benchmark report's generated podcasts),
-//! and binary is the faster from 1,000 × 3,072 items on (docs/BENCHMARKS.md: 3.6–24× faster
-//! than `exact`, int8 2.9–7.1×), so it is the default. Matrices under 0.5 M floats (podcasts
+//! and binary is the faster from 1,000 × 3,072 items on (docs/BENCHMARKS.md, on an AMD EPYC:
+//! 2.7–14.7× faster than `exact`, int8 2.3–8.3×; on an Intel Xeon 3.6–24× and 2.9–7.1×), so
+//! it is the default. Matrices under 0.5 M floats (podcasts
 //! of up to about 1,300 items at 384 dims) are scanned exactly in every mode, and under 2 M a
 //! binary search scans the int8 codes, where each is the quickest. A request may name its own
 //! mode (`mode`).
