@@ -75,14 +75,12 @@ impl SearchIndex for MmapIndex {
         // sorts a column entry per row (51 µs at 16,000 rows): counted once per archive.
         *self.episodes_embedded.get_or_init(|| {
             let columns = self.columns();
-            let mut episodes: Vec<u32> = (0..self.len())
-                .map(&columns)
-                .filter(|&(embedded, _)| embedded)
-                .map(|(_, episode)| episode)
-                .collect();
-            episodes.sort_unstable();
-            episodes.dedup();
-            episodes.len()
+            crate::search::distinct_episodes(
+                (0..self.len())
+                    .map(&columns)
+                    .filter(|&(embedded, _)| embedded)
+                    .map(|(_, episode)| episode),
+            )
         })
     }
 

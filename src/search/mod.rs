@@ -54,6 +54,14 @@ pub struct Filter {
     pub episodes: EpisodeFilter,
 }
 
+/// How many distinct episode numbers `episodes` holds.
+pub(crate) fn distinct_episodes(episodes: impl IntoIterator<Item = u32>) -> usize {
+    let mut episodes: Vec<u32> = episodes.into_iter().collect();
+    episodes.sort_unstable();
+    episodes.dedup();
+    episodes.len()
+}
+
 impl Filter {
     /// No restriction.
     pub fn all() -> Self {
@@ -156,10 +164,7 @@ pub trait SearchIndex: Sync {
     /// scan groups its hits into. The default counts the episodes of every item (right when
     /// every item has an embedding); the archive reads its columns, once.
     fn episodes_with_embeddings(&self) -> usize {
-        let mut episodes: Vec<u32> = (0..self.len()).map(|i| self.episode_of(i)).collect();
-        episodes.sort_unstable();
-        episodes.dedup();
-        episodes.len()
+        distinct_episodes((0..self.len()).map(|i| self.episode_of(i)))
     }
 
     /// Every item with an embedding that passes `filter`, scored, best first (ties to the
